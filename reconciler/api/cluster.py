@@ -1,0 +1,70 @@
+"""The SlurmCluster kind: where workflows run and how the reconciler reaches the cluster."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from .meta import API_VERSION, FrozenModel, Model, ObjectMeta
+from .workflow import SLURM_WORD
+
+
+class TransportKind(str, Enum):
+    LOCAL = "local"
+    SSH = "ssh"
+
+
+class SshSettings(FrozenModel):
+    host: Annotated[str, Field(min_length=1, max_length=253)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_.-]*\$?$", max_length=64)]
+    key_file: str | None = None
+    known_hosts_file: str | None = None
+    accept_unknown_host_keys: bool = Field(
+        default=False, description="trust a host key seen for the first time (never a changed one)"
+    )
+    key_secret_ref: Annotated[str, Field(description="Secret holding the private key (Kubernetes mode)")] | None = None
+
+
+class Capacity(FrozenModel):
+    """The reconciler's own limit on what it keeps in the cluster's queue at once."""
+
+    max_submitted_jobs: Annotated[int, Field(ge=1)] | None = None
+    max_cores: Annotated[int, Field(ge=1)] | None = None
+
+
+class Partition(FrozenModel):
+    name: Annotated[str, Field(pattern=SLURM_WORD, max_length=128)]
+    cost_per_core_hour: Annotated[float, Field(ge=0)] = 0.0
+
+
+class SlurmClusterSpec(FrozenModel):
+    transport: TransportKind = TransportKind.LOCAL
+    ssh: SshSettings | None = None
+    slurm_conf: str | None = None
+    workdir: Annotated[str, Field(min_length=1)]
+    capacity: Capacity = Field(default_factory=Capacity)
+    partitions: list[Partition] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ssh_when_needed(self) -> SlurmClusterSpec:
+        if self.transport is TransportKind.SSH and self.ssh is None:
+            raise ValueError("transport ssh needs an ssh section")
+        if self.transport is TransportKind.LOCAL and self.ssh is not None:
+            raise ValueError("an ssh section needs transport: ssh")
+        return self
+
+    def partition_cost(self, name: str | None) -> float:
+        for partition in self.partitions:
+            if partition.name == name:
+                return partition.cost_per_core_hour
+        return 0.0
+
+
+class SlurmCluster(Model):
+    api_version: Literal["hpc.reconciler.dev/v1alpha1"] = API_VERSION
+    kind: Literal["SlurmCluster"] = "SlurmCluster"
+    metadata: ObjectMeta
+    spec: SlurmClusterSpec

@@ -1,0 +1,247 @@
+"""The Workflow kind: a DAG of Slurm jobs and user actions, and the status the reconciler writes.
+
+The spec models are frozen: the reconciler never mutates what a user declared. Status models are
+plain data built anew by the status computation on every tick.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from .meta import (
+    API_VERSION,
+    Condition,
+    FrozenModel,
+    LabelName,
+    Labels,
+    Model,
+    Name,
+    ObjectMeta,
+)
+from .units import MEMORY_PATTERN, TIME_PATTERN
+
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Slurm accepts more in these fields, but nothing that needs a newline or a shell metacharacter;
+# keeping them to this set is what makes every #SBATCH header line safe to render.
+SLURM_WORD = r"^[A-Za-z0-9_.:,=+/@-]+$"
+
+
+class TaskType(str, Enum):
+    JOB = "job"
+    APPROVAL = "approval"
+
+
+class FailureKind(str, Enum):
+    """Terminal Slurm outcomes a retry policy can react to."""
+
+    FAILED = "FAILED"
+    TIMEOUT = "TIMEOUT"
+    NODE_FAIL = "NODE_FAIL"
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    PREEMPTED = "PREEMPTED"
+
+
+class Resources(FrozenModel):
+    partition: Annotated[str, Field(pattern=SLURM_WORD, max_length=128)] | None = None
+    nodes: Annotated[int, Field(ge=1)] | None = None
+    cpus: Annotated[int, Field(ge=1, description="CPUs per task (--cpus-per-task)")] | None = None
+    memory: Annotated[str, Field(pattern=MEMORY_PATTERN, description="--mem, e.g. 4G")] | None = None
+    time: Annotated[str, Field(pattern=TIME_PATTERN, description="--time, e.g. 01:30:00")] | None = None
+    gres: Annotated[str, Field(pattern=SLURM_WORD, max_length=256)] | None = None
+    account: Annotated[str, Field(pattern=SLURM_WORD, max_length=128)] | None = None
+    qos: Annotated[str, Field(pattern=SLURM_WORD, max_length=128)] | None = None
+
+    def merged_over(self, base: Resources) -> Resources:
+        """These resources with every unset field taken from ``base``."""
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+
+class ArraySpec(FrozenModel):
+    """A fan-out of identical jobs: one Slurm job array."""
+
+    count: Annotated[int, Field(ge=1)] | None = None
+    items: list[str] | None = None
+    parallelism: Annotated[int, Field(ge=1, description="at most this many elements at once")] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_size(self) -> ArraySpec:
+        if (self.count is None) == (self.items is None):
+            raise ValueError("set exactly one of count or items")
+        if self.items is not None and not self.items:
+            raise ValueError("items must not be empty")
+        return self
+
+    @property
+    def size(self) -> int:
+        return self.count if self.count is not None else len(self.items or [])
+
+
+class Escalation(FrozenModel):
+    """Multipliers applied to the request on a retry after the matching failure."""
+
+    time: Annotated[float, Field(ge=1.0, description="after TIMEOUT")] | None = None
+    memory: Annotated[float, Field(ge=1.0, description="after OUT_OF_MEMORY")] | None = None
+
+
+class RetryPolicy(FrozenModel):
+    limit: Annotated[int, Field(ge=0, le=100)] = 0
+    backoff_seconds: Annotated[float, Field(ge=0)] = 10.0
+    backoff_factor: Annotated[float, Field(ge=1.0)] = 2.0
+    on: list[FailureKind] = Field(default_factory=lambda: list(FailureKind))
+    escalate: Escalation | None = None
+
+
+class TaskDefaults(FrozenModel):
+    """Settings merged under every task of a workflow (the task's own values win)."""
+
+    workdir: str | None = None
+    env: dict[Annotated[str, Field(pattern=ENV_NAME)], str] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    retry: RetryPolicy | None = None
+
+
+class Task(FrozenModel):
+    name: LabelName
+    depends_on: list[LabelName] = Field(default_factory=list)
+    type: TaskType = TaskType.JOB
+    approved: bool = Field(default=False, description="approves an approval task declaratively")
+    script: str | None = None
+    command: list[str] | None = None
+    workdir: str | None = None
+    env: dict[Annotated[str, Field(pattern=ENV_NAME)], str] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    array: ArraySpec | None = None
+    retry: RetryPolicy | None = None
+    outputs: list[str] = Field(default_factory=list)
+    labels: Labels = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _body_matches_type(self) -> Task:
+        if self.type is TaskType.JOB:
+            if (self.script is None) == (self.command is None):
+                raise ValueError("a job task needs exactly one of script or command")
+            if self.command is not None and not self.command:
+                raise ValueError("command must not be empty")
+            if self.approved:
+                raise ValueError("approved applies only to approval tasks")
+        else:
+            if self.script is not None or self.command is not None or self.array is not None:
+                raise ValueError("an approval task runs nothing: no script, command or array")
+        if len(set(self.depends_on)) != len(self.depends_on):
+            raise ValueError("dependsOn lists a task twice")
+        return self
+
+    def with_defaults(self, defaults: TaskDefaults) -> Task:
+        """The task as it will run: ``defaults`` fill what the task leaves unset."""
+        return self.model_copy(
+            update={
+                "workdir": self.workdir if self.workdir is not None else defaults.workdir,
+                "env": {**defaults.env, **self.env},
+                "resources": self.resources.merged_over(defaults.resources),
+                "retry": self.retry if self.retry is not None else defaults.retry,
+            }
+        )
+
+
+ArgumentValue = str | int | float | bool
+
+
+class TemplateRef(FrozenModel):
+    name: Name
+
+
+class WorkflowSpec(FrozenModel):
+    cluster: Name | None = None
+    suspend: bool = False
+    template_ref: TemplateRef | None = None
+    arguments: dict[str, ArgumentValue] = Field(default_factory=dict)
+    defaults: TaskDefaults = Field(default_factory=TaskDefaults)
+    tasks: list[Task] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _tasks_or_template(self) -> WorkflowSpec:
+        if self.template_ref is None:
+            if not self.tasks:
+                raise ValueError("a workflow needs tasks or a templateRef")
+            if self.arguments:
+                raise ValueError("arguments apply only with a templateRef")
+        elif self.tasks:
+            raise ValueError("a workflow with a templateRef takes its tasks from the template")
+        names = [t.name for t in self.tasks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate task names: {', '.join(duplicates)}")
+        return self
+
+    def effective_tasks(self) -> list[Task]:
+        return [task.with_defaults(self.defaults) for task in self.tasks]
+
+
+class WorkflowPhase(str, Enum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SUSPENDED = "Suspended"
+    INVALID = "Invalid"
+
+
+class TaskPhase(str, Enum):
+    WAITING = "Waiting"
+    QUEUED = "Queued"
+    SUBMITTED = "Submitted"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    RETRYING = "Retrying"
+    HELD = "Held"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    CANCELLED = "Cancelled"
+    SKIPPED = "Skipped"
+    UNKNOWN = "Unknown"
+
+
+class ArrayStatus(Model):
+    """Per-state element counts and index ranges ("0-9999,10002"), small for any array size."""
+
+    total: int
+    counts: dict[str, int] = Field(default_factory=dict)
+    indices: dict[str, str] = Field(default_factory=dict)
+
+
+class TaskStatus(Model):
+    phase: TaskPhase = TaskPhase.WAITING
+    job_id: str | None = None
+    attempts: int = 0
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    core_hours: float = 0.0
+    fingerprint: str | None = None
+    array: ArrayStatus | None = None
+
+
+class WorkflowStatus(Model):
+    observed_generation: int | None = None
+    phase: WorkflowPhase = WorkflowPhase.PENDING
+    conditions: list[Condition] = Field(default_factory=list)
+    progress: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    core_hours: float = 0.0
+    revision: str | None = None
+    tasks: dict[str, TaskStatus] = Field(default_factory=dict)
+
+
+class Workflow(Model):
+    api_version: Literal["hpc.reconciler.dev/v1alpha1"] = API_VERSION
+    kind: Literal["Workflow"] = "Workflow"
+    metadata: ObjectMeta
+    spec: WorkflowSpec
+    status: WorkflowStatus | None = None

@@ -1,0 +1,91 @@
+"""The task graph of a workflow: checks and the pure graph queries the reconcile core needs.
+
+Pure functions over networkx graphs; nothing here touches Slurm or the filesystem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import networkx as nx
+
+from .api import Task, TaskPhase, TaskType
+
+
+class DagError(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def build_graph(tasks: Iterable[Task]) -> nx.DiGraph:
+    """A graph with an edge from each prerequisite to the task that depends on it.
+
+    Raises :class:`DagError` listing duplicate names, unknown or self dependencies, and the
+    first cycle found, by name.
+    """
+    tasks = list(tasks)
+    graph = nx.DiGraph()
+    problems: list[str] = []
+    seen: set[str] = set()
+    for task in tasks:
+        if task.name in seen:
+            problems.append(f"duplicate task name {task.name!r}")
+        seen.add(task.name)
+        graph.add_node(task.name, task=task)
+    for task in tasks:
+        for upstream in task.depends_on:
+            if upstream == task.name:
+                problems.append(f"task {task.name!r} depends on itself")
+            elif upstream not in seen:
+                problems.append(f"task {task.name!r} depends on unknown task {upstream!r}")
+            else:
+                graph.add_edge(upstream, task.name)
+    if not problems:
+        try:
+            cycle = nx.find_cycle(graph)
+        except nx.NetworkXNoCycle:
+            cycle = None
+        if cycle:
+            names = [edge[0] for edge in cycle] + [cycle[0][0]]
+            problems.append(f"dependency cycle: {' -> '.join(names)}")
+    if problems:
+        raise DagError(problems)
+    return graph
+
+
+def task_of(graph: nx.DiGraph, name: str) -> Task:
+    return graph.nodes[name]["task"]
+
+
+def topological_order(graph: nx.DiGraph) -> list[str]:
+    """Task names, prerequisites first; ties broken by name so the order is stable."""
+    return list(nx.lexicographical_topological_sort(graph))
+
+
+def upstream(graph: nx.DiGraph, name: str) -> list[str]:
+    return sorted(graph.predecessors(name))
+
+
+def ready_tasks(graph: nx.DiGraph, phases: Mapping[str, TaskPhase]) -> list[str]:
+    """Tasks still Waiting (or never seen) whose prerequisites have all Succeeded, in order."""
+    ready = []
+    for name in topological_order(graph):
+        if phases.get(name, TaskPhase.WAITING) is not TaskPhase.WAITING:
+            continue
+        if all(phases.get(up) is TaskPhase.SUCCEEDED for up in graph.predecessors(name)):
+            ready.append(name)
+    return ready
+
+
+def downstream_closure(graph: nx.DiGraph, names: Iterable[str]) -> set[str]:
+    """The given tasks and every task that depends on them, directly or not."""
+    closure: set[str] = set()
+    for name in names:
+        closure.add(name)
+        closure |= nx.descendants(graph, name)
+    return closure
+
+
+def approval_tasks(graph: nx.DiGraph) -> list[str]:
+    return [name for name in topological_order(graph) if task_of(graph, name).type is TaskType.APPROVAL]

@@ -1,0 +1,133 @@
+"""Turning loaded resources into runnable workflows: template instantiation, cluster choice,
+defaults and the DAG check, with every problem attributed to the workflow's manifest.
+
+Pure: called by ``reconciler validate``, ``reconciler render`` and each tick of the control loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from .api import SlurmCluster, Task, Workflow, WorkflowSpec, WorkflowTemplate
+from .dag import DagError, build_graph, topological_order
+from .manifests import LoadedResource, ManifestError, SourceLocation
+from .templates import TemplateError, instantiate
+
+
+@dataclass(frozen=True)
+class ResolvedWorkflow:
+    workflow: Workflow
+    spec: WorkflowSpec  # with template tasks substituted
+    tasks: dict[str, Task]  # effective tasks (defaults merged), by name
+    graph: nx.DiGraph
+    cluster: SlurmCluster | None  # None only when resolved without any cluster declared
+    location: SourceLocation | None
+
+    @property
+    def order(self) -> list[str]:
+        return topological_order(self.graph)
+
+
+@dataclass(frozen=True)
+class InvalidWorkflow:
+    workflow: Workflow
+    errors: tuple[ManifestError, ...]
+
+
+@dataclass
+class Resolution:
+    workflows: list[ResolvedWorkflow] = field(default_factory=list)
+    invalid: list[InvalidWorkflow] = field(default_factory=list)
+    clusters: dict[str, SlurmCluster] = field(default_factory=dict)
+    errors: list[ManifestError] = field(default_factory=list)  # not tied to one workflow
+
+
+def resolve(resources: Iterable[LoadedResource], *, require_cluster: bool = True) -> Resolution:
+    """Resolve every workflow among ``resources``.
+
+    With ``require_cluster=False`` and no SlurmCluster among the resources, workflows resolve
+    without one: ``reconciler validate`` checks plans kept apart from the cluster definitions.
+    """
+    resolution = Resolution()
+    templates: dict[tuple[str, str], WorkflowTemplate] = {}
+    workflows: list[LoadedResource] = []
+    seen: dict[tuple[str, str, str], SourceLocation] = {}
+    for loaded in resources:
+        if loaded.key in seen:
+            first = seen[loaded.key]
+            resolution.errors.append(ManifestError(
+                loaded.location.file, loaded.location.line, "metadata.name",
+                f"{loaded.key[0]} {loaded.key[1]}/{loaded.key[2]} is already declared at {first.file}:{first.line}",
+            ))
+            continue
+        seen[loaded.key] = loaded.location
+        resource = loaded.resource
+        if isinstance(resource, SlurmCluster):
+            resolution.clusters[resource.metadata.name] = resource
+        elif isinstance(resource, WorkflowTemplate):
+            templates[(resource.metadata.namespace, resource.metadata.name)] = resource
+        else:
+            workflows.append(loaded)
+    for loaded in workflows:
+        assert isinstance(loaded.resource, Workflow)
+        result = resolve_workflow(
+            loaded.resource,
+            templates=templates,
+            clusters=resolution.clusters,
+            location=loaded.location,
+            require_cluster=require_cluster or bool(resolution.clusters),
+        )
+        (resolution.workflows if isinstance(result, ResolvedWorkflow) else resolution.invalid).append(result)
+    return resolution
+
+
+def resolve_workflow(
+    workflow: Workflow,
+    *,
+    templates: dict[tuple[str, str], WorkflowTemplate],
+    clusters: dict[str, SlurmCluster],
+    location: SourceLocation | None = None,
+    require_cluster: bool = True,
+) -> ResolvedWorkflow | InvalidWorkflow:
+    file = location.file if location else f"{workflow.metadata.namespace}/{workflow.metadata.name}"
+    line = location.line if location else None
+
+    def invalid(path: str, problems: list[str]) -> InvalidWorkflow:
+        return InvalidWorkflow(workflow, tuple(ManifestError(file, line, path, p) for p in problems))
+
+    spec = workflow.spec
+    if spec.template_ref is not None:
+        template = templates.get((workflow.metadata.namespace, spec.template_ref.name))
+        if template is None:
+            return invalid("spec.templateRef.name", [
+                f"no WorkflowTemplate {spec.template_ref.name!r} in namespace {workflow.metadata.namespace!r}"
+            ])
+        try:
+            spec = instantiate(workflow, template)
+        except TemplateError as exc:
+            return invalid("spec.arguments", exc.problems)
+    try:
+        graph = build_graph(spec.effective_tasks())
+    except DagError as exc:
+        return invalid("spec.tasks", exc.problems)
+    cluster: SlurmCluster | None
+    if not require_cluster and not clusters:
+        cluster = None
+    elif spec.cluster is not None:
+        cluster = clusters.get(spec.cluster)
+        if cluster is None:
+            return invalid("spec.cluster", [
+                f"no SlurmCluster {spec.cluster!r}; declared: {', '.join(sorted(clusters)) or 'none'}"
+            ])
+    elif len(clusters) == 1:
+        cluster = next(iter(clusters.values()))
+    else:
+        return invalid("spec.cluster", [
+            "name a cluster: " + (f"{len(clusters)} SlurmClusters are declared ({', '.join(sorted(clusters))})"
+                                  if clusters else "no SlurmCluster is declared")
+        ])
+    tasks = {name: graph.nodes[name]["task"] for name in graph.nodes}
+    return ResolvedWorkflow(workflow, spec, tasks, graph, cluster, location)
