@@ -1,0 +1,78 @@
+"""What the reconcile core decides: actions for the controller and the status to write.
+
+Frozen plain data, so tests can compare plans and the controller can log them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .api import Resources, WorkflowStatus
+from .observed import JobKey
+
+
+@dataclass(frozen=True)
+class Submit:
+    uid: str
+    key: JobKey
+    fingerprint: str
+    resources: Resources  # escalated where a retry asks for more
+    indices: tuple[int, ...] | None  # task indices for arrays (all within one chunk)
+    parallelism: int | None
+    after_jobs: tuple[str, ...] = ()  # live upstream jobs: --dependency=afterok
+    after_submits: tuple[JobKey, ...] = ()  # upstream submissions earlier in this same plan
+    exclude_nodes: tuple[str, ...] = ()
+    cores: int = 1  # per element, for capacity accounting
+
+    @property
+    def elements(self) -> int:
+        return len(self.indices) if self.indices is not None else 1
+
+
+@dataclass(frozen=True)
+class Cancel:
+    uid: str
+    task: str
+    job_ids: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Hold:
+    uid: str
+    task: str
+    job_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Release:
+    uid: str
+    task: str
+    job_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FetchOutputs:
+    uid: str
+    task: str
+    patterns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+Action = Submit | Cancel | Hold | Release | FetchOutputs
+
+
+@dataclass(frozen=True)
+class WorkflowPlan:
+    uid: str
+    status: WorkflowStatus
+    actions: tuple[Action, ...] = ()
+    events: tuple[Event, ...] = ()
+    requeue_after: float | None = None  # seconds until something is due (a retry's backoff)
+    finished_tasks: tuple[str, ...] = field(default=())  # tasks that succeeded this tick

@@ -1,0 +1,61 @@
+"""Plain-data builders for driving the reconcile core in tests."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from reconciler.api import Capacity, FailureKind, TaskPhase
+from reconciler.fingerprint import fingerprints
+from reconciler.manifests import load_text
+from reconciler.observed import ClusterView, JobKey, ObservedJob
+from reconciler.reconcile import DesiredWorkflow, reconcile_cluster
+from reconciler.resolve import resolve
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+CLUSTER = """\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: SlurmCluster
+metadata: {name: dev}
+spec: {workdir: /w}
+"""
+
+
+def resolved(workflow_yaml: str):
+    result = load_text(CLUSTER + "---\n" + workflow_yaml, filename="plan.yaml")
+    assert not result.errors, result.errors
+    resolution = resolve(result.resources)
+    assert not resolution.invalid, resolution.invalid[0].errors
+    [workflow] = resolution.workflows
+    return workflow
+
+
+def view(**overrides) -> ClusterView:
+    base = dict(name="dev", reachable=True, accounting=True, partition_max_time={"debug": 3600}, default_partition="debug")
+    base.update(overrides)
+    return ClusterView(**base)
+
+
+def job(resolved_workflow, task: str, *, attempt: int = 1, phase: TaskPhase, job_id: str | None = None,
+        indices=None, part: int = 0, failure: FailureKind | None = None, exit_code: int | None = None,
+        reason: str | None = None, finished: datetime | None = None, fingerprint: str | None = None,
+        node_list: str | None = None, core_hours: float = 0.0) -> ObservedJob:
+    fp = fingerprint or fingerprints(resolved_workflow.graph)[task]
+    return ObservedJob(
+        key=JobKey(task, attempt, part), job_id=job_id or f"{100 + attempt}{task}", fingerprint=fp,
+        indices=tuple(indices) if indices is not None else None, phase=phase, failure=failure, exit_code=exit_code,
+        reason=reason, finished_at=finished, node_list=node_list, core_hours=core_hours,
+    )
+
+
+def plan(resolved_workflow, *, observed=(), records=(), now=T0, previous=None, approvals=(), capacity=None,
+         cluster_view=None):
+    desired = DesiredWorkflow(
+        uid="uid-1", resolved=resolved_workflow, generation=1, previous=previous,
+        approvals=frozenset(approvals), observed=tuple(observed), records=tuple(records),
+    )
+    [result] = reconcile_cluster([desired], view=cluster_view or view(), capacity=capacity or Capacity(), now=now)
+    return result
+
+
+def later(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
