@@ -1,0 +1,289 @@
+"""Configuration files of the dev cluster: slurm.conf, slurmdbd.conf, MariaDB and sshd.
+
+Pure text rendering from a :class:`Layout` (where everything lives) and :class:`Ports`; called by
+:mod:`reconciler.devcluster.cluster` when it prepares a directory. Everything listens on
+loopback only, and every path is inside the cluster's own directory, so a dev cluster never
+touches the machine's own Slurm, MariaDB or sshd configuration.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+CLUSTER_NAME = "dev"
+NODE_NAME = "dev1"
+PARTITION = "debug"
+PARTITION_MAX_TIME = "01:00:00"
+# More CPUs and memory than a small machine has, on purpose: many small test jobs then run side
+# by side instead of queueing (accepted thanks to SlurmdParameters=config_overrides).
+NODE_CPUS = 16
+NODE_MEMORY_MB = 16000
+DATABASE = "slurm_acct_db"
+DATABASE_USER = "slurm"
+
+
+@dataclass(frozen=True)
+class Ports:
+    slurmctld: int
+    slurmd: int
+    slurmdbd: int
+    mariadb: int
+    sshd: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Ports:
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every path of one dev cluster, derived from its root directory."""
+
+    root: Path
+
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def ssh(self) -> Path:
+        return self.root / "ssh"
+
+    @property
+    def workdir(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def slurm_conf(self) -> Path:
+        return self.etc / "slurm.conf"
+
+    @property
+    def slurmdbd_conf(self) -> Path:
+        # slurmdbd reads slurmdbd.conf from the directory of SLURM_CONF.
+        return self.etc / "slurmdbd.conf"
+
+    @property
+    def mariadb_conf(self) -> Path:
+        return self.etc / "my.cnf"
+
+    @property
+    def sshd_conf(self) -> Path:
+        return self.etc / "sshd_config"
+
+    @property
+    def munge_key(self) -> Path:
+        return self.etc / "munge.key"
+
+    @property
+    def munge_socket(self) -> Path:
+        return self.run / "munge" / "munge.socket.2"
+
+    @property
+    def mariadb_socket(self) -> Path:
+        return self.run / "mariadb.sock"
+
+    @property
+    def mariadb_data(self) -> Path:
+        return self.state / "mariadb"
+
+    @property
+    def database_password(self) -> Path:
+        return self.etc / "database-password"
+
+    @property
+    def ports(self) -> Path:
+        return self.root / "ports.json"
+
+    @property
+    def host_key(self) -> Path:
+        return self.ssh / "ssh_host_ed25519_key"
+
+    @property
+    def client_key(self) -> Path:
+        return self.ssh / "id_ed25519"
+
+    @property
+    def authorized_keys(self) -> Path:
+        return self.ssh / "authorized_keys"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.ssh / "known_hosts"
+
+    def pid_file(self, daemon: str) -> Path:
+        return self.run / f"{daemon}.pid"
+
+    def log_file(self, daemon: str) -> Path:
+        return self.log / f"{daemon}.log"
+
+
+def slurm_conf(layout: Layout, ports: Ports, *, hostname: str) -> str:
+    return f"""\
+# Single-node Slurm for development and tests, written by `reconciler dev-cluster up`.
+ClusterName={CLUSTER_NAME}
+SlurmctldHost={hostname}(127.0.0.1)
+SlurmctldPort={ports.slurmctld}
+SlurmdPort={ports.slurmd}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket={layout.munge_socket}
+StateSaveLocation={layout.state / "slurmctld"}
+SlurmdSpoolDir={layout.state / "slurmd"}
+SlurmctldPidFile={layout.run / "slurmctld.daemon.pid"}
+SlurmdPidFile={layout.run / "slurmd.daemon.pid"}
+SlurmctldLogFile={layout.log_file("slurmctld")}
+SlurmdLogFile={layout.log_file("slurmd")}
+SlurmctldDebug=info
+SlurmdDebug=info
+MpiDefault=none
+SwitchType=switch/none
+# No cgroups inside containers: track processes through /proc, and kill a job over its memory
+# request from the accounting samples (that is what makes OUT_OF_MEMORY observable here).
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=2
+JobAcctGatherParams=OverMemoryKill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+# A job without --mem would otherwise claim the whole node's memory and run alone.
+DefMemPerCPU=100
+SchedulerType=sched/backfill
+# Without these a burst of small jobs waits for the scheduler's periodic pass.
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,default_queue_depth=1000
+SlurmdParameters=config_overrides
+ReturnToService=2
+InactiveLimit=0
+KillWait=5
+MinJobAge=30
+OverTimeLimit=0
+SlurmctldTimeout=30
+SlurmdTimeout=60
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=127.0.0.1
+AccountingStoragePort={ports.slurmdbd}
+# The munge socket for talking to slurmdbd: Slurm reads it from here, not from AuthInfo.
+AccountingStoragePass={layout.munge_socket}
+AccountingStorageEnforce=associations,limits,qos
+AccountingStoreFlags=job_comment
+JobCompType=jobcomp/none
+NodeName={NODE_NAME} NodeHostname={hostname} NodeAddr=127.0.0.1 CPUs={NODE_CPUS} Boards=1 SocketsPerBoard=1 \
+CoresPerSocket={NODE_CPUS} ThreadsPerCore=1 RealMemory={NODE_MEMORY_MB} State=UNKNOWN
+PartitionName={PARTITION} Nodes={NODE_NAME} Default=YES MaxTime={PARTITION_MAX_TIME} State=UP
+"""
+
+
+def slurmdbd_conf(layout: Layout, ports: Ports, *, hostname: str, password: str) -> str:
+    return f"""\
+# Accounting daemon of the dev cluster, written by `reconciler dev-cluster up`.
+AuthType=auth/munge
+AuthInfo=socket={layout.munge_socket}
+DbdAddr=127.0.0.1
+DbdHost={hostname}
+DbdPort={ports.slurmdbd}
+SlurmUser=root
+LogFile={layout.log_file("slurmdbd")}
+PidFile={layout.run / "slurmdbd.daemon.pid"}
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort={ports.mariadb}
+StorageUser={DATABASE_USER}
+StoragePass={password}
+StorageLoc={DATABASE}
+"""
+
+
+def mariadb_conf(layout: Layout, ports: Ports) -> str:
+    return f"""\
+# Private MariaDB for the dev cluster's accounting, written by `reconciler dev-cluster up`.
+[mysqld]
+user=root
+datadir={layout.mariadb_data}
+socket={layout.mariadb_socket}
+pid-file={layout.run / "mariadb.daemon.pid"}
+port={ports.mariadb}
+bind-address=127.0.0.1
+skip-name-resolve
+log-error={layout.log_file("mariadb")}
+innodb_buffer_pool_size=64M
+innodb_log_file_size=16M
+# slurmdbd's recommended settings; the defaults make it warn on every start.
+innodb_lock_wait_timeout=900
+max_connections=50
+
+[client]
+socket={layout.mariadb_socket}
+"""
+
+
+def sshd_conf(layout: Layout, ports: Ports) -> str:
+    return f"""\
+# OpenSSH server of the dev cluster (the login node of the ssh transport).
+ListenAddress 127.0.0.1
+Port {ports.sshd}
+HostKey {layout.host_key}
+PidFile {layout.run / "sshd.daemon.pid"}
+AuthorizedKeysFile {layout.authorized_keys}
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+# The key files live in a directory the tests create; ownership checks would only get in the way.
+StrictModes no
+AllowTcpForwarding no
+X11Forwarding no
+PrintMotd no
+MaxSessions 50
+MaxStartups 50:30:100
+Subsystem sftp internal-sftp
+"""
+
+
+def cluster_manifest(layout: Layout, ports: Ports, *, transport: str, user: str) -> str:
+    """A SlurmCluster manifest for this dev cluster, reached locally or through its sshd."""
+    name = CLUSTER_NAME if transport == "local" else f"{CLUSTER_NAME}-ssh"
+    lines = [
+        "apiVersion: hpc.reconciler.dev/v1alpha1",
+        "kind: SlurmCluster",
+        "metadata:",
+        f"  name: {name}",
+        "spec:",
+        f"  transport: {transport}",
+    ]
+    if transport == "ssh":
+        lines += [
+            "  ssh:",
+            "    host: 127.0.0.1",
+            f"    port: {ports.sshd}",
+            f"    user: {user}",
+            f"    keyFile: {layout.client_key}",
+            f"    knownHostsFile: {layout.known_hosts}",
+        ]
+    lines += [
+        f"  slurmConf: {layout.slurm_conf}",
+        f"  workdir: {layout.workdir}",
+        "  partitions:",
+        f"    - name: {PARTITION}",
+        "      costPerCoreHour: 0.05",
+    ]
+    return "\n".join(lines) + "\n"
