@@ -1,0 +1,449 @@
+"""Slurm commands as pure data: an argv builder and an output parser for each operation.
+
+The client runs each argv through a transport (locally or over SSH) and hands the output to the
+matching parser; nothing here starts a process. Every argv is a list of strings for exec, never a
+shell line. Parsers are written against the exact output of Slurm 22.05 (tests keep captured
+samples) and fail only with ValueError, so a caller can tell "Slurm said something unreadable"
+from a bug. Jobs the reconciler did not submit are parsed too: they count against the user's
+capacity, and their names and comments may contain anything, which is why the comment is always
+the last field and split off with a bounded split.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone, tzinfo
+from enum import Enum
+
+from ..api.units import time_to_seconds
+from ..indexranges import expand
+from .states import parse_exit_code
+
+# Both squeue and sacct cut a job array's index expression at 64 bytes unless told otherwise
+# (Slurm 22.05, SLURM_BITSTR_LEN); a pending array retried element by element easily needs more.
+# SLURM_TIME_FORMAT=%s makes every time an epoch second, which no time zone can misread, and
+# overrides whatever format a login shell on the cluster may have set.
+OUTPUT_ENV = ("SLURM_BITSTR_LEN=0", "SLURM_TIME_FORMAT=%s")
+
+SQUEUE_FIELDS = ("%A", "%F", "%K", "%T", "%r", "%C", "%N", "%S", "%M", "%j", "%k")
+SACCT_FIELDS = (
+    "JobID", "JobIDRaw", "State", "ExitCode", "Reason", "NodeList", "Start", "End", "ElapsedRaw", "AllocCPUS",
+    "JobName", "Comment",
+)
+
+_NOTHING = frozenset({"", "None", "N/A", "Unknown", "(null)", "None assigned", "NONE", "INVALID"})
+_DIGITS = re.compile(r"[0-9]{1,18}")
+_JOB_ID = re.compile(r"[0-9]{1,10}(?:_[0-9]{1,10})?")
+_SACCT_ELEMENT = re.compile(r"([0-9]+)_([0-9]+)")
+_SACCT_PENDING_ARRAY = re.compile(r"([0-9]+)_\[(.+)\]")
+_MAX_INDICES = 4_000_001  # Slurm's own ceiling on MaxArraySize
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One line of squeue or sacct: a job, an array element, or array elements still pending together."""
+
+    job_id: str  # the id to act on (a pending array record: the array's own id)
+    array_job_id: str | None
+    array_indices: tuple[int, ...] | None  # Slurm array task ids this record covers; None: not an array
+    state: str
+    reason: str | None
+    exit_code: int | None
+    signal: int | None
+    node_list: str | None
+    started_at: datetime | None  # timezone-aware UTC
+    finished_at: datetime | None
+    elapsed_seconds: int
+    cpus: int
+    name: str
+    comment: str
+    source: str  # "squeue" or "sacct"
+
+
+@dataclass(frozen=True)
+class ClusterLimits:
+    max_array_size: int  # array task ids must be below this
+    max_job_count: int  # jobs slurmctld keeps at once, all users together
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    name: str
+    max_time_seconds: int | None  # None: unlimited
+    default: bool
+    state: str
+    total_cpus: int
+
+
+@dataclass(frozen=True)
+class Association:
+    account: str
+    partition: str | None
+    max_submit_jobs: int | None
+    qos: tuple[str, ...]
+
+
+# --- builders -------------------------------------------------------------------------------
+
+
+def squeue_argv(*, user: str | None) -> list[str]:
+    """Every queued job of the user in one call. No -r: a pending array stays one line however
+    large; squeue's default state filter (pending, running, completing...) is what is wanted."""
+    who = "--me" if user is None else f"--user={_word(user, 'user')}"
+    return ["env", *OUTPUT_ENV, "squeue", who, "--noheader", f"--format={'|'.join(SQUEUE_FIELDS)}"]
+
+
+def sacct_argv(
+    *, since: datetime, user: str | None, job_ids: Sequence[str] = (), tz: tzinfo | None = None
+) -> list[str]:
+    """Allocations (-X: the batch script's exit code and the allocation's end state, such as
+    TIMEOUT or OUT_OF_MEMORY, which steps do not show) of jobs active since ``since``.
+
+    A time window leaves out jobs that were never eligible to start (held, waiting on a
+    dependency, or cancelled by --kill-on-invalid-dep before they ever were): Slurm 22.05 shows
+    those only when asked by id. ``job_ids`` narrows the query to those jobs (never-eligible ones
+    included, others only when active since ``since``): it is a filter, not an addition, so a
+    caller that wants both runs this twice.
+    ``tz`` is the cluster's time zone, in which sacct reads --starttime (default: this machine's).
+    Without ``user`` sacct shows the calling user's jobs (root sees everyone's; tags tell ours).
+    """
+    if since.tzinfo is None:
+        raise ValueError("since must be timezone-aware")
+    start = since.astimezone(tz).strftime("%Y-%m-%dT%H:%M:%S")
+    argv = ["env", *OUTPUT_ENV, "sacct", "-X", "-P", "-n", f"--starttime={start}", "--endtime=now",
+            f"--format={','.join(SACCT_FIELDS)}"]
+    if user is not None:
+        argv.append(f"--user={_word(user, 'user')}")
+    if job_ids:
+        argv.append(f"--jobs={','.join(_job_ids(job_ids))}")
+    return argv
+
+
+def command_name(argv: Sequence[str]) -> str:
+    """The Slurm command an argv runs, past the ``env`` prefix ("squeue", "sacct", "sbatch"...)."""
+    if argv and argv[0] == "env":
+        return next((word for word in argv[1:] if "=" not in word), "env")
+    return argv[0] if argv else ""
+
+
+def sbatch_argv(script_path: str) -> list[str]:
+    return ["sbatch", "--parsable", script_path]
+
+
+def hold_argv(job_ids: Sequence[str]) -> list[str]:
+    return ["scontrol", "hold", ",".join(_job_ids(job_ids))]
+
+
+def release_argv(job_ids: Sequence[str]) -> list[str]:
+    return ["scontrol", "release", ",".join(_job_ids(job_ids))]
+
+
+def cancel_argv(job_ids: Sequence[str]) -> list[str]:
+    return ["scancel", *_job_ids(job_ids)]
+
+
+def show_config_argv() -> list[str]:
+    return ["scontrol", "show", "config"]
+
+
+def show_partitions_argv() -> list[str]:
+    return ["scontrol", "show", "partition", "--oneliner"]
+
+
+def submit_limit_argv(user: str) -> list[str]:
+    # "where" and each condition are separate words: sacctmgr rejects "where user=x" as one.
+    return ["sacctmgr", "--noheader", "--parsable2", "show", "association", "where",
+            f"user={_word(user, 'user')}", "format=Account,Partition,MaxSubmitJobs,QOS"]
+
+
+def qos_limits_argv() -> list[str]:
+    return ["sacctmgr", "--noheader", "--parsable2", "show", "qos", "format=Name,MaxSubmitJobsPerUser"]
+
+
+# --- parsers --------------------------------------------------------------------------------
+
+
+def parse_squeue(text: str) -> list[JobRecord]:
+    records: list[JobRecord] = []
+    for fields in _rows(text, len(SQUEUE_FIELDS), "squeue"):
+        job_id, array_id, array_text, state, reason, cpus, nodes, start, used, name, comment = fields
+        indices = None if array_text.strip() in _NOTHING else _indices(array_text)
+        pending = state.strip() in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED")
+        if indices is not None and not _DIGITS.fullmatch(array_text.strip()):
+            job_id = array_id  # elements not yet started, listed together under the array's id
+        records.append(JobRecord(
+            job_id=_id(job_id),
+            array_job_id=_id(array_id) if indices is not None else None,
+            array_indices=indices,
+            state=state.strip(),
+            reason=_optional(reason),
+            exit_code=None,
+            signal=None,
+            node_list=_optional(nodes),
+            started_at=None if pending else _instant(start),  # a pending job's %S is only an estimate
+            finished_at=None,
+            elapsed_seconds=_duration(used),
+            cpus=_int(cpus, "CPUs"),
+            name=name,
+            comment=comment,
+            source="squeue",
+        ))
+    return records
+
+
+def parse_sacct(text: str) -> list[JobRecord]:
+    records: list[JobRecord] = []
+    for fields in _rows(text, len(SACCT_FIELDS), "sacct"):
+        job_text, raw_id, state, exit_text, reason, nodes, start, end, elapsed, cpus, name, comment = fields
+        job_text = job_text.strip()
+        array_id: str | None = None
+        indices: tuple[int, ...] | None = None
+        if element := _SACCT_ELEMENT.fullmatch(job_text):
+            array_id, indices = element.group(1), (int(element.group(2)),)
+        elif pending := _SACCT_PENDING_ARRAY.fullmatch(job_text):
+            array_id, indices = pending.group(1), _indices(pending.group(2))
+        exit_code, signal = parse_exit_code(exit_text)
+        records.append(JobRecord(
+            job_id=_id(raw_id),
+            array_job_id=array_id,
+            array_indices=indices,
+            state=state.strip(),
+            reason=_optional(reason),
+            exit_code=exit_code,
+            signal=signal,
+            node_list=_optional(nodes),
+            started_at=_instant(start),
+            finished_at=_instant(end),
+            elapsed_seconds=_int(elapsed, "ElapsedRaw"),
+            cpus=_int(cpus, "AllocCPUS"),
+            name=name,
+            comment=comment,
+            source="sacct",
+        ))
+    return records
+
+
+def parse_sbatch(stdout: str) -> str:
+    """The job id from ``sbatch --parsable`` ("123", or "123;cluster" on a multi-cluster setup)."""
+    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+    match = re.fullmatch(r"([0-9]{1,10})(?:;\S+)?", lines[-1]) if lines else None
+    if not match:
+        raise ValueError(f"sbatch printed no job id: {stdout.strip()[:200]!r}")
+    return match.group(1)
+
+
+def parse_config(text: str) -> ClusterLimits:
+    """MaxArraySize and MaxJobCount from ``scontrol show config`` (Slurm's defaults when absent)."""
+    settings: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            settings[key.strip()] = value.strip()
+    if not settings:
+        raise ValueError("scontrol show config printed no settings")
+    return ClusterLimits(
+        max_array_size=_int(settings.get("MaxArraySize", "1001"), "MaxArraySize"),
+        max_job_count=_int(settings.get("MaxJobCount", "10000"), "MaxJobCount"),
+    )
+
+
+def parse_partitions(text: str) -> list[PartitionInfo]:
+    """``scontrol show partition --oneliner``: one partition a line, as Key=Value words."""
+    partitions: list[PartitionInfo] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        settings = {key: value for key, _, value in (word.partition("=") for word in line.split())}
+        if "PartitionName" not in settings:
+            raise ValueError(f"not a partition line: {line[:200]!r}")
+        max_time = settings.get("MaxTime", "UNLIMITED")
+        partitions.append(PartitionInfo(
+            name=settings["PartitionName"],
+            max_time_seconds=None if max_time in ("UNLIMITED", "INFINITE") else time_to_seconds(max_time),
+            default=settings.get("Default", "NO") == "YES",
+            state=settings.get("State", "UNKNOWN"),
+            total_cpus=_int(settings.get("TotalCPUs", "0"), "TotalCPUs"),
+        ))
+    return partitions
+
+
+def parse_associations(text: str) -> list[Association]:
+    """Rows of ``submit_limit_argv``: Account|Partition|MaxSubmitJobs|QOS."""
+    result = []
+    for fields in _rows(text, 4, "sacctmgr"):
+        account, partition, max_submit, qos = fields
+        result.append(Association(
+            account=account,
+            partition=partition or None,
+            max_submit_jobs=None if max_submit.strip() == "" else _int(max_submit, "MaxSubmitJobs"),
+            qos=tuple(q for q in qos.split(",") if q),
+        ))
+    return result
+
+
+def parse_qos_limits(text: str) -> dict[str, int | None]:
+    """Rows of ``qos_limits_argv``: Name|MaxSubmitJobsPerUser."""
+    return {name: None if limit.strip() == "" else _int(limit, "MaxSubmitJobsPerUser")
+            for name, limit in _rows(text, 2, "sacctmgr")}
+
+
+def submit_limit(associations_text: str, qos_text: str) -> int | None:
+    """The tightest MaxSubmitJobs the user can see: over their associations and every QOS those
+    allow (the QOS a job ends up with is not known beforehand, so the smallest one counts)."""
+    associations = parse_associations(associations_text)
+    qos_limits = parse_qos_limits(qos_text)
+    limits = [a.max_submit_jobs for a in associations if a.max_submit_jobs is not None]
+    limits += [limit for a in associations for q in a.qos if (limit := qos_limits.get(q)) is not None]
+    return min(limits, default=None)
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class SubmitErrorKind(str, Enum):
+    AT_CAPACITY = "AtCapacity"  # a submit limit refused the job: wait for the queue to drain
+    TRANSIENT = "Transient"  # the controller could not be reached or was busy: retry with backoff
+    INVALID = "Invalid"  # the request itself is wrong: retrying the same script cannot help
+
+
+# Slurm 22.05 wording (slurm_errno.c, sbatch.c). "Job violates accounting/QOS policy" is also
+# what a request above a QOS's per-job size or time limit gets: the same text for both causes.
+_AT_CAPACITY = (
+    "job violates accounting/qos policy",
+    "maxsubmitjob",  # QOSMaxSubmitJobPerUserLimit, AssocMaxSubmitJobLimit, ...
+    "grpsubmitjob",
+    "maxjobcount",
+    "job queue full",
+    "resource temporarily unavailable",  # EAGAIN after sbatch's own retries: slurmctld's job table is full
+)
+_TRANSIENT = (
+    "socket timed out", "unable to contact slurm controller", "slurm temporarily unable",
+    "zero bytes were transmitted", "connection refused", "connection timed out",
+    "communication connection failure", "message send failure", "message receive failure",
+    "rate limit exceeded", "standby mode", "header lengths are longer than data received",
+    "unexpected message received", "try again later", "unable to connect to database",
+    "problem talking to the database", "slurmdbd",
+)
+# Hold, release or cancel of a job that has already moved on: nothing left to do.
+_ALREADY_DONE = (
+    "already completing or completed", "job has already finished", "job is no longer pending execution",
+    "invalid job id specified", "job is not pending",
+)
+
+
+def classify_sbatch_error(stderr: str) -> SubmitErrorKind:
+    """Why sbatch refused a job. A TRANSIENT failure of an sbatch call may still have created the
+    job (the reply was lost), so the caller looks before it submits again."""
+    text = stderr.lower()
+    if any(pattern in text for pattern in _AT_CAPACITY):
+        return SubmitErrorKind.AT_CAPACITY
+    if any(pattern in text for pattern in _TRANSIENT):
+        return SubmitErrorKind.TRANSIENT
+    return SubmitErrorKind.INVALID
+
+
+def classify_command_error(stderr: str) -> SubmitErrorKind:
+    """TRANSIENT or INVALID for a failed scontrol, scancel, squeue, sacct or sacctmgr call."""
+    text = stderr.lower()
+    transient = any(p in text for p in _TRANSIENT) or "resource temporarily unavailable" in text
+    return SubmitErrorKind.TRANSIENT if transient else SubmitErrorKind.INVALID
+
+
+def ignorable_control_error(stderr: str) -> bool:
+    """True when every line a failed hold, release or cancel printed says the job had already
+    moved on (finished, started, or purged from slurmctld after MinJobAge)."""
+    lines = [line.lower() for line in stderr.splitlines() if line.strip()]
+    return bool(lines) and all(any(p in line for p in _ALREADY_DONE) for line in lines)
+
+
+# --- reading fields -----------------------------------------------------------------------
+
+
+def _rows(text: str, width: int, command: str) -> list[list[str]]:
+    """Lines split into ``width`` fields at "|", the last one taking any further "|".
+
+    A line with too few fields continues the previous line's last field: a foreign job's comment
+    may hold a newline. Such a line before any full line means the output is not what was asked.
+    """
+    rows: list[list[str]] = []
+    for line in text.splitlines():
+        fields = line.split("|", width - 1)
+        if len(fields) == width:
+            rows.append(fields)
+        elif rows:
+            rows[-1][-1] += "\n" + line
+        elif line.strip():
+            raise ValueError(f"unexpected {command} output line {line[:200]!r}")
+    return rows
+
+
+def _optional(text: str) -> str | None:
+    text = text.strip()
+    return None if text in _NOTHING else text
+
+
+def _int(text: str, what: str) -> int:
+    text = text.strip()
+    if not _DIGITS.fullmatch(text):
+        raise ValueError(f"{what} {text[:50]!r} is not a number")
+    return int(text)
+
+
+def _id(text: str) -> str:
+    text = text.strip()
+    if not _DIGITS.fullmatch(text):
+        raise ValueError(f"job id {text[:50]!r} is not a number")
+    return text
+
+
+def _indices(text: str) -> tuple[int, ...]:
+    text = text.strip()
+    if "..." in text:
+        raise ValueError(f"array index list {text[:80]!r} was cut short (SLURM_BITSTR_LEN not applied)")
+    indices = tuple(expand(text, limit=_MAX_INDICES))
+    if not indices:
+        raise ValueError(f"empty array index list {text!r}")
+    return indices
+
+
+def _instant(text: str) -> datetime | None:
+    """A Slurm time: epoch seconds (with SLURM_TIME_FORMAT=%s) or the standard local-time form,
+    which carries no zone and is read in this machine's zone."""
+    text = text.strip()
+    if text in _NOTHING:
+        return None
+    try:
+        if _DIGITS.fullmatch(text):
+            return None if int(text) == 0 else datetime.fromtimestamp(int(text), tz=timezone.utc)
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").astimezone(timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(f"unreadable time {text[:50]!r}") from None
+
+
+def _duration(text: str) -> int:
+    """squeue's time used: "0:05", "12:34", "1:02:03" or "2-01:02:03" ("INVALID" on clock skew)."""
+    text = text.strip()
+    if text in _NOTHING:
+        return 0
+    return time_to_seconds(text)
+
+
+def _job_ids(job_ids: Sequence[str]) -> list[str]:
+    if isinstance(job_ids, str):
+        raise TypeError("job_ids must be a sequence of ids, not one string")
+    ids = list(job_ids)
+    if not ids:
+        raise ValueError("no job ids given")
+    for job_id in ids:
+        if not _JOB_ID.fullmatch(job_id):  # also keeps an id from ever reading as an option
+            raise ValueError(f"invalid job id {job_id!r}")
+    return ids
+
+
+def _word(value: str, what: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.@$-]*", value):
+        raise ValueError(f"invalid {what} {value!r}")
+    return value
+

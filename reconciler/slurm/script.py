@@ -1,0 +1,182 @@
+"""The batch script of one submission, and where its files live on the cluster.
+
+Called by the client before each sbatch (and by ``reconciler render``). Pure: the result is a
+string; the client writes it to ``TaskPaths.script`` and creates the run and log directories.
+
+What it guarantees: the ``#SBATCH`` header holds exactly the directives rendered here, whatever
+the names, paths, environment values, array items or command arguments contain. sbatch reads
+directives only up to the first line that is not a comment, so the body starts with a command,
+and every user-supplied value in the body is shell-quoted, so no value can end a quote, run a
+substitution or smuggle in a directive. Header values are escaped for sbatch's own tokenizer
+(Slurm 22.05 ``_get_argument``: backslash escapes, quotes group, an unquoted "#" starts a comment)
+and values that no escaping makes safe (newlines, NUL) are refused.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..api import Resources, Task
+from ..indexranges import compress
+from .tags import JobTag, format_tag
+
+_DEPENDENCY = re.compile(r"[0-9]{1,10}(?:_[0-9]{1,10})?")
+_NODE = re.compile(r"[A-Za-z0-9_.\[\],-]+")
+
+
+@dataclass(frozen=True)
+class TaskPaths:
+    run_dir: str  # the job's working directory (--chdir)
+    log_dir: str  # where Slurm writes the job's output
+    script: str  # where the client puts the rendered script
+
+
+def task_paths(*, cluster_workdir: str, namespace: str, workflow: str, task: Task, tag: JobTag) -> TaskPaths:
+    """Paths on the cluster (POSIX, whatever this machine is). Tasks of a workflow run in sibling
+    directories of one workflow directory, so "../shared" in one task is the same place in all."""
+    workflow_dir = posixpath.join(cluster_workdir, namespace, workflow)
+    if task.workdir is not None and posixpath.isabs(task.workdir):
+        run_dir = task.workdir
+    else:
+        run_dir = posixpath.join(workflow_dir, task.workdir or task.name)
+    own = posixpath.join(workflow_dir, ".reconciler")
+    return TaskPaths(
+        run_dir=run_dir,
+        log_dir=posixpath.join(own, "logs"),
+        script=posixpath.join(own, "scripts", f"{task.name}.a{tag.attempt}.p{tag.part}.sh"),
+    )
+
+
+def render_script(
+    *,
+    workflow: str,
+    namespace: str,
+    task: Task,
+    tag: JobTag,
+    resources: Resources,
+    run_dir: str,
+    log_dir: str,
+    indices: tuple[int, ...] | None,
+    parallelism: int | None,
+    dependencies: Sequence[str] = (),
+    hold: bool = False,
+    exclude_nodes: Sequence[str] = (),
+) -> str:
+    """The script for one job, or one array chunk when ``indices`` (task indices, all at or
+    above ``tag.part``) are given: Slurm's array task id is the task index minus ``tag.part``."""
+    if task.script is None and task.command is None:
+        raise ValueError(f"task {task.name} runs nothing (an approval task is never submitted)")
+    slurm_indices = _slurm_indices(indices, tag.part)
+    output_name = f"{task.name}.a{tag.attempt}"
+    output_name += f".p{tag.part}.%A_%a.out" if slurm_indices is not None else ".%j.out"
+
+    directives: list[tuple[str, str | None]] = [
+        ("job-name", f"{workflow}.{task.name}"),
+        ("comment", format_tag(tag)),
+        ("chdir", run_dir),
+        ("output", posixpath.join(_literal_filename(log_dir), output_name)),
+        ("partition", resources.partition),
+        ("nodes", _text(resources.nodes)),
+        ("cpus-per-task", _text(resources.cpus)),
+        ("mem", resources.memory),
+        ("time", resources.time),
+        ("gres", resources.gres),
+        ("account", resources.account),
+        ("qos", resources.qos),
+    ]
+    if slurm_indices is not None:
+        limit = f"%{parallelism}" if parallelism else ""
+        directives.append(("array", compress(slurm_indices) + limit))
+    if dependencies:
+        directives.append(("dependency", "afterok:" + ":".join(_checked(dependencies, _DEPENDENCY, "job id"))))
+        # A prerequisite that failed can never be satisfied: end this job instead of leaving it
+        # pending forever (it then shows CANCELLED with reason DependencyNeverSatisfied).
+        directives.append(("kill-on-invalid-dep", "yes"))
+    if hold:
+        directives.append(("hold", None))
+    if exclude_nodes:
+        directives.append(("exclude", ",".join(_checked(exclude_nodes, _NODE, "node name"))))
+
+    lines = ["#!/bin/bash"]
+    lines += [f"#SBATCH --{name}" + ("" if value is None else f"={_header_value(value)}")
+              for name, value in directives if name == "hold" or value is not None]
+    lines += _body(workflow=workflow, namespace=namespace, task=task, tag=tag, indices=indices,
+                   slurm_indices=slurm_indices)
+    return "\n".join(lines) + "\n"
+
+
+def _body(*, workflow: str, namespace: str, task: Task, tag: JobTag, indices: tuple[int, ...] | None,
+          slurm_indices: list[int] | None) -> list[str]:
+    # The first line is a command, not a comment: sbatch stops reading directives there, so
+    # nothing below it (a quoted value spanning lines included) can ever act as one.
+    lines = [
+        f"export RECONCILER_WORKFLOW={shlex.quote(workflow)}",
+        f"export RECONCILER_NAMESPACE={shlex.quote(namespace)}",
+        f"export RECONCILER_TASK={shlex.quote(task.name)}",
+        f"export RECONCILER_ATTEMPT={tag.attempt}",
+    ]
+    if indices is not None and slurm_indices is not None:
+        lines.append(f"export TASK_INDEX=$(( SLURM_ARRAY_TASK_ID + {tag.part} ))")
+        if task.array is not None and task.array.items is not None:
+            items = task.array.items
+            if max(indices) >= len(items):
+                raise ValueError(f"task {task.name} has {len(items)} items, no index {max(indices)}")
+            # Only this chunk's items, keyed by Slurm's array task id.
+            entries = " ".join(f"[{slurm}]={shlex.quote(items[index])}" for slurm, index in zip(slurm_indices, indices))
+            lines.append(f"RECONCILER_ITEMS=({entries})")
+            lines.append('export TASK_ITEM="${RECONCILER_ITEMS[$SLURM_ARRAY_TASK_ID]}"')
+            lines.append("unset RECONCILER_ITEMS")
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in task.env.items()]
+    lines.append("")
+    if task.command is not None:
+        lines.append(shlex.join(task.command))
+    else:
+        lines.append((task.script or "").rstrip("\n"))
+    if any("\0" in line for line in lines):
+        raise ValueError(f"task {task.name}: a NUL character cannot be passed through a shell script")
+    return lines
+
+
+def _slurm_indices(indices: tuple[int, ...] | None, part: int) -> list[int] | None:
+    if indices is None:
+        return None
+    if not indices:
+        raise ValueError("an array submission needs at least one index")
+    if min(indices) < part:
+        raise ValueError(f"task index {min(indices)} lies below the chunk's first index {part}")
+    return [index - part for index in indices]
+
+
+def _header_value(value: str) -> str:
+    """``value`` as one sbatch directive argument: backslash before the characters sbatch's
+    tokenizer treats specially, and double quotes around a value with whitespace."""
+    if any(c in value for c in "\n\r\0"):
+        raise ValueError(f"{value!r} cannot appear in an #SBATCH line")
+    if "packjob" in value.lower():
+        # sbatch (22.05) blanks out the first "packjob" anywhere on a directive line.
+        raise ValueError(f"{value!r} contains 'packjob', which sbatch erases from #SBATCH lines")
+    escaped = re.sub(r"""([\\"'#])""", r"\\\1", value)
+    return f'"{escaped}"' if any(c.isspace() for c in value) else escaped
+
+
+def _literal_filename(path: str) -> str:
+    """A directory for --output with Slurm's filename patterns disarmed: "%" becomes "%%"; a
+    backslash would switch off the %A/%a/%j patterns of the file name itself."""
+    if "\\" in path:
+        raise ValueError(f"log directory {path!r} contains a backslash")
+    return path.replace("%", "%%")
+
+
+def _checked(values: Sequence[str], pattern: re.Pattern[str], what: str) -> list[str]:
+    for value in values:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"invalid {what} {value!r}")
+    return list(values)
+
+
+def _text(value: int | None) -> str | None:
+    return None if value is None else str(value)
