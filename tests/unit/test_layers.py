@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "reconciler"
-PURE_MODULES = ["api", "dag.py", "templates.py", "resolve.py", "manifests.py"]
+PURE_MODULES = [
+    "api", "dag.py", "templates.py", "resolve.py", "manifests.py",
+    "slurm/commands.py", "slurm/states.py", "slurm/tags.py", "slurm/script.py", "slurm/observation.py",
+]
 FORBIDDEN = {"subprocess", "paramiko", "kubernetes", "git", "watchfiles", "socket", "reconciler.slurm.transport"}
 
 

@@ -1,0 +1,149 @@
+"""From squeue and sacct records to the core's ObservedJobs, on output captured from Slurm 22.05."""
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from reconciler.api import FailureKind, TaskPhase
+from reconciler.observed import ClusterView, JobKey
+from reconciler.slurm import commands as c
+from reconciler.slurm.commands import ClusterLimits, JobRecord, PartitionInfo
+from reconciler.slurm.observation import cluster_view, observed_by_workflow, observed_jobs, queue_load
+
+DATA = Path(__file__).parent / "data" / "slurm-22.05"
+NOW = datetime.fromtimestamp(1795413440, tz=timezone.utc)
+TAG = "slurm-reconciler.v1:uid-1:tiles:1:0:fp"
+
+
+def captured(*names: str) -> list[JobRecord]:
+    records: list[JobRecord] = []
+    for name in names:
+        parse = c.parse_squeue if name.startswith("squeue") else c.parse_sacct
+        records += parse((DATA / name).read_text())
+    return records
+
+
+def record(**fields) -> JobRecord:
+    base = dict(job_id="5", array_job_id=None, array_indices=None, state="RUNNING", reason=None, exit_code=None,
+                signal=None, node_list="n1", started_at=NOW - timedelta(minutes=10), finished_at=None,
+                elapsed_seconds=600, cpus=4, name="wf.tiles", comment=TAG, source="squeue")
+    base.update(fields)
+    return JobRecord(**base)
+
+
+def by_task(jobs):
+    result = {}
+    for job in jobs:
+        result.setdefault(job.key.task, []).append(job)
+    return result
+
+
+def test_one_captured_tick_squeue_and_sacct_together():
+    jobs = by_task(observed_jobs(captured("squeue-running.txt", "sacct-running.txt"), now=NOW))
+    assert set(jobs) == {"tiles", "sparse", "irregular", "held", "ok", "exit3", "slow", "oom"}  # not the foreign job
+
+    tiles = jobs["tiles"]
+    assert {j.job_id for j in tiles} == {"25"}  # elements are acted on through their array
+    assert {j.key for j in tiles} == {JobKey("tiles", 1, 1000)}
+    indices = sorted(i for j in tiles for i in j.indices)
+    assert indices == list(range(1000, 1010))  # Slurm's 0-9 shifted by the tag's part
+    phase_of = {j.indices: (j.phase, j.failure, j.exit_code) for j in tiles}
+    assert phase_of[(1004,)] == (TaskPhase.FAILED, FailureKind.FAILED, 2)
+    assert phase_of[(1000,)] == (TaskPhase.SUCCEEDED, None, 0)
+    assert phase_of[(1008,)] == phase_of[(1009,)] == (TaskPhase.RUNNING, None, None)  # from squeue
+    assert sum(j.core_hours for j in tiles) == (8 * 15 + 2 * 9) / 3600
+
+    [irregular] = jobs["irregular"]
+    assert (irregular.key, irregular.job_id, irregular.phase) == (JobKey("irregular", 3, 2000), "44", TaskPhase.HELD)
+    assert irregular.indices[:3] == (2000, 2002, 2005) and irregular.exit_code is None
+    [held] = jobs["held"]
+    assert (held.job_id, held.indices, held.phase, held.started_at) == ("26", None, TaskPhase.HELD, None)
+    [exit3] = jobs["exit3"]
+    assert (exit3.key.attempt, exit3.phase, exit3.failure, exit3.exit_code) == (2, TaskPhase.FAILED, FailureKind.FAILED, 3)
+    [slow] = jobs["slow"]
+    assert (slow.phase, slow.failure, slow.core_hours) == (TaskPhase.FAILED, FailureKind.TIMEOUT, 65 / 3600)
+    assert slow.fingerprint == "fp0123456789abcd" and slow.node_list == "dev1"
+
+
+def test_pending_remainder_and_running_elements_in_one_squeue():
+    jobs = by_task(observed_jobs(captured("squeue-array-split.txt"), now=NOW))
+    tiles = sorted(jobs["tiles"], key=lambda j: j.indices)
+    assert [(j.indices[:2], j.phase) for j in tiles] == [
+        ((1000,), TaskPhase.RUNNING), ((1001,), TaskPhase.RUNNING), ((1002, 1003), TaskPhase.SUBMITTED)]
+    assert len(tiles[-1].indices) == 8 and tiles[-1].core_hours == 0
+
+
+def test_sacct_sees_what_squeue_no_longer_shows_cancelled_and_dependency_kills():
+    jobs = by_task(observed_jobs(captured("sacct-jobs.txt", "sacct-cancelled.txt"), now=NOW))
+    assert jobs["dep2"][0].phase is TaskPhase.CANCELLED and jobs["dep2"][0].reason == "Dependency"
+    assert [j.phase for j in jobs["killed"]] == [TaskPhase.CANCELLED]
+    # Array 44: the element split off by a hold and the remainder, each once.
+    irregular = jobs["irregular"]
+    assert sorted(len(j.indices) for j in irregular) == [1, 23] and {j.job_id for j in irregular} == {"44"}
+
+
+def test_squeue_wins_over_lagging_sacct_for_the_same_job():
+    live = record(state="RUNNING")
+    lagging = record(state="PENDING", source="sacct", started_at=None, elapsed_seconds=0)
+    [job] = observed_jobs([lagging, live], now=NOW)
+    assert job.phase is TaskPhase.RUNNING and job.core_hours == 600 * 4 / 3600
+
+
+def test_array_elements_merge_per_index():
+    squeue_pending = record(job_id="100", array_job_id="100", array_indices=(5, 6, 7), state="PENDING",
+                            started_at=None, elapsed_seconds=0)
+    squeue_running = record(job_id="104", array_job_id="100", array_indices=(4,))
+    sacct_remainder = record(job_id="100", array_job_id="100", array_indices=(3, 4, 5, 6, 7), state="PENDING",
+                             source="sacct", started_at=None, elapsed_seconds=0)
+    sacct_done = record(job_id="103", array_job_id="100", array_indices=(3,), state="COMPLETED", exit_code=0,
+                        source="sacct", finished_at=NOW, elapsed_seconds=60)
+    jobs = observed_jobs([squeue_pending, squeue_running, sacct_remainder, sacct_done], now=NOW)
+    assert sorted((j.indices, j.phase) for j in jobs) == [
+        ((3,), TaskPhase.SUCCEEDED), ((4,), TaskPhase.RUNNING), ((5, 6, 7), TaskPhase.SUBMITTED)]
+    assert {j.job_id for j in jobs} == {"100"}
+
+
+def test_sacct_remainder_shrinks_to_what_nothing_else_covers():
+    remainder = record(job_id="100", array_job_id="100", array_indices=(3, 4, 5), state="PENDING", source="sacct")
+    running = record(job_id="104", array_job_id="100", array_indices=(4,))
+    jobs = observed_jobs([remainder, running], now=NOW)
+    assert sorted(j.indices for j in jobs) == [(3, 5), (4,)]
+
+
+def test_running_job_without_time_used_counts_from_its_start():
+    [job] = observed_jobs([record(elapsed_seconds=0)], now=NOW)
+    assert job.core_hours == 600 * 4 / 3600
+
+
+def test_jobs_are_grouped_by_workflow_uid():
+    other = record(job_id="6", comment="slurm-reconciler.v1:uid-2:tiles:1:0:fp")
+    foreign = record(job_id="7", comment="mine")
+    grouped = observed_by_workflow([record(), other, foreign], now=NOW)
+    assert {uid: [j.job_id for j in jobs] for uid, jobs in grouped.items()} == {"uid-1": ["5"], "uid-2": ["6"]}
+
+
+def test_queue_load_counts_every_queued_element_of_the_user():
+    records = captured("squeue-array-split.txt", "sacct-running.txt")
+    # pending 8 + 101 + 1, running 2 elements + slow + the foreign job; sacct is not counted
+    assert queue_load(records) == (8 + 101 + 1 + 2 + 1 + 1, 114)
+    assert queue_load([record(cpus=4, array_indices=(1, 2, 3), array_job_id="5")]) == (3, 12)
+    assert queue_load([record(state="COMPLETED")]) == (0, 0)
+
+
+def test_cluster_view():
+    partitions = c.parse_partitions((DATA / "scontrol-show-partition.txt").read_text())
+    partitions.append(PartitionInfo(name="long", max_time_seconds=None, default=False, state="UP", total_cpus=1))
+    view = cluster_view(name="dev", records_ok=True, accounting_ok=False, error="sacct: timed out",
+                        records=captured("squeue-running.txt"), limits=ClusterLimits(max_array_size=501, max_job_count=10),
+                        partitions=partitions, submit_limit=40)
+    assert view == ClusterView(name="dev", reachable=True, accounting=False, error="sacct: timed out",
+                               queued_jobs=24 + 101 + 1 + 2 + 1, queued_cores=129, max_array_size=501,
+                               partition_max_time={"debug": 3600, "long": None}, default_partition="debug",
+                               submit_limit=40)
+    unknown = cluster_view(name="dev", records_ok=False, accounting_ok=False, error="down", records=[], limits=None,
+                           partitions=[], submit_limit=None)
+    assert unknown.max_array_size == 1001 and unknown.default_partition is None and unknown.queued_jobs == 0
+
+
+def test_records_that_are_not_ours_are_ignored():
+    assert observed_jobs([replace(record(), comment="")], now=NOW) == []
