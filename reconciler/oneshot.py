@@ -1,0 +1,148 @@
+"""``reconciler submit``: every job of one workflow submitted once, then followed to the end.
+
+Called by the CLI and the demo. The whole DAG goes to Slurm at once, chained with Slurm's own
+``afterok`` dependencies, so the chain runs with no gap; arrays are cut at the cluster's
+``MaxArraySize``. An approval task that is not approved in the manifest stops the submission
+there: what comes after it needs a person, which is the control loop's job (``reconciler run``).
+Nothing here retries or reruns; that too is the loop's job.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from .api import TaskPhase, TaskType
+from .fingerprint import fingerprints
+from .observed import DONE_PHASES, ObservedJob
+from .resolve import ResolvedWorkflow
+from .slurm.client import SlurmClient, SlurmUnavailable, SubmitRequest
+from .slurm.tags import JobTag
+
+
+@dataclass
+class Submission:
+    uid: str
+    jobs: dict[str, list[str]] = field(default_factory=dict)  # task -> job ids (one per array chunk)
+    blocked: dict[str, str] = field(default_factory=dict)  # task -> why it was not submitted
+    submitted_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+def new_uid() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def submit_workflow(resolved: ResolvedWorkflow, client: SlurmClient, *, uid: str | None = None) -> Submission:
+    """Submit every job of ``resolved`` in DAG order, each after its prerequisites' jobs."""
+    meta = resolved.workflow.metadata
+    submission = Submission(uid=uid or new_uid())
+    fps = fingerprints(resolved.graph)
+    max_array = client.info().limits.max_array_size if client.info().limits else 1001
+    # An approved approval task is a completed step: its dependants wait on what it waited on.
+    stands_for: dict[str, tuple[str, ...]] = {}
+    for name in resolved.order:
+        task = resolved.tasks[name]
+        upstream = sorted(resolved.graph.predecessors(name))
+        blocked_by = [u for u in upstream if u in submission.blocked]
+        if blocked_by:
+            submission.blocked[name] = f"waits for {', '.join(blocked_by)}"
+            continue
+        dependencies = tuple(sorted({job for u in upstream for job in stands_for[u]}))
+        if task.type is TaskType.APPROVAL:
+            if not task.approved:
+                submission.blocked[name] = "needs a person's approval (reconciler run tracks approvals)"
+                continue
+            stands_for[name] = dependencies
+            continue
+        indices = list(range(task.array.size)) if task.array else [None]
+        job_ids: list[str] = []
+        for start in range(0, len(indices), max_array):
+            chunk = indices[start:start + max_array]
+            part = chunk[0] if task.array else 0
+            job_ids.append(client.submit(SubmitRequest(
+                namespace=meta.namespace, workflow=meta.name, task=task,
+                tag=JobTag(uid=submission.uid, task=name, attempt=1, part=part or 0, fingerprint=fps[name]),
+                resources=task.resources, indices=tuple(chunk) if task.array else None,  # type: ignore[arg-type]
+                parallelism=task.array.parallelism if task.array else None, dependencies=dependencies,
+            )))
+        submission.jobs[name] = job_ids
+        stands_for[name] = tuple(job_ids)
+    return submission
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    phase: TaskPhase
+    detail: str
+
+
+def follow(
+    client: SlurmClient,
+    submission: Submission,
+    *,
+    poll_seconds: float = 2.0,
+    timeout: float | None = None,
+    report: Callable[[str, TaskOutcome], None] = lambda task, outcome: None,
+) -> dict[str, TaskOutcome]:
+    """Observe (one batched query per poll) until Slurm reports every submitted job finished;
+    the outcome of each task. ``report`` hears every change."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    since = submission.submitted_at - timedelta(minutes=1)
+    outcomes: dict[str, TaskOutcome] = {}
+    while True:
+        try:
+            observation = client.observe(since=since, job_ids=[j for ids in submission.jobs.values() for j in ids])
+            jobs = [j for j in observation.jobs() if _ours(j, submission)]
+            complete = observation.queue_ok and observation.accounting_ok
+        except SlurmUnavailable:
+            jobs, complete = [], False
+        if complete:
+            for task in submission.jobs:
+                outcome = summarize([j for j in jobs if j.key.task == task], expected=_expected(submission, task))
+                if outcomes.get(task) != outcome:
+                    outcomes[task] = outcome
+                    report(task, outcome)
+            if all(o.phase in DONE_PHASES for o in outcomes.values()):
+                return outcomes
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"jobs still running after {timeout:.0f}s: "
+                               + ", ".join(t for t, o in outcomes.items() if o.phase not in DONE_PHASES))
+        time.sleep(poll_seconds)
+
+
+def _ours(job: ObservedJob, submission: Submission) -> bool:
+    return job.job_id in {j for ids in submission.jobs.values() for j in ids}
+
+
+def _expected(submission: Submission, task: str) -> int:
+    return len(submission.jobs[task])
+
+
+def summarize(jobs: list[ObservedJob], *, expected: int) -> TaskOutcome:
+    """One task's phase from its jobs' (or array elements') phases. Pure."""
+    if not jobs:
+        return TaskOutcome(TaskPhase.UNKNOWN, "not reported by Slurm yet")
+    phases = [j.phase for j in jobs]
+    if any(p not in DONE_PHASES for p in phases):
+        live = TaskPhase.RUNNING if TaskPhase.RUNNING in phases else TaskPhase.SUBMITTED
+        return TaskOutcome(live, _count(phases))
+    if len({j.job_id for j in jobs}) < expected:
+        return TaskOutcome(TaskPhase.UNKNOWN, "part of the jobs not reported by Slurm yet")
+    if all(p is TaskPhase.SUCCEEDED for p in phases):
+        return TaskOutcome(TaskPhase.SUCCEEDED, _count(phases))
+    failed = [j for j in jobs if j.phase is not TaskPhase.SUCCEEDED]
+    first = failed[0]
+    what = first.failure.value if first.failure else first.reason or first.phase.value
+    exit_part = f", exit code {first.exit_code}" if first.exit_code else ""
+    phase = TaskPhase.FAILED if any(j.phase is TaskPhase.FAILED for j in failed) else TaskPhase.CANCELLED
+    return TaskOutcome(phase, f"{what}{exit_part}; {_count(phases)}")
+
+
+def _count(phases: list[TaskPhase]) -> str:
+    counts: dict[str, int] = {}
+    for phase in phases:
+        counts[phase.value] = counts.get(phase.value, 0) + 1
+    return ", ".join(f"{n} {p}" for p, n in sorted(counts.items()))

@@ -1,0 +1,276 @@
+"""Every operation the reconciler performs on one Slurm cluster, through one transport.
+
+Called by the controller (once per tick: one :meth:`SlurmClient.observe`, then the plan's
+actions), by ``reconciler submit`` and by the tests. Each operation is build / run / parse: a
+pure argv builder from :mod:`.commands`, one call through the transport, a pure parser.
+
+Guarantees:
+
+* observation is batched: one ``squeue`` and one ``sacct`` per call, whatever the number of jobs;
+  an observation that failed says so (``queue_ok`` / ``accounting_ok``) instead of returning an
+  empty list that would read as "every job is gone";
+* errors are typed by what the caller should do next: :class:`SlurmUnavailable` (transient:
+  retry later with backoff), :class:`SubmitRefused` with ``at_capacity`` (wait for capacity) or
+  not (terminal for this request); a command never raises anything else for Slurm's answers;
+* every command is bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import posixpath
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..api import Resources, SlurmCluster, Task
+from ..observed import ClusterView, ObservedJob
+from . import commands
+from .commands import ClusterLimits, JobRecord, PartitionInfo, SubmitErrorKind
+from .observation import cluster_view, observed_by_workflow, observed_jobs
+from .script import render_script, task_paths
+from .tags import JobTag
+from .transport import CommandResult, Transport, TransportError
+
+log = logging.getLogger(__name__)
+
+COMMAND_TIMEOUT = 60.0
+# Limits and partitions change rarely; reading them every tick would double the load on slurmctld.
+INFO_TTL_SECONDS = 300.0
+# Keeps a by-id sacct command line far below ARG_MAX however many jobs are missing.
+_IDS_PER_QUERY = 500
+
+
+class SlurmError(Exception):
+    """Slurm answered with an error (or could not be asked)."""
+
+
+class SlurmUnavailable(SlurmError):
+    """Slurm could not be reached or did not answer in time: retry later."""
+
+
+class SubmitRefused(SlurmError):
+    def __init__(self, message: str, *, at_capacity: bool) -> None:
+        super().__init__(message)
+        self.at_capacity = at_capacity
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    """One submission: a task's attempt (for arrays, one chunk of it)."""
+
+    namespace: str
+    workflow: str
+    task: Task
+    tag: JobTag
+    resources: Resources
+    indices: tuple[int, ...] | None = None
+    parallelism: int | None = None
+    dependencies: tuple[str, ...] = ()
+    hold: bool = False
+    exclude_nodes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything one batched look at the cluster saw."""
+
+    records: tuple[JobRecord, ...]
+    queue_ok: bool
+    accounting_ok: bool
+    observed_at: datetime
+    error: str | None = None
+
+    def jobs(self) -> list[ObservedJob]:
+        return observed_jobs(self.records, now=self.observed_at)
+
+    def jobs_by_workflow(self) -> dict[str, list[ObservedJob]]:
+        """Our tagged jobs, keyed by the workflow uid in their tag."""
+        return observed_by_workflow(self.records, now=self.observed_at)
+
+
+@dataclass
+class _ClusterInfo:
+    limits: ClusterLimits | None = None
+    partitions: list[PartitionInfo] = field(default_factory=list)
+    submit_limit: int | None = None
+    read_at: float = float("-inf")
+
+
+class SlurmClient:
+    def __init__(self, cluster: SlurmCluster, transport: Transport) -> None:
+        self.cluster = cluster
+        self.transport = transport
+        self._env = {"SLURM_CONF": cluster.spec.slurm_conf} if cluster.spec.slurm_conf else None
+        self._info = _ClusterInfo()
+
+    @property
+    def name(self) -> str:
+        return self.cluster.metadata.name
+
+    # -- one round trip ----------------------------------------------------------------------
+
+    def _run(self, argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT) -> CommandResult:
+        try:
+            return self.transport.run(argv, env=self._env, timeout=timeout)
+        except TransportError as exc:
+            raise SlurmUnavailable(f"{commands.command_name(argv)} on {self.transport.description}: {exc}") from exc
+
+    def _checked(self, argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT) -> str:
+        result = self._run(argv, timeout=timeout)
+        if result.exit_code != 0:
+            message = (f"{commands.command_name(argv)} failed ({result.exit_code}): "
+                       f"{result.stderr.strip() or result.stdout.strip()}")
+            if commands.classify_command_error(result.stderr) is SubmitErrorKind.TRANSIENT:
+                raise SlurmUnavailable(message)
+            raise SlurmError(message)
+        return result.stdout
+
+    # -- submission --------------------------------------------------------------------------
+
+    def render(self, request: SubmitRequest) -> tuple[str, str]:
+        """The script path on the cluster and the script text of ``request``."""
+        paths = task_paths(cluster_workdir=self.cluster.spec.workdir, namespace=request.namespace,
+                           workflow=request.workflow, task=request.task, tag=request.tag)
+        script = render_script(
+            workflow=request.workflow, namespace=request.namespace, task=request.task, tag=request.tag,
+            resources=request.resources, run_dir=paths.run_dir, log_dir=paths.log_dir, indices=request.indices,
+            parallelism=request.parallelism, dependencies=request.dependencies, hold=request.hold,
+            exclude_nodes=request.exclude_nodes,
+        )
+        return paths.script, script
+
+    def submit(self, request: SubmitRequest) -> str:
+        """Place the script and ``sbatch`` it; the job id.
+
+        Not idempotent by itself: callers find an earlier submission by its identity tag
+        (``observe``) before calling this again for the same key.
+        """
+        paths = task_paths(cluster_workdir=self.cluster.spec.workdir, namespace=request.namespace,
+                           workflow=request.workflow, task=request.task, tag=request.tag)
+        script_path, script = self.render(request)
+        try:
+            self.transport.make_dirs(paths.run_dir, paths.log_dir, posixpath.dirname(script_path))
+            self.transport.write_file(script_path, script.encode(), mode=0o755)
+        except TransportError as exc:
+            raise SlurmUnavailable(f"placing {script_path} on {self.transport.description}: {exc}") from exc
+        except OSError as exc:
+            raise SubmitRefused(f"cannot write {script_path}: {exc}", at_capacity=False) from exc
+        result = self._run(commands.sbatch_argv(script_path))
+        if result.exit_code != 0:
+            stderr = result.stderr.strip() or result.stdout.strip()
+            kind = commands.classify_sbatch_error(stderr)
+            message = f"sbatch refused {request.workflow}.{request.task.name}: {stderr}"
+            if kind is SubmitErrorKind.TRANSIENT:
+                raise SlurmUnavailable(message)
+            raise SubmitRefused(message, at_capacity=kind is SubmitErrorKind.AT_CAPACITY)
+        job_id = commands.parse_sbatch(result.stdout)
+        log.info("submitted %s.%s attempt %d as job %s", request.workflow, request.task.name,
+                 request.tag.attempt, job_id)
+        return job_id
+
+    # -- observation -------------------------------------------------------------------------
+
+    def observe(self, *, since: datetime, job_ids: Sequence[str] = ()) -> Observation:
+        """The user's live jobs (squeue) and those active since ``since`` (sacct).
+
+        ``job_ids`` are jobs the caller knows it submitted: any of them that neither query shows
+        is asked for by id, because Slurm 22.05's time window leaves out jobs that were never
+        eligible to start (held, or cancelled by --kill-on-invalid-dep while waiting). Usually
+        every id is in one of the two answers, and a tick costs one squeue and one sacct. (Seen
+        on 22.05.8: for about a second after a job leaves squeue, sacct by id already has it but
+        the time window does not.)
+        """
+        now = datetime.now(timezone.utc)
+        records: list[JobRecord] = []
+        errors: list[str] = []
+        queue_ok = accounting_ok = True
+        try:
+            records.extend(commands.parse_squeue(self._checked(commands.squeue_argv(user=None))))
+        except (SlurmError, ValueError) as exc:
+            queue_ok = False
+            errors.append(str(exc))
+        try:
+            records.extend(commands.parse_sacct(self._checked(commands.sacct_argv(since=since, user=None))))
+            seen = {r.job_id for r in records} | {r.array_job_id for r in records if r.array_job_id}
+            missing = sorted({j for j in job_ids if j not in seen})
+            for start in range(0, len(missing), _IDS_PER_QUERY):
+                batch = missing[start:start + _IDS_PER_QUERY]
+                records.extend(commands.parse_sacct(self._checked(
+                    commands.sacct_argv(since=since, user=None, job_ids=batch))))
+        except (SlurmError, ValueError) as exc:
+            accounting_ok = False
+            errors.append(str(exc))
+        return Observation(tuple(records), queue_ok, accounting_ok, now, "; ".join(errors) or None)
+
+    def info(self, *, refresh: bool = False) -> _ClusterInfo:
+        """The cluster's limits, partitions and the user's visible submit limit, cached."""
+        if refresh or time.monotonic() - self._info.read_at > INFO_TTL_SECONDS:
+            limits = commands.parse_config(self._checked(commands.show_config_argv()))
+            partitions = commands.parse_partitions(self._checked(commands.show_partitions_argv()))
+            submit_limit = self._submit_limit()
+            self._info = _ClusterInfo(limits, partitions, submit_limit, time.monotonic())
+        return self._info
+
+    def _submit_limit(self) -> int | None:
+        # Accounting may be off or hidden from the user: no visible limit then, not an error.
+        spec = self.cluster.spec
+        user = spec.ssh.user if spec.ssh is not None else getpass.getuser()
+        try:
+            associations = self._checked(commands.submit_limit_argv(user), timeout=20)
+            qos = self._checked(commands.qos_limits_argv(), timeout=20)
+        except SlurmError as exc:
+            log.info("no submit limit visible on %s: %s", self.name, exc)
+            return None
+        return commands.submit_limit(associations, qos)
+
+    def view(self, observation: Observation) -> ClusterView:
+        """The cluster as the reconcile core sees it this tick."""
+        info = self._info
+        error = observation.error
+        try:
+            info = self.info()
+        except (SlurmError, ValueError) as exc:
+            error = "; ".join(filter(None, [error, f"cluster limits: {exc}"]))
+        return cluster_view(
+            name=self.name, records_ok=observation.queue_ok, accounting_ok=observation.accounting_ok,
+            error=error, records=observation.records, limits=info.limits, partitions=info.partitions,
+            submit_limit=info.submit_limit,
+        )
+
+    # -- acting on jobs ----------------------------------------------------------------------
+
+    def hold(self, job_ids: Sequence[str]) -> None:
+        self._act(commands.hold_argv(job_ids))
+
+    def release(self, job_ids: Sequence[str]) -> None:
+        self._act(commands.release_argv(job_ids))
+
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        self._act(commands.cancel_argv(job_ids))
+
+    def _act(self, argv: Sequence[str]) -> None:
+        result = self._run(argv)
+        if result.exit_code == 0:
+            return
+        stderr = result.stderr.strip()
+        if commands.ignorable_control_error(stderr):
+            # The job moved on between our observation and this action; the next one shows where.
+            log.info("%s: %s", commands.command_name(argv), stderr)
+            return
+        message = f"{' '.join(argv[:2])} failed ({result.exit_code}): {stderr}"
+        if commands.classify_command_error(stderr) is SubmitErrorKind.TRANSIENT:
+            raise SlurmUnavailable(message)
+        raise SlurmError(message)
+
+    def fetch_outputs(self, *, run_dir: str, patterns: Sequence[str], destination: Path) -> list[Path]:
+        try:
+            return self.transport.fetch(run_dir, patterns, destination)
+        except TransportError as exc:
+            raise SlurmUnavailable(f"fetching outputs from {run_dir}: {exc}") from exc
+
+    def close(self) -> None:
+        self.transport.close()
