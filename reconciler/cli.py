@@ -39,6 +39,88 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_workflow(source: str, name: str, *, require_cluster: bool):
+    """The resolved workflow ``name`` ("ns/name" or "name") from manifests under ``source``,
+    or an error message."""
+    from .manifests import load_paths
+    from .resolve import resolve
+
+    loaded = load_paths([Path(source)])
+    resolution = resolve(loaded.resources, require_cluster=require_cluster)
+    namespace, _, short = name.rpartition("/")
+    for resolved in resolution.workflows:
+        meta = resolved.workflow.metadata
+        if meta.name == short and namespace in ("", meta.namespace):
+            return resolved
+    for invalid in resolution.invalid:
+        if invalid.workflow.metadata.name == short:
+            return "\n".join(str(e) for e in invalid.errors)
+    known = ", ".join(sorted(r.workflow.metadata.name for r in resolution.workflows)) or "none"
+    return f"no valid workflow {name!r} under {source} (valid workflows: {known})"
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from .fingerprint import fingerprints
+    from .slurm.script import render_script, task_paths
+    from .slurm.tags import JobTag
+
+    resolved = _load_workflow(args.source, args.workflow, require_cluster=True)
+    if isinstance(resolved, str):
+        print(resolved, file=sys.stderr)
+        return 1
+    task = resolved.tasks.get(args.task)
+    if task is None or task.type.value != "job":
+        jobs = [n for n, t in resolved.tasks.items() if t.type.value == "job"]
+        print(f"workflow {args.workflow} has no job task {args.task!r}; its jobs: {', '.join(jobs)}", file=sys.stderr)
+        return 1
+    meta = resolved.workflow.metadata
+    assert resolved.cluster is not None
+    tag = JobTag(uid=args.uid or meta.uid or "preview", task=task.name, attempt=args.attempt, part=0,
+                 fingerprint=fingerprints(resolved.graph)[task.name])
+    paths = task_paths(cluster_workdir=resolved.cluster.spec.workdir, namespace=meta.namespace,
+                       workflow=meta.name, task=task, tag=tag)
+    prerequisites = [u for u in sorted(resolved.graph.predecessors(task.name)) if resolved.tasks[u].type.value == "job"]
+    if prerequisites and not args.after:
+        print(f"note: at submission, --dependency=afterok names the jobs of {', '.join(prerequisites)} "
+              "(give --after JOBID to render it)", file=sys.stderr)
+    sys.stdout.write(render_script(
+        workflow=meta.name, namespace=meta.namespace, task=task, tag=tag, resources=task.resources,
+        run_dir=paths.run_dir, log_dir=paths.log_dir,
+        indices=tuple(range(task.array.size)) if task.array else None,
+        parallelism=task.array.parallelism if task.array else None, dependencies=tuple(args.after),
+    ))
+    return 0
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from .oneshot import follow, submit_workflow
+    from .slurm.client import SlurmClient, SlurmError
+    from .slurm.transport import TransportError, open_transport
+
+    resolved = _load_workflow(args.source, args.workflow, require_cluster=True)
+    if isinstance(resolved, str):
+        print(resolved, file=sys.stderr)
+        return 1
+    assert resolved.cluster is not None
+    client = SlurmClient(resolved.cluster, open_transport(resolved.cluster.spec))
+    try:
+        submission = submit_workflow(resolved, client)
+        for task, job_ids in submission.jobs.items():
+            print(f"{task:20} submitted as job {','.join(job_ids)}")
+        for task, why in submission.blocked.items():
+            print(f"{task:20} not submitted: {why}")
+        if not args.wait:
+            return 0
+        outcomes = follow(client, submission, timeout=args.timeout,
+                          report=lambda task, o: print(f"{task:20} {o.phase.value:10} {o.detail}", flush=True))
+    except (SlurmError, TransportError, TimeoutError) as exc:
+        print(f"submit: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    return 0 if all(o.phase.value == "Succeeded" for o in outcomes.values()) else 1
+
+
 def _cmd_crds(args: argparse.Namespace) -> int:
     from .api.crds import render_crds_yaml, write_crds
 
@@ -71,6 +153,23 @@ def build_parser() -> argparse.ArgumentParser:
     crds = commands.add_parser("crds", help="print the CustomResourceDefinitions generated from the models")
     crds.add_argument("--write", metavar="DIR", help="write one file per CRD into DIR instead")
     crds.set_defaults(func=_cmd_crds)
+
+    render = commands.add_parser("render", help="print the batch script that would be submitted for a task")
+    render.add_argument("workflow", help="workflow name (or namespace/name)")
+    render.add_argument("task")
+    render.add_argument("--source", required=True, metavar="PATH", help="manifest file or folder")
+    render.add_argument("--attempt", type=int, default=1)
+    render.add_argument("--uid", help="the workflow uid in the identity tag (default: metadata.uid, else 'preview')")
+    render.add_argument("--after", action="append", default=[], metavar="JOBID",
+                        help="a prerequisite's job id, for the --dependency line (repeatable)")
+    render.set_defaults(func=_cmd_render)
+
+    submit = commands.add_parser("submit", help="submit every job of a workflow once, chained with Slurm dependencies")
+    submit.add_argument("workflow", help="workflow name (or namespace/name)")
+    submit.add_argument("--source", required=True, metavar="PATH", help="manifest file or folder (with its SlurmCluster)")
+    submit.add_argument("--wait", action="store_true", help="follow the jobs until Slurm reports each one finished")
+    submit.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="give up waiting after this")
+    submit.set_defaults(func=_cmd_submit)
 
     dev = commands.add_parser("dev-cluster", help="a single-node Slurm on this machine, for trying things out")
     dev.add_argument("action", choices=["up", "down", "status"])
