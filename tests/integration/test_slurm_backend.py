@@ -1,0 +1,201 @@
+"""The Slurm backend against the real dev cluster, through both transports (local and ssh)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from reconciler.api import FailureKind, SlurmCluster, TaskPhase
+from reconciler.devcluster import DevCluster
+from reconciler.manifests import load_text
+from reconciler.observed import DONE_PHASES, ObservedJob
+from reconciler.oneshot import Submission, follow, new_uid, submit_workflow
+from reconciler.resolve import ResolvedWorkflow, resolve
+from reconciler.slurm.client import SlurmClient, SubmitRequest
+from reconciler.slurm.tags import JobTag
+from reconciler.slurm.transport import open_transport
+
+pytestmark = pytest.mark.slurm
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+WAIT = 120.0
+
+
+def resolved_from(text: str, cluster: SlurmCluster) -> ResolvedWorkflow:
+    manifest = cluster_yaml(cluster) + "---\n" + text
+    loaded = load_text(manifest, filename="plan.yaml")
+    assert not loaded.errors, loaded.errors
+    resolution = resolve(loaded.resources)
+    assert not resolution.invalid, resolution.invalid[0].errors
+    [workflow] = resolution.workflows
+    return workflow
+
+
+def cluster_yaml(cluster: SlurmCluster) -> str:
+    from ruamel.yaml import YAML
+    import io
+
+    stream = io.StringIO()
+    YAML(typ="safe", pure=True).dump(cluster.to_wire(), stream)
+    return stream.getvalue()
+
+
+def one_task(name: str, body: str, *, extra: str = "") -> str:
+    return f"""\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+  defaults:
+    resources: {{partition: debug, time: "00:05:00", memory: 50M}}
+  tasks:
+    - name: main
+      script: |
+        {body}
+{extra}"""
+
+
+@pytest.fixture(scope="session")
+def client(slurm_cluster: SlurmCluster) -> Iterator[SlurmClient]:
+    client = SlurmClient(slurm_cluster, open_transport(slurm_cluster.spec))
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def timeout_submission(client: SlurmClient) -> tuple[Submission, SlurmClient]:
+    """A job past its time limit, submitted as soon as a client exists: Slurm only checks time
+    limits every half minute, so the rest of the suite runs while this one times out."""
+    workflow = resolved_from(one_task("overtime", "sleep 300").replace('time: "00:05:00"', 'time: "00:01:00"'),
+                             client.cluster)
+    return submit_workflow(workflow, client), client
+
+
+def follow_all(client: SlurmClient, submission: Submission):
+    return follow(client, submission, poll_seconds=1.0, timeout=WAIT)
+
+
+def wait_for(client: SlurmClient, submission: Submission, predicate, *, timeout: float = WAIT) -> list[ObservedJob]:
+    deadline = time.monotonic() + timeout
+    since = submission.submitted_at - timedelta(minutes=1)
+    ids = {j for ids in submission.jobs.values() for j in ids}
+    while time.monotonic() < deadline:
+        observation = client.observe(since=since, job_ids=sorted(ids))
+        jobs = [j for j in observation.jobs() if j.job_id in ids]
+        if predicate(jobs):
+            return jobs
+        time.sleep(0.5)
+    raise AssertionError(f"condition not reached within {timeout}s; last seen: {jobs}")
+
+
+def test_cluster_limits_and_partitions_are_read(client: SlurmClient):
+    info = client.info(refresh=True)
+    assert info.limits is not None and info.limits.max_array_size == 1001
+    [debug] = [p for p in info.partitions if p.name == "debug"]
+    assert debug.default and debug.max_time_seconds == 3600
+
+
+def test_three_step_chain_runs_to_completion_with_native_dependencies(client: SlurmClient, dev_cluster: DevCluster,
+                                                                        timeout_submission):
+    text = (EXAMPLES / "ultrasound-plan.yaml").read_text()
+    workflow = resolved_from(text, client.cluster)
+    submission = submit_workflow(workflow, client)
+    assert set(submission.jobs) == {"preprocess", "simulate", "postprocess"} and not submission.blocked
+
+    # All three are in Slurm's queue at once: the chain is Slurm's, not the loop's.
+    observation = client.observe(since=submission.submitted_at - timedelta(minutes=1))
+    queued = {j.key.task: j for j in observation.jobs() if j.key.task in submission.jobs
+              and j.job_id in {i for ids in submission.jobs.values() for i in ids}}
+    assert set(queued) == set(submission.jobs)
+    assert queued["postprocess"].phase is TaskPhase.SUBMITTED
+    assert queued["postprocess"].reason == "Dependency"
+
+    outcomes = follow_all(client, submission)
+    assert {t: o.phase for t, o in outcomes.items()} == dict.fromkeys(submission.jobs, TaskPhase.SUCCEEDED)
+    report = Path(client.cluster.spec.workdir) / "default" / "ultrasound-plan" / "postprocess" / "report.txt"
+    assert report.read_text() == "dose report for plan p-0042\npeak_pressure_mpa=1.83\n"
+
+
+def test_ten_element_array_runs_every_element(client: SlurmClient):
+    workflow = resolved_from(f"""\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: Workflow
+metadata: {{name: fan-{client.cluster.spec.transport.value}}}
+spec:
+  tasks:
+    - name: tiles
+      resources: {{partition: debug, time: "00:05:00", memory: 20M}}
+      array: {{count: 10, parallelism: 4}}
+      script: echo "$TASK_INDEX" > "tile-$TASK_INDEX.txt"
+""", client.cluster)
+    submission = submit_workflow(workflow, client)
+    [array_id] = submission.jobs["tiles"]
+    jobs = wait_for(client, submission, lambda jobs: sum(len(j.indices or ()) for j in jobs
+                                                         if j.phase is TaskPhase.SUCCEEDED) == 10)
+    assert {i for j in jobs for i in (j.indices or ())} == set(range(10))
+    assert all(j.job_id == array_id for j in jobs)
+    run_dir = Path(client.cluster.spec.workdir) / "default" / workflow.workflow.metadata.name / "tiles"
+    assert sorted(p.read_text() for p in run_dir.glob("tile-*.txt")) == sorted(f"{i}\n" for i in range(10))
+
+
+def test_exit_code_three_is_a_failure_with_that_exit_code(client: SlurmClient):
+    submission = submit_workflow(resolved_from(one_task("exits-three", "exit 3"), client.cluster), client)
+    outcomes = follow_all(client, submission)
+    assert outcomes["main"].phase is TaskPhase.FAILED
+    [job] = wait_for(client, submission, lambda jobs: len(jobs) == 1 and jobs[0].phase in DONE_PHASES)
+    assert job.phase is TaskPhase.FAILED and job.failure is FailureKind.FAILED and job.exit_code == 3
+
+
+def test_finished_jobs_are_observed_from_accounting(client: SlurmClient):
+    submission = submit_workflow(resolved_from(one_task("quick", "echo done"), client.cluster), client)
+    follow_all(client, submission)
+    [job_id] = submission.jobs["main"]
+    observation = client.observe(since=submission.submitted_at - timedelta(minutes=1), job_ids=[job_id])
+    assert observation.queue_ok and observation.accounting_ok
+    from_queue = [r for r in observation.records if r.job_id == job_id and r.source == "squeue"]
+    from_accounting = [r for r in observation.records if r.job_id == job_id and r.source == "sacct"]
+    assert not from_queue and len(from_accounting) == 1
+    [job] = [j for j in observation.jobs() if j.job_id == job_id]
+    assert job.phase is TaskPhase.SUCCEEDED and job.exit_code == 0 and job.core_hours >= 0
+    assert job.key.task == "main" and job.key.attempt == 1 and job.fingerprint
+
+
+def test_hold_release_and_cancel(client: SlurmClient):
+    workflow = resolved_from(one_task("held", "sleep 1"), client.cluster)
+    task = workflow.tasks["main"]
+    uid = new_uid()
+    job_id = client.submit(SubmitRequest(namespace="default", workflow="held", task=task, resources=task.resources,
+                                         tag=JobTag(uid=uid, task="main", attempt=1, part=0, fingerprint="f" * 16),
+                                         hold=True))
+    submission = Submission(uid=uid, jobs={"main": [job_id]})
+    wait_for(client, submission, lambda jobs: [j.phase for j in jobs] == [TaskPhase.HELD])
+    client.release([job_id])
+    wait_for(client, submission, lambda jobs: [j.phase for j in jobs] == [TaskPhase.SUCCEEDED])
+
+    long = resolved_from(one_task("cancelled", "sleep 300"), client.cluster)
+    submission = submit_workflow(long, client)
+    wait_for(client, submission, lambda jobs: [j.phase for j in jobs] == [TaskPhase.RUNNING])
+    client.cancel(submission.jobs["main"])
+    [job] = wait_for(client, submission, lambda jobs: [j.phase for j in jobs] == [TaskPhase.CANCELLED])
+    assert job.failure is None
+    # Acting on a job that already ended is not an error: the next observation shows the truth.
+    client.cancel(submission.jobs["main"])
+    client.hold(submission.jobs["main"])
+
+
+def test_a_job_past_its_time_limit_times_out(timeout_submission):
+    submission, client = timeout_submission
+    [job] = wait_for(client, submission, lambda jobs: len(jobs) == 1 and jobs[0].phase in DONE_PHASES, timeout=180)
+    assert job.phase is TaskPhase.FAILED and job.failure is FailureKind.TIMEOUT
+
+
+def test_since_bounds_what_accounting_reports(client: SlurmClient):
+    """Old finished jobs are not read again every tick: sacct is asked from ``since`` on."""
+    time.sleep(1.0)  # sacct's window has a resolution of one second
+    observation = client.observe(since=datetime.now(timezone.utc))
+    assert observation.accounting_ok
+    assert not [r for r in observation.records if r.source == "sacct" and r.state == "COMPLETED"]
