@@ -27,6 +27,7 @@ from .slurm.tags import JobTag
 class Submission:
     uid: str
     jobs: dict[str, list[str]] = field(default_factory=dict)  # task -> job ids (one per array chunk)
+    elements: dict[str, int] = field(default_factory=dict)  # task -> array elements (1 for a plain job)
     blocked: dict[str, str] = field(default_factory=dict)  # task -> why it was not submitted
     submitted_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
@@ -69,6 +70,7 @@ def submit_workflow(resolved: ResolvedWorkflow, client: SlurmClient, *, uid: str
                 parallelism=task.array.parallelism if task.array else None, dependencies=dependencies,
             )))
         submission.jobs[name] = job_ids
+        submission.elements[name] = len(indices)
         stands_for[name] = tuple(job_ids)
     return submission
 
@@ -101,7 +103,7 @@ def follow(
             jobs, complete = [], False
         if complete:
             for task in submission.jobs:
-                outcome = summarize([j for j in jobs if j.key.task == task], expected=_expected(submission, task))
+                outcome = summarize([j for j in jobs if j.key.task == task], elements=submission.elements[task])
                 if outcomes.get(task) != outcome:
                     outcomes[task] = outcome
                     report(task, outcome)
@@ -117,32 +119,23 @@ def _ours(job: ObservedJob, submission: Submission) -> bool:
     return job.job_id in {j for ids in submission.jobs.values() for j in ids}
 
 
-def _expected(submission: Submission, task: str) -> int:
-    return len(submission.jobs[task])
-
-
-def summarize(jobs: list[ObservedJob], *, expected: int) -> TaskOutcome:
-    """One task's phase from its jobs' (or array elements') phases. Pure."""
+def summarize(jobs: list[ObservedJob], *, elements: int) -> TaskOutcome:
+    """One task's phase from its jobs (array elements counted one by one). Pure."""
+    counts: dict[TaskPhase, int] = {}
+    for job in jobs:
+        counts[job.phase] = counts.get(job.phase, 0) + (len(job.indices) if job.indices is not None else 1)
+    detail = ", ".join(f"{n} {p.value}" for p, n in sorted(counts.items(), key=lambda item: item[0].value))
     if not jobs:
         return TaskOutcome(TaskPhase.UNKNOWN, "not reported by Slurm yet")
-    phases = [j.phase for j in jobs]
-    if any(p not in DONE_PHASES for p in phases):
-        live = TaskPhase.RUNNING if TaskPhase.RUNNING in phases else TaskPhase.SUBMITTED
-        return TaskOutcome(live, _count(phases))
-    if len({j.job_id for j in jobs}) < expected:
-        return TaskOutcome(TaskPhase.UNKNOWN, "part of the jobs not reported by Slurm yet")
-    if all(p is TaskPhase.SUCCEEDED for p in phases):
-        return TaskOutcome(TaskPhase.SUCCEEDED, _count(phases))
-    failed = [j for j in jobs if j.phase is not TaskPhase.SUCCEEDED]
-    first = failed[0]
+    if any(p not in DONE_PHASES for p in counts):
+        return TaskOutcome(TaskPhase.RUNNING if TaskPhase.RUNNING in counts else TaskPhase.SUBMITTED, detail)
+    if sum(counts.values()) < elements:
+        # sacct reports finished elements with a lag: some are in neither answer yet.
+        return TaskOutcome(TaskPhase.UNKNOWN, f"{detail}; {elements - sum(counts.values())} not reported yet")
+    if set(counts) == {TaskPhase.SUCCEEDED}:
+        return TaskOutcome(TaskPhase.SUCCEEDED, detail)
+    first = next(j for j in jobs if j.phase is not TaskPhase.SUCCEEDED)
     what = first.failure.value if first.failure else first.reason or first.phase.value
     exit_part = f", exit code {first.exit_code}" if first.exit_code else ""
-    phase = TaskPhase.FAILED if any(j.phase is TaskPhase.FAILED for j in failed) else TaskPhase.CANCELLED
-    return TaskOutcome(phase, f"{what}{exit_part}; {_count(phases)}")
-
-
-def _count(phases: list[TaskPhase]) -> str:
-    counts: dict[str, int] = {}
-    for phase in phases:
-        counts[phase.value] = counts.get(phase.value, 0) + 1
-    return ", ".join(f"{n} {p}" for p, n in sorted(counts.items()))
+    phase = TaskPhase.FAILED if TaskPhase.FAILED in counts else TaskPhase.CANCELLED
+    return TaskOutcome(phase, f"{what}{exit_part}; {detail}")
