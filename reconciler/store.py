@@ -1,0 +1,745 @@
+"""The SQLite store: in Git mode, the home of every workflow's status and of the history of every
+submission made for it.
+
+The controller writes it (once per tick, plus approvals from the webhook thread); ``reconciler
+get``, ``describe`` and ``approve`` open the same file from other processes. It guarantees:
+
+- the database runs in WAL mode with a busy timeout, so readers never wait for the loop and a
+  second writer waits its turn instead of failing;
+- every write method is one transaction: a crash leaves the state before or after it, never half;
+- an attempt is recorded as an intent *before* ``sbatch`` and confirmed with its job id after,
+  so a restarted loop knows what it may have submitted (crash-safety rests on this order);
+- a workflow identified by namespace/name gets a fresh uid each time it appears after having been
+  pruned, so the history of an old run is never mistaken for the new one's;
+- an array attempt is kept as groups of elements with one outcome each ("0-29999" succeeded), so
+  a 30,000-element array costs a few hundred bytes, not one row per element.
+
+Times are stored as ISO-8601 UTC text and returned as timezone-aware datetimes. One connection
+per ``Store``, guarded by a lock, so one object may be shared between threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .api import FailureKind, TaskPhase, WorkflowStatus
+from .indexranges import compress, expand
+from .observed import DONE_PHASES, AttemptRecord, JobKey, ObservedJob
+from .plan import Event
+from .views import EventRow, WorkflowRow
+
+STATE_DB = "state.db"
+SCHEMA_VERSION = 1
+MAX_EVENTS = 1000  # per workflow; older events are dropped
+BUSY_TIMEOUT_SECONDS = 30.0  # a tick's write is milliseconds; this only has to outlast a slow disk
+# An array attempt's ranges are expanded in memory when it is read or updated; this is only the
+# bound ``expand`` insists on, far above any array Slurm accepts.
+_MAX_ELEMENTS = 10_000_000
+
+
+def state_dir_default() -> Path:
+    """``$RECONCILER_STATE_DIR``, else ``$XDG_STATE_HOME/slurm-reconciler``, else
+    ``~/.local/state/slurm-reconciler``."""
+    explicit = os.environ.get("RECONCILER_STATE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_STATE_HOME")
+    # The XDG spec says a relative value is invalid and must be ignored.
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "slurm-reconciler"
+    return Path.home() / ".local" / "state" / "slurm-reconciler"
+
+
+def database_path(state_dir: Path) -> Path:
+    return state_dir / STATE_DB
+
+
+# -- schema ------------------------------------------------------------------------------------
+
+_V1 = (
+    """CREATE TABLE workflows (
+        uid TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        resource TEXT NOT NULL,
+        spec_hash TEXT NOT NULL,
+        revision TEXT,
+        source_file TEXT,
+        labels TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        removed_at TEXT,
+        status TEXT
+    )""",
+    # At most one active run per name; pruned runs keep their rows beside it.
+    "CREATE UNIQUE INDEX workflows_active ON workflows (namespace, name) WHERE removed_at IS NULL",
+    """CREATE TABLE attempts (
+        uid TEXT NOT NULL REFERENCES workflows (uid),
+        task TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        part INTEGER NOT NULL,
+        fingerprint TEXT,
+        indices TEXT,
+        resources TEXT NOT NULL,
+        cluster TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        job_id TEXT,
+        submitted_at TEXT,
+        phase TEXT,
+        failure TEXT,
+        exit_code INTEGER,
+        reason TEXT,
+        message TEXT,
+        node_list TEXT,
+        started_at TEXT,
+        finished_at TEXT,
+        core_hours REAL NOT NULL DEFAULT 0,
+        outcomes TEXT,
+        done INTEGER NOT NULL DEFAULT 0,
+        cancelled_by_reconciler INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (uid, task, attempt, part)
+    )""",
+    "CREATE INDEX attempts_open ON attempts (cluster, done)",
+    "CREATE INDEX attempts_job ON attempts (uid, job_id)",
+    """CREATE TABLE approvals (
+        uid TEXT NOT NULL REFERENCES workflows (uid),
+        task TEXT NOT NULL,
+        approved_by TEXT NOT NULL,
+        approved_at TEXT NOT NULL,
+        PRIMARY KEY (uid, task)
+    )""",
+    """CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        uid TEXT NOT NULL REFERENCES workflows (uid),
+        at TEXT NOT NULL,
+        type TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        message TEXT NOT NULL
+    )""",
+    "CREATE INDEX events_by_workflow ON events (uid, id)",
+)
+
+
+
+def _create_v1(db: sqlite3.Connection) -> None:
+    # Statement by statement: executescript() would commit the migration's transaction early.
+    for statement in _V1:
+        db.execute(statement)
+
+
+# MIGRATIONS[n] takes a database at version n to version n + 1.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_create_v1,)
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Bring the schema (``PRAGMA user_version``) up to ``SCHEMA_VERSION`` in one transaction.
+
+    Safe when several processes open a new file at once: the version is read under the write lock.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the state database is at schema version {version}, newer than this reconciler "
+                f"({SCHEMA_VERSION}): upgrade the reconciler or point it at another state directory"
+            )
+        for step in MIGRATIONS[version:]:
+            step(db)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return SCHEMA_VERSION
+
+
+# -- time and JSON -------------------------------------------------------------------------------
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r}: the store keeps UTC times only")
+    # Fixed width (always microseconds) so the text sorts as the times do.
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _iso_or_none(moment: datetime | None) -> str | None:
+    return None if moment is None else _iso(moment)
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def spec_hash(spec: Mapping[str, Any]) -> str:
+    """The hash of a spec's canonical JSON: equal specs hash equal whatever their key order."""
+    return hashlib.sha256(_json(spec).encode()).hexdigest()
+
+
+# -- workflows -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StoredWorkflow:
+    uid: str
+    namespace: str
+    name: str
+    generation: int
+    spec: dict  # the whole resource (metadata and spec) as last read valid, in wire form
+    spec_hash: str
+    revision: str | None
+    source_file: str | None
+    created_at: datetime
+    removed_at: datetime | None
+    status: WorkflowStatus | None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.removed_at is None
+
+    def as_row(self) -> WorkflowRow:
+        """What the CLI's tables and ``describe`` render (``WorkflowRow.spec`` is the spec part)."""
+        return WorkflowRow(
+            namespace=self.namespace, name=self.name, uid=self.uid, generation=self.generation,
+            created_at=self.created_at, spec=dict(self.spec.get("spec") or {}), labels=dict(self.labels),
+            status=self.status, source_file=self.source_file,
+        )
+
+
+def row(stored: StoredWorkflow) -> WorkflowRow:
+    return stored.as_row()
+
+
+_WORKFLOW_COLUMNS = ("uid, namespace, name, generation, resource, spec_hash, revision, source_file, labels, "
+                     "created_at, removed_at, status")
+
+
+def _stored(values: tuple) -> StoredWorkflow:
+    uid, namespace, name, generation, resource, digest, revision, source_file, labels, created, removed, status = values
+    return StoredWorkflow(
+        uid=uid, namespace=namespace, name=name, generation=generation, spec=json.loads(resource),
+        spec_hash=digest, revision=revision, source_file=source_file, created_at=datetime.fromisoformat(created),
+        removed_at=_time(removed), status=None if status is None else WorkflowStatus.model_validate(json.loads(status)),
+        labels=json.loads(labels),
+    )
+
+
+# -- array outcomes ------------------------------------------------------------------------------
+
+# Elements with equal (phase, failure, exit code, reason, node list) share one group. The node
+# list is kept for failed elements only: a NODE_FAIL retry avoids those nodes, while keeping it
+# for successes would split a big array into one group per node for nothing.
+_Signature = tuple[str, str | None, int | None, str | None, str | None]
+
+
+@dataclass
+class _Group:
+    indices: set[int]
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    core_hours: float = 0.0  # of the group's finished elements; live ones are the observation's
+
+
+def _signature(job: ObservedJob) -> _Signature:
+    return (job.phase.value, job.failure.value if job.failure else None, job.exit_code, job.reason,
+            job.node_list if job.phase is TaskPhase.FAILED else None)
+
+
+def _decode_groups(text: str | None) -> dict[_Signature, _Group]:
+    groups: dict[_Signature, _Group] = {}
+    for item in json.loads(text) if text else []:
+        signature = (item["phase"], item.get("failure"), item.get("exitCode"), item.get("reason"),
+                     item.get("nodeList"))
+        groups[signature] = _Group(set(expand(item["indices"], limit=_MAX_ELEMENTS)), _time(item.get("startedAt")),
+                                   _time(item.get("finishedAt")), item.get("coreHours", 0.0))
+    return groups
+
+
+def _encode_groups(groups: dict[_Signature, _Group]) -> str:
+    items = []
+    for (phase, failure, exit_code, reason, node_list), group in sorted(groups.items(),
+                                                                        key=lambda kv: min(kv[1].indices)):
+        item: dict[str, Any] = {"phase": phase, "indices": compress(group.indices), "failure": failure,
+                                "exitCode": exit_code, "reason": reason, "nodeList": node_list,
+                                "startedAt": _iso_or_none(group.started_at),
+                                "finishedAt": _iso_or_none(group.finished_at),
+                                "coreHours": round(group.core_hours, 9) or None}
+        items.append({k: v for k, v in item.items() if v is not None})
+    return _json(items)
+
+
+def _apply_to_groups(groups: dict[_Signature, _Group], jobs: list[ObservedJob], universe: set[int]) -> bool:
+    """Move each observed element into the group of its new outcome; True if anything moved.
+
+    An element already in the group of its outcome is left alone, so sacct reporting the same
+    finished element every tick neither rewrites the row nor counts its core-hours twice.
+    """
+    where = {index: signature for signature, group in groups.items() for index in group.indices}
+    changed = False
+    # Finished sightings last: where one batch reports an element twice, the final state wins.
+    for job in sorted(jobs, key=lambda j: j.phase in DONE_PHASES):
+        covered = job.indices if job.indices is not None else tuple(sorted(universe))
+        signature = _signature(job)
+        moving = [index for index in covered if where.get(index) != signature]
+        if not moving:
+            continue
+        changed = True
+        universe.update(moving)
+        target = groups.setdefault(signature, _Group(set()))
+        for index in moving:
+            old = where.get(index)
+            if old is not None:
+                # Slurm requeued the element: its share of the old group's core-hours leaves with it.
+                source = groups[old]
+                source.core_hours -= source.core_hours / len(source.indices)
+                source.indices.discard(index)
+                if not source.indices:
+                    del groups[old]
+            target.indices.add(index)
+            where[index] = signature
+        if job.phase in DONE_PHASES:
+            target.core_hours += job.core_hours * len(moving) / max(1, len(covered))
+        if job.started_at is not None and (target.started_at is None or job.started_at < target.started_at):
+            target.started_at = job.started_at
+        if job.finished_at is not None and (target.finished_at is None or job.finished_at > target.finished_at):
+            target.finished_at = job.finished_at
+    return changed
+
+
+# Which phase speaks for a whole array attempt in its summary, most pressing first.
+_SUMMARY_ORDER = (TaskPhase.RUNNING, TaskPhase.SUBMITTED, TaskPhase.HELD, TaskPhase.UNKNOWN,
+                  TaskPhase.FAILED, TaskPhase.CANCELLED, TaskPhase.SUCCEEDED)
+
+
+def _array_summary(groups: dict[_Signature, _Group], universe: set[int]) -> dict[str, Any]:
+    """The attempt row's own columns for an array: a representative phase and the totals."""
+    finished = sum(len(g.indices) for s, g in groups.items() if TaskPhase(s[0]) in DONE_PHASES)
+    observed = sum(len(g.indices) for g in groups.values())
+    present = {TaskPhase(s[0]) for s in groups}
+    if observed and observed < len(universe):
+        present.add(TaskPhase.UNKNOWN)  # some elements were never reported
+    phase = next((p for p in _SUMMARY_ORDER if p in present), None)
+    first = min((kv for kv in groups.items() if phase is not None and kv[0][0] == phase.value),
+                key=lambda kv: min(kv[1].indices), default=None)
+    done = finished == len(universe)
+    return {
+        "phase": phase.value if phase else None,
+        "failure": first[0][1] if first else None,
+        "exit_code": first[0][2] if first else None,
+        "reason": first[0][3] if first else None,
+        "node_list": None,
+        "started_at": _iso_or_none(min((g.started_at for g in groups.values() if g.started_at), default=None)),
+        "finished_at": _iso_or_none(max((g.finished_at for g in groups.values() if g.finished_at), default=None))
+        if done else None,
+        "core_hours": sum(g.core_hours for g in groups.values()),
+        "outcomes": _encode_groups(groups),
+        "done": int(done),
+        "indices": compress(universe),
+    }
+
+
+# -- attempts ------------------------------------------------------------------------------------
+
+_ATTEMPT_COLUMNS = ("task, attempt, part, fingerprint, indices, resources, cluster, recorded_at, job_id, "
+                    "submitted_at, phase, failure, exit_code, reason, message, node_list, started_at, "
+                    "finished_at, core_hours, outcomes, done, cancelled_by_reconciler")
+
+
+@dataclass(frozen=True)
+class _AttemptRow:
+    task: str
+    attempt: int
+    part: int
+    fingerprint: str | None
+    indices: str | None
+    resources: str
+    cluster: str
+    recorded_at: str
+    job_id: str | None
+    submitted_at: str | None
+    phase: str | None
+    failure: str | None
+    exit_code: int | None
+    reason: str | None
+    message: str | None
+    node_list: str | None
+    started_at: str | None
+    finished_at: str | None
+    core_hours: float
+    outcomes: str | None
+    done: int
+    cancelled_by_reconciler: int
+
+    @property
+    def key(self) -> JobKey:
+        return JobKey(task=self.task, attempt=self.attempt, part=self.part)
+
+    def records(self) -> list[AttemptRecord]:
+        """One record per group of elements with the same outcome, plus one for elements never
+        reported (phase None), so the core sees every finished element's final phase."""
+        common = dict(key=self.key, fingerprint=self.fingerprint, job_id=self.job_id,
+                      recorded_at=datetime.fromisoformat(self.recorded_at),
+                      cancelled_by_reconciler=bool(self.cancelled_by_reconciler))
+        if self.indices is None:
+            return [AttemptRecord(
+                indices=None, phase=TaskPhase(self.phase) if self.phase else None,
+                failure=FailureKind(self.failure) if self.failure else None, exit_code=self.exit_code,
+                reason=self.reason, node_list=self.node_list, started_at=_time(self.started_at),
+                finished_at=_time(self.finished_at), core_hours=self.core_hours, **common)]
+        groups = _decode_groups(self.outcomes)
+        unseen = set(expand(self.indices, limit=_MAX_ELEMENTS))
+        records = []
+        for (phase, failure, exit_code, reason, node_list), group in groups.items():
+            unseen -= group.indices
+            records.append(AttemptRecord(
+                indices=tuple(sorted(group.indices)), phase=TaskPhase(phase),
+                failure=FailureKind(failure) if failure else None, exit_code=exit_code, reason=reason,
+                node_list=node_list, started_at=group.started_at, finished_at=group.finished_at,
+                core_hours=group.core_hours, **common))
+        if unseen:
+            records.append(AttemptRecord(indices=tuple(sorted(unseen)), **common))
+        records.sort(key=lambda r: r.indices[0] if r.indices else 0)
+        return records
+
+    def history(self) -> dict[str, Any]:
+        groups = _decode_groups(self.outcomes) if self.indices is not None else {}
+        states: dict[str, set[int]] = {}
+        for signature, group in groups.items():
+            states.setdefault(signature[0], set()).update(group.indices)
+        return {
+            "task": self.task, "attempt": self.attempt, "part": self.part, "fingerprint": self.fingerprint,
+            "cluster": self.cluster, "job_id": self.job_id, "indices": self.indices,
+            "resources": json.loads(self.resources), "recorded_at": _time(self.recorded_at),
+            "submitted_at": _time(self.submitted_at), "phase": self.phase, "failure": self.failure,
+            "exit_code": self.exit_code, "reason": self.reason, "message": self.message,
+            "node_list": self.node_list, "started_at": _time(self.started_at),
+            "finished_at": _time(self.finished_at), "core_hours": self.core_hours,
+            "cancelled_by_reconciler": bool(self.cancelled_by_reconciler),
+            # Arrays: phase -> element ranges ("0-9,12"); None for a plain job.
+            "states": {p: compress(i) for p, i in sorted(states.items())} if self.indices is not None else None,
+        }
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+class Store:
+    """One SQLite connection to ``path`` (parent directories are created), shared by threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        # Autocommit mode: transactions are opened explicitly, writes with BEGIN IMMEDIATE so a
+        # writer takes the lock up front instead of failing on an upgrade from a read lock.
+        self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")  # durable at each checkpoint; safe in WAL mode
+        self._db.execute("PRAGMA foreign_keys = ON")
+        migrate(self._db)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute(f"BEGIN {mode}")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- workflows -------------------------------------------------------------------------------
+
+    def upsert_workflow(self, *, namespace: str, name: str, resource: dict, revision: str | None,
+                        source_file: str | None, now: datetime) -> StoredWorkflow:
+        """The active run of namespace/name, created on first sight, with ``resource`` kept as its
+        last good one; the generation goes up only when ``resource["spec"]`` changes."""
+        digest = spec_hash(resource.get("spec") or {})
+        labels = dict((resource.get("metadata") or {}).get("labels") or {})
+        with self._transaction() as db:
+            current = db.execute("SELECT uid, generation, spec_hash FROM workflows WHERE namespace = ? "
+                                 "AND name = ? AND removed_at IS NULL", (namespace, name)).fetchone()
+            if current is None:
+                uid = uuid.uuid4().hex[:16]
+                db.execute(f"INSERT INTO workflows ({_WORKFLOW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,NULL)",
+                           (uid, namespace, name, 1, _json(resource), digest, revision, source_file, _json(labels),
+                            _iso(now)))
+            else:
+                uid, generation, old_digest = current
+                db.execute("UPDATE workflows SET generation = ?, resource = ?, spec_hash = ?, revision = ?, "
+                           "source_file = ?, labels = ? WHERE uid = ?",
+                           (generation + (digest != old_digest), _json(resource), digest, revision, source_file,
+                            _json(labels), uid))
+            return self._workflow_by_uid(db, uid)  # type: ignore[return-value]
+
+    def _workflow_by_uid(self, db: sqlite3.Connection, uid: str) -> StoredWorkflow | None:
+        values = db.execute(f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE uid = ?", (uid,)).fetchone()
+        return None if values is None else _stored(values)
+
+    def _select_workflows(self, where: str, params: tuple = ()) -> list[StoredWorkflow]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_WORKFLOW_COLUMNS} FROM workflows {where}", params).fetchall()
+        return [_stored(values) for values in rows]
+
+    def active_workflows(self) -> list[StoredWorkflow]:
+        return self._select_workflows("WHERE removed_at IS NULL ORDER BY namespace, name")
+
+    def all_workflows(self, include_removed: bool = False) -> list[StoredWorkflow]:
+        if not include_removed:
+            return self.active_workflows()
+        return self._select_workflows("ORDER BY namespace, name, created_at")
+
+    def workflow(self, namespace: str, name: str) -> StoredWorkflow | None:
+        """The active run of namespace/name, else its most recently pruned one."""
+        found = self._select_workflows(
+            "WHERE namespace = ? AND name = ? ORDER BY removed_at IS NULL DESC, removed_at DESC, created_at DESC "
+            "LIMIT 1", (namespace, name))
+        return found[0] if found else None
+
+    def workflow_by_uid(self, uid: str) -> StoredWorkflow | None:
+        with self._lock:
+            return self._workflow_by_uid(self._db, uid)
+
+    def mark_removed(self, uid: str, *, now: datetime) -> None:
+        """The workflow left its source: its rows stay (history), it is no longer active."""
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM workflows WHERE uid = ?", (uid,)).fetchone() is None:
+                raise KeyError(f"no workflow with uid {uid}")
+            db.execute("UPDATE workflows SET removed_at = ? WHERE uid = ? AND removed_at IS NULL", (_iso(now), uid))
+
+    def save_status(self, uid: str, status: WorkflowStatus) -> None:
+        self.save_statuses({uid: status})
+
+    def save_statuses(self, statuses: Mapping[str, WorkflowStatus]) -> None:
+        """Every status of a tick in one transaction; an unknown uid writes none of them."""
+        with self._transaction() as db:
+            for uid, status in statuses.items():
+                text = _json(status.model_dump(mode="json", by_alias=True, exclude_none=True))
+                if db.execute("UPDATE workflows SET status = ? WHERE uid = ?", (text, uid)).rowcount != 1:
+                    raise KeyError(f"no workflow with uid {uid}")
+
+    # -- attempts --------------------------------------------------------------------------------
+
+    def record_intent(self, uid: str, *, key: JobKey, fingerprint: str, indices: tuple[int, ...] | None,
+                      resources: dict, cluster: str, now: datetime) -> None:
+        """Written before ``sbatch``. Idempotent per key: a confirmed or finished row is kept as it
+        is; an unconfirmed one (an intent whose job never appeared) takes the new intent."""
+        values = (fingerprint, None if indices is None else compress(indices), _json(resources), cluster, _iso(now))
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO attempts (uid, task, attempt, part, fingerprint, indices, resources, cluster, "
+                "recorded_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (uid, task, attempt, part) DO UPDATE SET "
+                "fingerprint = excluded.fingerprint, indices = excluded.indices, resources = excluded.resources, "
+                "cluster = excluded.cluster, recorded_at = excluded.recorded_at "
+                "WHERE attempts.job_id IS NULL AND attempts.done = 0",
+                (uid, key.task, key.attempt, key.part, *values))
+
+    def confirm_submission(self, uid: str, *, key: JobKey, job_id: str, now: datetime) -> None:
+        with self._transaction() as db:
+            self._update_key(db, uid, key, job_id=job_id, submitted_at=_iso(now))
+
+    def record_rejection(self, uid: str, *, key: JobKey, reason: str, message: str, now: datetime) -> None:
+        """``sbatch`` refused the submission for good: the attempt ends Failed with no job."""
+        with self._transaction() as db:
+            found = self._attempt_row(db, uid, key)
+            if found is None:
+                raise KeyError(f"no recorded intent for {uid} {key}")
+            columns: dict[str, Any] = {"phase": TaskPhase.FAILED.value, "reason": reason, "message": message,
+                                       "finished_at": _iso(now), "done": 1}
+            if found.indices is not None:
+                universe = set(expand(found.indices, limit=_MAX_ELEMENTS))
+                groups = {(TaskPhase.FAILED.value, None, None, reason, None): _Group(universe, finished_at=now)}
+                columns["outcomes"] = _encode_groups(groups)
+            self._update_key(db, uid, key, **columns)
+
+    def forget_intent(self, uid: str, *, key: JobKey) -> None:
+        """The submission went out neither way (e.g. the cluster was at capacity): no trace is
+        kept. A confirmed submission is never forgotten."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM attempts WHERE uid = ? AND task = ? AND attempt = ? AND part = ? "
+                       "AND job_id IS NULL", (uid, key.task, key.attempt, key.part))
+
+    def update_from_observation(self, uid: str, jobs: Iterable[ObservedJob], *, now: datetime,
+                                cluster: str | None = None) -> None:
+        """Remember what Slurm reported of this workflow's jobs, for when it reports them no more.
+
+        A job with no row (its intent was lost in a crash) is adopted: a row is created for it on
+        ``cluster``, or when that is not given, on the cluster of the workflow's other attempts.
+        """
+        by_key: dict[JobKey, list[ObservedJob]] = {}
+        for job in jobs:
+            by_key.setdefault(job.key, []).append(job)
+        if not by_key:
+            return
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM workflows WHERE uid = ?", (uid,)).fetchone() is None:
+                raise KeyError(f"no workflow with uid {uid}")
+            for key, observed in by_key.items():
+                found = self._attempt_row(db, uid, key)
+                if found is None:
+                    self._adopt(db, uid, key, observed, cluster=cluster, now=now)
+                    found = self._attempt_row(db, uid, key)
+                    assert found is not None
+                columns = self._observed_columns(found, observed)
+                if columns:
+                    self._update_key(db, uid, key, **columns)
+
+    def _adopt(self, db: sqlite3.Connection, uid: str, key: JobKey, observed: list[ObservedJob], *,
+               cluster: str | None, now: datetime) -> None:
+        if cluster is None:
+            found = db.execute("SELECT cluster FROM attempts WHERE uid = ? ORDER BY recorded_at DESC LIMIT 1",
+                               (uid,)).fetchone()
+            if found is None:
+                resource = db.execute("SELECT resource FROM workflows WHERE uid = ?", (uid,)).fetchone()
+                spec = (json.loads(resource[0]).get("spec") or {}) if resource else {}
+                found = (spec.get("cluster") or "",)
+            cluster = str(found[0])
+        arrays = [job.indices for job in observed if job.indices is not None]
+        indices = compress(i for covered in arrays for i in covered) if arrays else None
+        db.execute("INSERT INTO attempts (uid, task, attempt, part, fingerprint, indices, resources, cluster, "
+                   "recorded_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                   (uid, key.task, key.attempt, key.part, observed[0].fingerprint, indices, "{}", cluster, _iso(now)))
+
+    @staticmethod
+    def _observed_columns(found: _AttemptRow, observed: list[ObservedJob]) -> dict[str, Any]:
+        newest = sorted(observed, key=lambda j: j.phase in DONE_PHASES)[-1]
+        columns: dict[str, Any] = {}
+        if found.job_id != newest.job_id:
+            columns["job_id"] = newest.job_id
+        if found.fingerprint is None and newest.fingerprint is not None:
+            columns["fingerprint"] = newest.fingerprint
+        if found.indices is None and all(job.indices is None for job in observed):
+            # A plain job: the latest report is the whole truth (Slurm may requeue it, so a
+            # finished state can legitimately become pending again).
+            columns.update(
+                phase=newest.phase.value, failure=newest.failure.value if newest.failure else None,
+                exit_code=newest.exit_code, reason=newest.reason, node_list=newest.node_list,
+                started_at=_iso_or_none(newest.started_at), finished_at=_iso_or_none(newest.finished_at),
+                core_hours=newest.core_hours, done=int(newest.phase in DONE_PHASES))
+            return columns
+        universe = set(expand(found.indices, limit=_MAX_ELEMENTS)) if found.indices else set()
+        groups = _decode_groups(found.outcomes)
+        if _apply_to_groups(groups, observed, universe):
+            columns.update(_array_summary(groups, universe))
+        return columns
+
+    def mark_cancelled(self, uid: str, *, job_ids: Iterable[str]) -> None:
+        """The reconciler cancelled these jobs: their end is not a dependency's doing."""
+        ids = sorted(set(job_ids))
+        if not ids:
+            return
+        with self._transaction() as db:
+            db.execute(f"UPDATE attempts SET cancelled_by_reconciler = 1 WHERE uid = ? "
+                       f"AND job_id IN ({','.join('?' * len(ids))})", (uid, *ids))
+
+    def attempts(self, uid: str) -> list[AttemptRecord]:
+        """Every submission of the workflow; an array attempt as one record per outcome group."""
+        return [record for found in self._attempt_rows(uid) for record in found.records()]
+
+    def history(self, uid: str) -> list[dict[str, Any]]:
+        """Attempt rows for ``describe``, oldest first: request, job id, states, times, core-hours."""
+        return [found.history() for found in self._attempt_rows(uid)]
+
+    def _attempt_rows(self, uid: str) -> list[_AttemptRow]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE uid = ? "
+                                    "ORDER BY recorded_at, task, attempt, part", (uid,)).fetchall()
+        return [_AttemptRow(*values) for values in rows]
+
+    def _attempt_row(self, db: sqlite3.Connection, uid: str, key: JobKey) -> _AttemptRow | None:
+        values = db.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE uid = ? AND task = ? AND attempt = ? "
+                            "AND part = ?", (uid, key.task, key.attempt, key.part)).fetchone()
+        return None if values is None else _AttemptRow(*values)
+
+    def _update_key(self, db: sqlite3.Connection, uid: str, key: JobKey, **columns: Any) -> None:
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        cursor = db.execute(f"UPDATE attempts SET {assignments} WHERE uid = ? AND task = ? AND attempt = ? "
+                            "AND part = ?", (*columns.values(), uid, key.task, key.attempt, key.part))
+        if cursor.rowcount != 1:
+            raise KeyError(f"no recorded intent for {uid} {key}")
+
+    # Queries across the active workflows of one cluster, for the loop's observation.
+
+    _OPEN = ("FROM attempts JOIN workflows USING (uid) WHERE workflows.removed_at IS NULL "
+             "AND attempts.cluster = ? AND attempts.done = 0")
+
+    def unfinished_job_ids(self, cluster: str) -> list[str]:
+        """Confirmed jobs whose last known phase is not final."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT DISTINCT job_id {self._OPEN} AND job_id IS NOT NULL ORDER BY job_id",
+                                    (cluster,)).fetchall()
+        return [job_id for (job_id,) in rows]
+
+    def unconfirmed_intents(self, cluster: str) -> int:
+        """Intents with no job id: submissions that may or may not have reached Slurm."""
+        with self._lock:
+            return int(self._db.execute(f"SELECT COUNT(*) {self._OPEN} AND job_id IS NULL", (cluster,)).fetchone()[0])
+
+    def oldest_unfinished_at(self, cluster: str) -> datetime | None:
+        """When the oldest unfinished attempt (unconfirmed intents included) was recorded: sacct
+        must look back at least that far."""
+        with self._lock:
+            (oldest,) = self._db.execute(f"SELECT MIN(recorded_at) {self._OPEN}", (cluster,)).fetchone()
+        return _time(oldest)
+
+    # -- approvals and events --------------------------------------------------------------------
+
+    def approve(self, namespace: str, name: str, task: str, *, by: str, now: datetime) -> str:
+        """Approve ``task`` of the active run of namespace/name; returns its uid. The first
+        approval of a task is kept."""
+        with self._transaction() as db:
+            found = db.execute("SELECT uid FROM workflows WHERE namespace = ? AND name = ? AND removed_at IS NULL",
+                               (namespace, name)).fetchone()
+            if found is None:
+                raise KeyError(f"no active workflow {namespace}/{name}")
+            db.execute("INSERT OR IGNORE INTO approvals (uid, task, approved_by, approved_at) VALUES (?,?,?,?)",
+                       (found[0], task, by, _iso(now)))
+            return str(found[0])
+
+    def approvals(self, uid: str) -> frozenset[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT task FROM approvals WHERE uid = ?", (uid,)).fetchall()
+        return frozenset(task for (task,) in rows)
+
+    def add_events(self, uid: str, events: Iterable[Event], *, now: datetime) -> None:
+        batch = [(uid, _iso(now), e.type, e.reason, e.message) for e in events]
+        if not batch:
+            return
+        with self._transaction() as db:
+            db.executemany("INSERT INTO events (uid, at, type, reason, message) VALUES (?,?,?,?,?)", batch)
+            db.execute("DELETE FROM events WHERE uid = ? AND id <= (SELECT id FROM events WHERE uid = ? "
+                       "ORDER BY id DESC LIMIT 1 OFFSET ?)", (uid, uid, MAX_EVENTS))
+
+    def events(self, uid: str, *, limit: int = 20) -> list[EventRow]:
+        """The newest ``limit`` events, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT at, type, reason, message FROM events WHERE uid = ? "
+                                    "ORDER BY id DESC LIMIT ?", (uid, limit)).fetchall()
+        return [EventRow(at=datetime.fromisoformat(at), type=t, reason=r, message=m) for at, t, r, m in reversed(rows)]
