@@ -62,7 +62,7 @@ def task_status(outcome: TaskOutcome, *, now: datetime) -> TaskStatus:
     status = TaskStatus(
         phase=phase,
         job_id=",".join(outcome.runs.latest_job_ids) or None,
-        attempts=max((e.submissions for e in elements), default=0),
+        attempts=max((e.tries for e in elements), default=0),
         exit_code=(nonzero[0] if nonzero else 0 if len(exit_codes) == len(elements) else None) if exit_codes else None,
         reason=reason,
         message=message,

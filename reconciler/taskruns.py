@@ -43,6 +43,7 @@ class Element:
     failures: tuple[Failure, ...] = ()
     cancelled_by_dependency: bool = False
     submissions: int = 0  # how often this element went to Slurm for the current spec
+    tries: int = 0  # of those, the ones Slurm did not cancel for a failed prerequisite: its attempts
 
 
 @dataclass(frozen=True)
@@ -149,11 +150,16 @@ def task_runs(
 
 
 def _cancelled_by_dependency(sighting: _Sighting) -> bool:
-    return (
-        sighting.phase is TaskPhase.CANCELLED
-        and not sighting.by_reconciler
-        and (sighting.reason or "") in DEPENDENCY_REASONS
-    )
+    """Slurm cancelled the job because a prerequisite failed (--kill-on-invalid-dep).
+
+    The reason is not always there to say so: on 22.05.8, sacct shows such a job as CANCELLED
+    with reason None for a moment before "Dependency" is written. A job that never got a node
+    and was not cancelled by the reconciler ended the same way, so it counts too (a pending job
+    someone cancelled by hand is then submitted again, as the declared state asks).
+    """
+    if sighting.phase is not TaskPhase.CANCELLED or sighting.by_reconciler:
+        return False
+    return (sighting.reason or "") in DEPENDENCY_REASONS or (sighting.reason is None and sighting.node_list is None)
 
 
 def _element(index: Index, sightings: list[_Sighting]) -> Element:
@@ -180,4 +186,5 @@ def _element(index: Index, sightings: list[_Sighting]) -> Element:
         failures=failures,
         cancelled_by_dependency=_cancelled_by_dependency(last),
         submissions=len({s.attempt for s in sightings}),
+        tries=len({s.attempt for s in sightings if not _cancelled_by_dependency(s)}),
     )

@@ -254,6 +254,29 @@ def test_downstream_cancelled_for_a_broken_dependency_is_resubmitted_against_the
     assert result.status.phase is WorkflowPhase.RUNNING
 
 
+def test_a_dependency_cancellation_reported_before_its_reason_is_still_resubmitted():
+    """sacct briefly shows a job killed by --kill-on-invalid-dep as CANCELLED with no reason."""
+    wf = resolved(CHAIN)
+    observed = [
+        job(wf, "a", phase=TaskPhase.SUCCEEDED, exit_code=0),
+        job(wf, "b", phase=TaskPhase.FAILED, failure=FailureKind.TIMEOUT, finished=T0),
+        job(wf, "c", phase=TaskPhase.CANCELLED, reason=None, node_list=None),
+    ]
+    result = plan(wf, observed=observed, now=later(60))
+    assert [s.key for s in submits(result)] == [JobKey("b", 2), JobKey("c", 2)]
+    assert result.status.phase is WorkflowPhase.RUNNING
+    # c never ran: Slurm's cancellation of its job is no attempt of c's.
+    assert result.status.tasks["b"].attempts == 1 and result.status.tasks["c"].attempts == 0
+
+
+def test_a_job_cancelled_while_running_outside_the_reconciler_is_final():
+    wf = resolved(CHAIN)
+    observed = [job(wf, "a", phase=TaskPhase.CANCELLED, reason=None, node_list="dev1")]
+    result = plan(wf, observed=observed)
+    assert not submits(result)
+    assert phases(result)["a"] is TaskPhase.CANCELLED
+
+
 def test_unclearable_pending_reason_stalls_the_workflow():
     wf = resolved(CHAIN)
     result = plan(wf, observed=[job(wf, "a", phase=TaskPhase.SUBMITTED, reason="QOSMaxWallDurationPerJobLimit")])
