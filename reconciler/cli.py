@@ -6,6 +6,8 @@ Each sub-command hands over to the module that owns the work; nothing here decid
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -139,6 +141,40 @@ def _cmd_dev_cluster(args: argparse.Namespace) -> int:
     return devcluster.run(args.action, directory)
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .gitops import run
+
+    return run(source=args.source, path=args.path, branch=args.branch, state=args.state_dir,
+               interval=args.interval, once=args.once, until_done=args.until_done,
+               webhook_port=args.webhook_port, webhook_secret_file=args.webhook_secret_file)
+
+
+def _cmd_get(args: argparse.Namespace) -> int:
+    from .gitops import get_workflow, get_workflows
+
+    if args.name:
+        return get_workflow(state=args.state_dir, name=args.name, output=args.output)
+    return get_workflows(state=args.state_dir, selector=args.selector, output=args.output)
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    from .gitops import describe_workflow
+
+    return describe_workflow(state=args.state_dir, name=args.name)
+
+
+def _cmd_approve(args: argparse.Namespace) -> int:
+    from .gitops import approve
+
+    return approve(state=args.state_dir, name=args.workflow, task=args.task)
+
+
+def _state_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", metavar="DIR",
+                        help="status store and outputs (default: $RECONCILER_STATE_DIR, else "
+                             "$XDG_STATE_HOME/slurm-reconciler)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reconciler", description="Declarative workflows on Slurm: declare, push, and let the loop run them."
@@ -171,6 +207,43 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="give up waiting after this")
     submit.set_defaults(func=_cmd_submit)
 
+    run = commands.add_parser("run", help="the control loop: reconcile a directory or Git repository onto Slurm")
+    run.add_argument("--source", required=True, metavar="SRC",
+                     help="a directory, a Git repository path, or a file://, ssh:// or https:// Git URL")
+    run.add_argument("--path", metavar="SUBDIR", help="read manifests only under this folder of the source")
+    run.add_argument("--branch", metavar="B", help="Git branch to follow (default: the repository's HEAD)")
+    _state_dir_option(run)
+    run.add_argument("--interval", type=float, default=10.0, metavar="S",
+                     help="seconds between ticks when nothing wakes the loop earlier (default 10)")
+    run.add_argument("--once", action="store_true", help="run a single tick and exit")
+    run.add_argument("--until-done", action="store_true",
+                     help="exit 0 once every workflow succeeded, 1 once all ended and one did not")
+    run.add_argument("--webhook-port", type=int, metavar="PORT",
+                     help="accept push notifications (POST /hook) on this port, like Flux's receiver")
+    run.add_argument("--webhook-secret-file", metavar="FILE",
+                     help="shared secret the notifications must be signed with (GitHub or GitLab style)")
+    run.set_defaults(func=_cmd_run)
+
+    get = commands.add_parser("get", help="list workflows, or show one, with their status")
+    get.add_argument("kind", choices=["workflows", "workflow", "wf"])
+    get.add_argument("name", nargs="?", help="a workflow name (or namespace/name)")
+    get.add_argument("-l", "--selector", metavar="KEY=VALUE[,...]", help="only workflows with these labels")
+    get.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default="table")
+    _state_dir_option(get)
+    get.set_defaults(func=_cmd_get)
+
+    describe = commands.add_parser("describe", help="a workflow's tasks, job ids, attempts, reasons and events")
+    describe.add_argument("kind", choices=["workflow", "wf"])
+    describe.add_argument("name")
+    _state_dir_option(describe)
+    describe.set_defaults(func=_cmd_describe)
+
+    approve = commands.add_parser("approve", help="approve a workflow's approval step (\"I've done this\")")
+    approve.add_argument("workflow")
+    approve.add_argument("task")
+    _state_dir_option(approve)
+    approve.set_defaults(func=_cmd_approve)
+
     dev = commands.add_parser("dev-cluster", help="a single-node Slurm on this machine, for trying things out")
     dev.add_argument("action", choices=["up", "down", "status"])
     dev.add_argument("--dir", help="where its configuration, state and logs live")
@@ -180,4 +253,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=os.environ.get("RECONCILER_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     return int(args.func(args))

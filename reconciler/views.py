@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from ruamel.yaml import YAML
 
@@ -127,7 +128,8 @@ def dump(documents: dict | list, *, output: str) -> str:
     return buffer.getvalue()
 
 
-def describe(row: WorkflowRow, events: Sequence[EventRow], *, now: datetime) -> str:
+def describe(row: WorkflowRow, events: Sequence[EventRow], *, now: datetime,
+             attempts: Sequence[Mapping[str, Any]] = ()) -> str:
     status = row.status or WorkflowStatus()
     out = io.StringIO()
     out.write(f"Name:         {row.name}\nNamespace:    {row.namespace}\nUID:          {row.uid}\n")
@@ -150,6 +152,14 @@ def describe(row: WorkflowRow, events: Sequence[EventRow], *, now: datetime) -> 
         rows.append([name, task.phase.value, task.job_id or "-", str(task.attempts),
                      "-" if task.exit_code is None else str(task.exit_code), f"{task.core_hours:.4f}", detail])
     out.write(_indent(table(["TASK", "PHASE", "JOB", "ATTEMPTS", "EXIT", "CORE-HOURS", "DETAIL"], rows)))
+    if attempts:
+        out.write("Attempts:\n")
+        out.write(_indent(table(["TASK", "ATTEMPT", "JOB", "REQUESTED", "OUTCOME", "EXIT", "CORE-HOURS"],
+                                [_attempt_row(a) for a in attempts])))
+    if attempts:
+        out.write("Attempts:\n")
+        out.write(_indent(table(["TASK", "ATTEMPT", "JOB", "REQUESTED", "OUTCOME", "EXIT", "CORE-HOURS"],
+                                [_attempt_row(a) for a in attempts])))
     waiting = awaiting_approval(status)
     if waiting:
         out.write("Waiting for a person:\n")
@@ -162,6 +172,18 @@ def describe(row: WorkflowRow, events: Sequence[EventRow], *, now: datetime) -> 
         out.write(_indent(table(["AGE", "TYPE", "REASON", "MESSAGE"],
                                 [[age(e.at, now), e.type, e.reason, e.message] for e in events])))
     return out.getvalue()
+
+
+def _attempt_row(attempt: Mapping[str, Any]) -> list[str]:
+    requested = attempt.get("resources") or {}
+    asked = " ".join(f"{key}={requested[key]}" for key in ("time", "memory", "cpus", "partition") if key in requested)
+    outcome = attempt.get("failure") or attempt.get("phase") or ("submitting" if not attempt.get("job_id") else "")
+    if attempt.get("reason") and attempt.get("reason") != outcome:
+        outcome = f"{outcome} ({attempt['reason']})"
+    part = f".p{attempt['part']}" if attempt.get("part") else ""
+    exit_code = attempt.get("exit_code")
+    return [f"{attempt['task']}{part}", str(attempt["attempt"]), attempt.get("job_id") or "-", asked or "-", outcome,
+            "-" if exit_code is None else str(exit_code), f"{attempt.get('core_hours') or 0:.4f}"]
 
 
 def _indent(text: str) -> str:

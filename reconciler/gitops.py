@@ -1,0 +1,148 @@
+"""The Git-mode commands: ``run`` (the control loop), ``get``, ``describe`` and ``approve``.
+
+Called by :mod:`reconciler.cli` with parsed arguments; wires a source, the store and the
+controller together, and renders the store's content with :mod:`reconciler.views`. ``get``,
+``describe`` and ``approve`` only open the store, so they work while a loop runs.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import signal
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import views
+from .controller import Controller, StateLock, StateLocked
+from .store import Store, state_dir_default
+
+log = logging.getLogger(__name__)
+
+
+def state_dir(option: str | None) -> Path:
+    return Path(option).expanduser() if option else state_dir_default()
+
+
+def open_store(directory: Path) -> Store:
+    return Store(directory / "state.db")
+
+
+def run(*, source: str, path: str | None, branch: str | None, state: str | None, interval: float, once: bool,
+        until_done: bool, webhook_port: int | None, webhook_secret_file: str | None) -> int:
+    from .sources import open_source
+    from .sources.webhook import WebhookReceiver
+
+    directory = state_dir(state)
+    try:
+        lock = StateLock(directory)
+    except StateLocked as exc:
+        print(f"run: {exc}", file=sys.stderr)
+        return 2
+    store = open_store(directory)
+    source_ = open_source(source, path=path, branch=branch, cache_dir=directory / "sources")
+    controller = Controller(source=source_, store=store, state_dir=directory, interval=interval)
+    receiver = None
+    if webhook_port is not None:
+        secret = Path(webhook_secret_file).read_text().strip() if webhook_secret_file else None
+        receiver = WebhookReceiver(host="0.0.0.0", port=webhook_port, on_push=source_.wake, secret=secret)
+        receiver.start()
+        log.info("listening for push notifications on port %d", receiver.port)
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("%s received: stopping after the current action", signal.Signals(signum).name)
+        controller.request_stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    log.info("reconciling %s into %s every %.0fs", source_.description, directory, interval)
+    try:
+        return controller.run(once=once, until_done=until_done)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if receiver is not None:
+            receiver.stop()
+        controller.close()
+        source_.close()
+        store.close()
+        lock.release()
+
+
+def _matches(labels: dict[str, str], selector: list[str]) -> bool:
+    for term in selector:
+        key, _, value = term.partition("=")
+        if "=" in term and labels.get(key) != value:
+            return False
+        if "=" not in term and key not in labels:
+            return False
+    return True
+
+
+def get_workflows(*, state: str | None, selector: str | None, output: str) -> int:
+    now = datetime.now(timezone.utc)
+    terms = [t.strip() for t in (selector or "").split(",") if t.strip()]
+    with open_store(state_dir(state)) as store:
+        rows = [w.as_row() for w in store.active_workflows() if _matches(w.labels, terms)]
+    if output in ("json", "yaml"):
+        document = {"apiVersion": "v1", "kind": "List", "items": [views.resource(r) for r in rows]}
+        sys.stdout.write(views.dump(document, output=output))
+    elif not rows:
+        print("No workflows found.", file=sys.stderr)
+    else:
+        sys.stdout.write(views.workflows_table(rows, now=now, wide=output == "wide"))
+    return 0
+
+
+def _find(store: Store, name: str):
+    namespace, _, short = name.rpartition("/")
+    stored = store.workflow(namespace or "default", short)
+    if stored is None:
+        print(f'Error: workflow "{name}" not found', file=sys.stderr)
+    return stored
+
+
+def get_workflow(*, state: str | None, name: str, output: str) -> int:
+    now = datetime.now(timezone.utc)
+    with open_store(state_dir(state)) as store:
+        stored = _find(store, name)
+        if stored is None:
+            return 1
+        row = stored.as_row()
+    if output in ("json", "yaml"):
+        sys.stdout.write(views.dump(views.resource(row), output=output))
+    else:
+        sys.stdout.write(views.workflows_table([row], now=now, wide=output == "wide"))
+    return 0
+
+
+def describe_workflow(*, state: str | None, name: str) -> int:
+    now = datetime.now(timezone.utc)
+    with open_store(state_dir(state)) as store:
+        stored = _find(store, name)
+        if stored is None:
+            return 1
+        sys.stdout.write(views.describe(stored.as_row(), store.events(stored.uid, limit=20), now=now,
+                                        attempts=store.history(stored.uid)))
+    return 0
+
+
+def approve(*, state: str | None, name: str, task: str) -> int:
+    namespace, _, short = name.rpartition("/")
+    with open_store(state_dir(state)) as store:
+        stored = store.workflow(namespace or "default", short)
+        if stored is None or stored.removed_at is not None:
+            print(f'Error: workflow "{name}" not found', file=sys.stderr)
+            return 1
+        tasks = (stored.spec.get("spec") or {}).get("tasks") or []
+        declared = {t.get("name"): t.get("type", "job") for t in tasks}
+        known = stored.status.tasks if stored.status else {}
+        # A template instance declares no tasks itself: its status names them.
+        if (declared.get(task) != "approval") if declared else (task not in known):
+            approvals = sorted(n for n, kind in declared.items() if kind == "approval")
+            print(f"Error: workflow {name} has no approval task {task!r} (approval tasks: "
+                  f"{', '.join(approvals) or 'none'})", file=sys.stderr)
+            return 1
+        store.approve(stored.namespace, stored.name, task, by=getpass.getuser(), now=datetime.now(timezone.utc))
+    print(f"workflow.hpc.reconciler.dev/{short} task {task} approved")
+    return 0
