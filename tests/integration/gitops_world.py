@@ -1,0 +1,149 @@
+"""A Git-mode world for integration tests: a bare repository that plans are pushed into, a
+working clone, the ``reconciler run`` loop as a real process, and readers of its store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from reconciler.devcluster import DevCluster
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def git(*args: str, cwd: Path) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "Plan Author", "GIT_AUTHOR_EMAIL": "plans@example.org",
+           "GIT_COMMITTER_NAME": "Plan Author", "GIT_COMMITTER_EMAIL": "plans@example.org"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
+class PlanRepo:
+    """A bare repository (what the loop follows) and a clone to commit and push from."""
+
+    def __init__(self, root: Path, cluster_manifest: str) -> None:
+        self.bare = root / "plans.git"
+        self.work = root / "checkout"
+        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(self.bare)], check=True)
+        subprocess.run(["git", "init", "-q", "-b", "main", str(self.work)], check=True)
+        git("remote", "add", "origin", str(self.bare), cwd=self.work)
+        self.write("clusters/dev.yaml", cluster_manifest)
+
+    def write(self, relative: str, text: str) -> None:
+        path = self.work / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    def remove(self, relative: str) -> None:
+        git("rm", "-q", relative, cwd=self.work)
+
+    def push(self, message: str) -> str:
+        git("add", "-A", cwd=self.work)
+        git("commit", "-q", "--allow-empty", "-m", message, cwd=self.work)
+        git("push", "-q", "origin", "main", cwd=self.work)
+        return git("rev-parse", "HEAD", cwd=self.work)
+
+
+class Loop:
+    """``reconciler run`` as its own process, as a user would start it."""
+
+    def __init__(self, repo: PlanRepo, state_dir: Path, *, interval: float = 1.0, extra: tuple[str, ...] = ()):
+        self.repo = repo
+        self.state_dir = state_dir
+        self.interval = interval
+        self.extra = extra
+        self.process: subprocess.Popen[str] | None = None
+        self.log = state_dir.parent / f"{state_dir.name}.log"
+
+    def argv(self, *more: str) -> list[str]:
+        return [sys.executable, "-m", "reconciler", "run", "--source", f"file://{self.repo.bare}",
+                "--state-dir", str(self.state_dir), "--interval", str(self.interval), *self.extra, *more]
+
+    def start(self) -> Loop:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        output = open(self.log, "a")  # noqa: SIM115 - the child writes to it for its whole life
+        self.process = subprocess.Popen(self.argv(), cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, text=True)
+        return self
+
+    def run_until_done(self, timeout: float = 300.0) -> int:
+        done = subprocess.run(self.argv("--until-done"), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        self.log.write_text(done.stdout + done.stderr)
+        return done.returncode
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "reconciler", *args, "--state-dir", str(self.state_dir)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+        if check and done.returncode != 0:
+            raise AssertionError(f"reconciler {' '.join(args)} failed: {done.stderr}")
+        return done
+
+    def workflow(self, name: str) -> dict[str, Any] | None:
+        done = self.cli("get", "workflow", name, "-o", "json", check=False)
+        return json.loads(done.stdout) if done.returncode == 0 else None
+
+    def status(self, name: str) -> dict[str, Any]:
+        resource = self.workflow(name) or {}
+        return resource.get("status") or {}
+
+    def wait_for(self, name: str, predicate: Callable[[dict[str, Any]], bool], *, timeout: float = 180.0,
+                 what: str = "condition") -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            status = self.status(name)
+            if status and predicate(status):
+                return status
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"the loop exited ({self.process.returncode}):\n{self.log.read_text()[-4000:]}")
+            time.sleep(0.5)
+        raise AssertionError(f"{name}: {what} not reached in {timeout}s; last status {json.dumps(status, indent=1)}"
+                             f"\nloop log:\n{self.log.read_text()[-4000:] if self.log.exists() else ''}")
+
+    def wait_for_phase(self, name: str, phase: str, *, timeout: float = 180.0) -> dict[str, Any]:
+        return self.wait_for(name, lambda s: s.get("phase") == phase, timeout=timeout, what=f"phase {phase}")
+
+
+def squeue_jobs(cluster: DevCluster, name_prefix: str) -> list[str]:
+    """Jobs of a workflow in Slurm's queue right now (their job names start with the workflow's)."""
+    done = subprocess.run(["squeue", "--me", "--noheader", "--format=%i %j"], env={**os.environ, **cluster.env},
+                          capture_output=True, text=True, check=True)
+    return [line.split()[0] for line in done.stdout.splitlines() if line.split()[1].startswith(name_prefix)]
+
+
+def sacct_jobs(cluster: DevCluster, job_name_prefix: str, *, since: str = "now-2hours") -> list[tuple[str, str]]:
+    """(job id, state) of every job with that name prefix that Slurm accounted for, once two
+    answers a second apart agree (sacct's time window trails just-finished jobs)."""
+    previous: list[tuple[str, str]] | None = None
+    for _ in range(20):
+        done = subprocess.run(["sacct", "-X", "-P", "-n", f"--starttime={since}", "--format=JobID,JobName,State"],
+                              env={**os.environ, **cluster.env}, capture_output=True, text=True, check=True)
+        rows = [line.split("|") for line in done.stdout.splitlines() if line]
+        current = sorted((row[0], row[2]) for row in rows if row[1].startswith(job_name_prefix))
+        if current == previous:
+            return current
+        previous = current
+        time.sleep(1.0)
+    raise AssertionError(f"sacct kept changing for {job_name_prefix}: {previous}")

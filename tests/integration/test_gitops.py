@@ -1,0 +1,339 @@
+"""Git mode end to end: plans pushed into a real bare repository, the real ``reconciler run``
+loop, the real dev cluster."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from reconciler.devcluster import DevCluster
+
+from tests.integration.gitops_world import Loop, PlanRepo, sacct_jobs, squeue_jobs
+
+pytestmark = pytest.mark.slurm
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
+def chain(name: str, *, steps: dict[str, str], extra_task: str = "", defaults: str = "", retry: str = "") -> str:
+    """A workflow whose tasks run one after the other, in the order given."""
+    lines = [
+        "apiVersion: hpc.reconciler.dev/v1alpha1", "kind: Workflow", f"metadata: {{name: {name}}}", "spec:",
+        "  defaults:", f'    resources: {{partition: debug, time: "00:05:00", memory: 50M}}{defaults}', "  tasks:",
+    ]
+    previous = None
+    for task, script in steps.items():
+        lines.append(f"    - name: {task}")
+        if previous:
+            lines.append(f"      dependsOn: [{previous}]")
+        if retry:
+            lines.append(f"      retry: {retry}")
+        lines.append(f"      script: {script!r}" if "\n" not in script else "      script: |")
+        if "\n" in script:
+            lines.extend(f"        {line}" for line in script.splitlines())
+        previous = task
+    return "\n".join(lines) + "\n" + extra_task
+
+
+@pytest.fixture
+def world(tmp_path: Path, dev_cluster: DevCluster):
+    repo = PlanRepo(tmp_path, dev_cluster.manifest_path("local").read_text())
+    loop = Loop(repo, tmp_path / "state")
+    yield repo, loop
+    loop.stop()
+
+
+def attempts_of(loop: Loop, name: str) -> dict[str, int]:
+    return {task: s.get("attempts", 0) for task, s in loop.status(name).get("tasks", {}).items()}
+
+
+def test_a_pushed_plan_runs_to_succeeded(world, dev_cluster: DevCluster):
+    repo, loop = world
+    plan = (EXAMPLES / "ultrasound-plan.yaml").read_text()
+    repo.write("plans/ultrasound.yaml", plan)
+    revision = repo.push("treatment plan for p-0042")
+
+    assert loop.run_until_done(timeout=240) == 0, loop.log.read_text()[-3000:]
+    status = loop.status("ultrasound-plan")
+    assert status["phase"] == "Succeeded" and status["progress"] == "3/3"
+    assert status["revision"] == revision
+    assert {t["phase"] for t in status["tasks"].values()} == {"Succeeded"}
+    assert status["coreHours"] >= 0
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"
+    report = loop.state_dir / "outputs" / "default" / "ultrasound-plan" / "postprocess" / "report.txt"
+    assert "peak_pressure_mpa=1.83" in report.read_text()
+
+    table = loop.cli("get", "workflows").stdout
+    assert re.search(r"ultrasound-plan\s+Succeeded\s+3/3", table), table
+    described = loop.cli("describe", "workflow", "ultrasound-plan").stdout
+    assert "postprocess" in described and "Submitted" in described
+
+
+def test_capacity_of_one_job_submits_part_of_the_dag_at_a_time(tmp_path: Path, dev_cluster: DevCluster):
+    manifest = dev_cluster.manifest_path("local").read_text().replace("name: dev\n", "name: dev\n", 1)
+    manifest = manifest.replace("spec:\n", "spec:\n  capacity: {maxSubmittedJobs: 1}\n", 1)
+    repo = PlanRepo(tmp_path, manifest)
+    name = unique("capacity")
+    fan = "\n".join(f"    - name: part-{i}\n      script: sleep 2" for i in range(4))
+    repo.write("plans/capacity.yaml", f"""\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+  defaults:
+    resources: {{partition: debug, time: "00:05:00", memory: 20M}}
+  tasks:
+{fan}
+""")
+    repo.push("four independent parts")
+    loop = Loop(repo, tmp_path / "state").start()
+    most = 0
+    queued_seen = False
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            most = max(most, len(squeue_jobs(dev_cluster, name)))
+            status = loop.status(name)
+            phases = {t["phase"] for t in status.get("tasks", {}).values()}
+            queued_seen |= "Queued" in phases
+            if status.get("phase") == "Succeeded":
+                break
+            time.sleep(0.2)
+        assert status.get("phase") == "Succeeded", status
+    finally:
+        loop.stop()
+    assert most == 1
+    assert queued_seen
+    assert set(attempts_of(loop, name).values()) == {1}
+
+
+def test_a_task_that_fails_twice_then_succeeds_ends_with_three_attempts(world):
+    repo, loop = world
+    name = unique("flaky")
+    script = ('n=$(cat ../tries 2>/dev/null || echo 0); echo $((n + 1)) > ../tries\n'
+              '[ "$n" -ge 2 ] || exit 3')
+    repo.write("plans/flaky.yaml", chain(name, steps={"flaky": script, "after": "echo ok"},
+                                         retry="{limit: 2, backoffSeconds: 1, on: [FAILED]}"))
+    repo.push("a flaky step")
+    assert loop.run_until_done(timeout=240) == 0, loop.log.read_text()[-3000:]
+    assert attempts_of(loop, name) == {"flaky": 3, "after": 1}
+    assert loop.status(name)["tasks"]["flaky"]["exitCode"] == 0
+
+
+def test_retries_exhausted_fail_the_workflow_and_skip_downstream(world):
+    repo, loop = world
+    name = unique("doomed")
+    repo.write("plans/doomed.yaml", chain(name, steps={"broken": "exit 3", "after": "echo never"},
+                                          retry="{limit: 1, backoffSeconds: 0, on: [FAILED]}"))
+    repo.push("a step that always fails")
+    assert loop.run_until_done(timeout=240) == 1
+    status = loop.status(name)
+    assert status["phase"] == "Failed"
+    assert status["tasks"]["broken"]["phase"] == "Failed" and status["tasks"]["broken"]["exitCode"] == 3
+    assert status["tasks"]["broken"]["attempts"] == 2
+    assert status["tasks"]["after"]["phase"] == "Skipped"
+    assert any(c["type"] == "Stalled" and c["status"] == "True" for c in status["conditions"])
+
+
+def test_timeout_retry_escalates_the_time_request(world, dev_cluster: DevCluster):
+    repo, loop = world
+    name = unique("overtime")
+    script = '[ "$RECONCILER_ATTEMPT" -ge 2 ] || sleep 300'
+    repo.write("plans/overtime.yaml", chain(name, steps={"solve": script}, retry=(
+        "{limit: 1, backoffSeconds: 0, on: [TIMEOUT], escalate: {time: 2.0}}")).replace(
+        'time: "00:05:00"', 'time: "00:01:00"'))
+    repo.push("a step that needs more time the first time")
+    assert loop.run_until_done(timeout=300) == 0, loop.log.read_text()[-3000:]
+    described = loop.cli("describe", "workflow", name).stdout
+    assert loop.status(name)["tasks"]["solve"]["attempts"] == 2
+    wanted = sorted([f"{name}.solve|1|TIMEOUT", f"{name}.solve|2|COMPLETED"])
+    for _ in range(20):  # sacct's time window lags a just-finished job by a second or so
+        requested = sorted(line for line in subprocess.run(
+            ["sacct", "-X", "-P", "-n", "--starttime=now-1hours", "--format=JobName,TimelimitRaw,State"],
+            env={**os.environ, **dev_cluster.env}, capture_output=True, text=True,
+            check=True).stdout.splitlines() if line.startswith(f"{name}.solve|"))
+        if requested == wanted:
+            break
+        time.sleep(0.5)
+    assert requested == wanted
+    attempts = [line.split() for line in described.split("Attempts:")[1].split("Events:")[0].splitlines()[2:]]
+    assert [(a[1], a[3], a[5]) for a in attempts] == [("1", "time=00:01:00", "TIMEOUT"),
+                                                       ("2", "time=00:02:00", "Succeeded")], described
+
+
+def test_suspend_holds_pending_jobs_and_resume_releases_them(world, dev_cluster: DevCluster):
+    repo, loop = world
+    name = unique("suspended")
+    plan = chain(name, steps={"first": "sleep 15", "second": "echo second"})
+    repo.write("plans/suspend.yaml", plan)
+    repo.push("a two-step plan")
+    loop.start()
+    loop.wait_for(name, lambda s: s.get("tasks", {}).get("first", {}).get("phase") == "Running", what="first runs")
+
+    repo.write("plans/suspend.yaml", plan.replace("spec:\n", "spec:\n  suspend: true\n", 1))
+    repo.push("hold it")
+    status = loop.wait_for(name, lambda s: s.get("phase") == "Suspended"
+                           and s["tasks"]["second"]["phase"] == "Held", what="second held")
+    assert status["tasks"]["second"]["phase"] == "Held"
+    time.sleep(20)  # well past the first step's end: the held one must not run
+    status = loop.status(name)
+    assert status["tasks"]["first"]["phase"] == "Succeeded" and status["tasks"]["second"]["phase"] == "Held"
+
+    repo.write("plans/suspend.yaml", plan)
+    repo.push("let it go on")
+    loop.wait_for_phase(name, "Succeeded")
+    assert attempts_of(loop, name) == {"first": 1, "second": 1}
+
+
+def test_an_approval_blocks_until_a_person_approves(world):
+    repo, loop = world
+    name = unique("reviewed")
+    repo.write("plans/reviewed.yaml", chain(name, steps={"prepare": "echo prepared", "publish": "echo published"})
+               .replace("      dependsOn: [prepare]", "      dependsOn: [review]").rstrip("\n") + """
+    - name: review
+      type: approval
+      dependsOn: [prepare]
+""")
+    repo.push("needs a review")
+    loop.start()
+    status = loop.wait_for(name, lambda s: s.get("tasks", {}).get("review", {}).get("phase") == "AwaitingApproval",
+                           what="awaiting approval")
+    assert status["tasks"]["publish"]["phase"] == "Waiting"
+    table = loop.cli("get", "workflows").stdout
+    assert name in table and "review" in table  # the workflows waiting for a person are marked
+    time.sleep(3)
+    assert loop.status(name)["tasks"]["publish"]["phase"] == "Waiting"
+
+    assert "approved" in loop.cli("approve", name, "review").stdout
+    loop.wait_for_phase(name, "Succeeded", timeout=120)
+
+
+def test_a_changed_step_reruns_with_its_downstream_only(world, dev_cluster: DevCluster):
+    repo, loop = world
+    name = unique("rerun")
+    steps = {"segment": "echo segment", "simulate": "echo grid=128", "report": "echo report"}
+    repo.write("plans/rerun.yaml", chain(name, steps=steps))
+    repo.push("first run")
+    assert loop.run_until_done(timeout=240) == 0
+    before = dict(sacct_jobs(dev_cluster, f"{name}."))
+    assert len(before) == 3
+
+    repo.write("plans/rerun.yaml", chain(name, steps={**steps, "simulate": "echo grid=256"}))
+    revision = repo.push("finer grid")
+    loop.start()
+    loop.wait_for(name, lambda s: s.get("revision") == revision and s.get("phase") == "Succeeded",
+                  what="rerun finished")
+    loop.stop()
+    after = sacct_jobs(dev_cluster, f"{name}.")
+    names = subprocess.run(["sacct", "-X", "-P", "-n", "--starttime=now-2hours", "--format=JobName"],
+                           env={**os.environ, **dev_cluster.env}, capture_output=True, text=True,
+                           check=True).stdout.split()
+    runs = {task: names.count(f"{name}.{task}") for task in steps}
+    assert runs == {"segment": 1, "simulate": 2, "report": 2}, (runs, after)
+
+
+def test_a_broken_commit_marks_only_that_workflow_invalid(world):
+    repo, loop = world
+    good, bad = unique("steady"), unique("fragile")
+    repo.write("plans/steady.yaml", chain(good, steps={"wait": "sleep 8", "done": "echo done"}))
+    repo.write("plans/fragile.yaml", chain(bad, steps={"only": "echo hi"}))
+    repo.push("two plans")
+    loop.start()
+    loop.wait_for_phase(bad, "Succeeded")
+    repo.write("plans/fragile.yaml", chain(bad, steps={"only": "echo hi"}).replace("name: only", "name: Not_Valid"))
+    repo.push("a typo")
+    status = loop.wait_for_phase(bad, "Invalid", timeout=60)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert re.search(r"plans/fragile\.yaml:\d+: spec\.tasks\[0\]\.name", ready["message"]), ready
+    loop.wait_for_phase(good, "Succeeded")
+
+
+def test_a_removed_workflow_is_pruned_and_its_jobs_cancelled(world, dev_cluster: DevCluster):
+    repo, loop = world
+    name = unique("pruned")
+    repo.write("plans/pruned.yaml", chain(name, steps={"long": "sleep 300"}))
+    repo.write("plans/other.yaml", chain(unique("kept"), steps={"quick": "echo hi"}))
+    repo.push("a long job")
+    loop.start()
+    loop.wait_for(name, lambda s: s.get("tasks", {}).get("long", {}).get("phase") == "Running", what="running")
+    repo.remove("plans/pruned.yaml")
+    repo.push("not needed any more")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and squeue_jobs(dev_cluster, name):
+        time.sleep(0.5)
+    assert not squeue_jobs(dev_cluster, name)
+    assert name not in loop.cli("get", "workflows").stdout
+    time.sleep(3)
+    assert [state for _, state in sacct_jobs(dev_cluster, f"{name}.")] == ["CANCELLED by 0"]
+
+
+def test_a_second_loop_on_the_same_state_refuses_to_start(world):
+    repo, loop = world
+    repo.push("empty")
+    loop.start()
+    time.sleep(2)
+    second = subprocess.run(loop.argv("--once"), capture_output=True, text=True, timeout=60)
+    assert second.returncode == 2 and "in use by a running reconciler" in second.stderr
+
+
+def test_kill_9_during_a_fifty_task_workflow_never_runs_a_task_twice(world, dev_cluster: DevCluster):
+    repo, loop = world
+    name = unique("crashy")
+    tasks = []
+    for i in range(50):
+        after = f"\n      dependsOn: [t{i - 5:02d}]" if i >= 5 else ""
+        tasks.append(f"    - name: t{i:02d}{after}\n      script: echo t{i:02d} >> ../runs.log; sleep 1")
+    repo.write("plans/crashy.yaml", f"""\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+  defaults:
+    resources: {{partition: debug, time: "00:05:00", memory: 20M}}
+  tasks:
+""" + "\n".join(tasks) + "\n")
+    repo.push("fifty tasks")
+    for delay in (0.6, 1.1, 1.7, 2.3, 0.9, 3.0):
+        loop.start()
+        time.sleep(delay)
+        loop.kill()
+    loop.start()
+    loop.wait_for_phase(name, "Succeeded", timeout=240)
+    runs = (Path(dev_cluster.cluster("local").spec.workdir) / "default" / name / "runs.log").read_text().split()
+    assert sorted(runs) == sorted(f"t{i:02d}" for i in range(50))
+    assert len(sacct_jobs(dev_cluster, f"{name}.")) == 50
+    assert set(attempts_of(loop, name).values()) == {1}
+
+
+def test_stopping_slurmctld_mid_run_is_survived(world, dev_cluster: DevCluster):
+    repo, loop = world
+    name = unique("outage")
+    repo.write("plans/outage.yaml", chain(name, steps={"before": "sleep 3", "during": "sleep 3", "after": "echo ok"}))
+    repo.push("a plan across an outage")
+    loop.start()
+    loop.wait_for(name, lambda s: s.get("tasks", {}).get("before", {}).get("phase") == "Running", what="running")
+    dev_cluster.stop("slurmctld")
+    try:
+        status = loop.wait_for(name, lambda s: any(c["type"] == "ClusterReachable" and c["status"] == "False"
+                                                   for c in s.get("conditions", [])), timeout=60,
+                               what="ClusterReachable=False")
+        assert status["phase"] != "Failed"
+        time.sleep(5)
+        assert loop.process is not None and loop.process.poll() is None
+    finally:
+        dev_cluster.start("slurmctld")
+    loop.wait_for_phase(name, "Succeeded", timeout=240)
+    assert set(attempts_of(loop, name).values()) == {1}
+    status = loop.status(name)
+    assert not any(c["type"] == "ClusterReachable" for c in status["conditions"])
