@@ -186,6 +186,11 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def _document(value: Any) -> str:
+    """A resource or status as written: key order kept (tasks in DAG order, fields as declared)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
 def spec_hash(spec: Mapping[str, Any]) -> str:
     """The hash of a spec's canonical JSON: equal specs hash equal whatever their key order."""
     return hashlib.sha256(_json(spec).encode()).hexdigest()
@@ -489,13 +494,13 @@ class Store:
             if current is None:
                 uid = uuid.uuid4().hex[:16]
                 db.execute(f"INSERT INTO workflows ({_WORKFLOW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,NULL)",
-                           (uid, namespace, name, 1, _json(resource), digest, revision, source_file, _json(labels),
+                           (uid, namespace, name, 1, _document(resource), digest, revision, source_file, _json(labels),
                             _iso(now)))
             else:
                 uid, generation, old_digest = current
                 db.execute("UPDATE workflows SET generation = ?, resource = ?, spec_hash = ?, revision = ?, "
                            "source_file = ?, labels = ? WHERE uid = ?",
-                           (generation + (digest != old_digest), _json(resource), digest, revision, source_file,
+                           (generation + (digest != old_digest), _document(resource), digest, revision, source_file,
                             _json(labels), uid))
             return self._workflow_by_uid(db, uid)  # type: ignore[return-value]
 
@@ -541,7 +546,7 @@ class Store:
         """Every status of a tick in one transaction; an unknown uid writes none of them."""
         with self._transaction() as db:
             for uid, status in statuses.items():
-                text = _json(status.model_dump(mode="json", by_alias=True, exclude_none=True))
+                text = _document(status.model_dump(mode="json", by_alias=True, exclude_none=True))
                 if db.execute("UPDATE workflows SET status = ? WHERE uid = ?", (text, uid)).rowcount != 1:
                     raise KeyError(f"no workflow with uid {uid}")
 

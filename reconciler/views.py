@@ -153,13 +153,12 @@ def describe(row: WorkflowRow, events: Sequence[EventRow], *, now: datetime,
                      "-" if task.exit_code is None else str(task.exit_code), f"{task.core_hours:.4f}", detail])
     out.write(_indent(table(["TASK", "PHASE", "JOB", "ATTEMPTS", "EXIT", "CORE-HOURS", "DETAIL"], rows)))
     if attempts:
+        # In the order of the task table (the DAG's), each task's attempts oldest first.
+        order = {name: position for position, name in enumerate(status.tasks)}
+        ordered = sorted(attempts, key=lambda a: (order.get(a["task"], len(order)), a["attempt"], a.get("part") or 0))
         out.write("Attempts:\n")
         out.write(_indent(table(["TASK", "ATTEMPT", "JOB", "REQUESTED", "OUTCOME", "EXIT", "CORE-HOURS"],
-                                [_attempt_row(a) for a in attempts])))
-    if attempts:
-        out.write("Attempts:\n")
-        out.write(_indent(table(["TASK", "ATTEMPT", "JOB", "REQUESTED", "OUTCOME", "EXIT", "CORE-HOURS"],
-                                [_attempt_row(a) for a in attempts])))
+                                [_attempt_row(a) for a in ordered])))
     waiting = awaiting_approval(status)
     if waiting:
         out.write("Waiting for a person:\n")
@@ -178,7 +177,8 @@ def _attempt_row(attempt: Mapping[str, Any]) -> list[str]:
     requested = attempt.get("resources") or {}
     asked = " ".join(f"{key}={requested[key]}" for key in ("time", "memory", "cpus", "partition") if key in requested)
     outcome = attempt.get("failure") or attempt.get("phase") or ("submitting" if not attempt.get("job_id") else "")
-    if attempt.get("reason") and attempt.get("reason") != outcome:
+    # A finished job keeps the last reason it waited for; only an unsuccessful end needs one.
+    if attempt.get("reason") and attempt.get("reason") != outcome and attempt.get("phase") != "Succeeded":
         outcome = f"{outcome} ({attempt['reason']})"
     part = f".p{attempt['part']}" if attempt.get("part") else ""
     exit_code = attempt.get("exit_code")

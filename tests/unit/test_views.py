@@ -50,3 +50,24 @@ def test_describe_lists_tasks_conditions_and_events():
     assert "review   AwaitingApproval" in text
     assert "reconciler approve slide review" in text
     assert "30s   Normal   AwaitingApproval   task review waits" in text
+
+
+def test_describe_lists_attempts_in_dag_order_with_request_and_outcome():
+    status = WorkflowStatus(phase=WorkflowPhase.SUCCEEDED, tasks={"simulate": TaskStatus(phase=TaskPhase.SUCCEEDED),
+                                                                  "report": TaskStatus(phase=TaskPhase.SUCCEEDED)})
+    attempts = [
+        {"task": "report", "attempt": 1, "job_id": "12", "resources": {"time": "00:05:00"}, "phase": "Succeeded",
+         "reason": "Dependency", "exit_code": 0, "core_hours": 0.01},
+        {"task": "simulate", "attempt": 2, "job_id": "11", "resources": {"time": "00:02:00", "memory": "1G"},
+         "phase": "Succeeded", "exit_code": 0, "core_hours": 0.5},
+        {"task": "simulate", "attempt": 1, "job_id": "10", "resources": {"time": "00:01:00", "memory": "1G"},
+         "phase": "Failed", "failure": "TIMEOUT", "exit_code": 0, "core_hours": 0.25},
+    ]
+    text = describe(row("plan", status), [], now=T0, attempts=attempts)
+    assert text.count("Attempts:") == 1
+    rows = [line.split() for line in text.split("Attempts:\n")[1].split("Events:")[0].splitlines()[1:]]
+    assert rows == [
+        ["simulate", "1", "10", "time=00:01:00", "memory=1G", "TIMEOUT", "0", "0.2500"],
+        ["simulate", "2", "11", "time=00:02:00", "memory=1G", "Succeeded", "0", "0.5000"],
+        ["report", "1", "12", "time=00:05:00", "Succeeded", "0", "0.0100"],
+    ]
