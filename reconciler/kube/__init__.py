@@ -1,0 +1,1 @@
+"""Kubernetes mode: the operator that reconciles Workflow custom resources onto Slurm."""
