@@ -483,16 +483,23 @@ class Store:
     # -- workflows -------------------------------------------------------------------------------
 
     def upsert_workflow(self, *, namespace: str, name: str, resource: dict, revision: str | None,
-                        source_file: str | None, now: datetime) -> StoredWorkflow:
+                        source_file: str | None, now: datetime, uid: str | None = None) -> StoredWorkflow:
         """The active run of namespace/name, created on first sight, with ``resource`` kept as its
-        last good one; the generation goes up only when ``resource["spec"]`` changes."""
+        last good one; the generation goes up only when ``resource["spec"]`` changes.
+
+        ``uid`` is the run's identity when the source has one (Kubernetes' metadata.uid); an
+        active run of the same name under another uid is a previous object, and ends here.
+        """
         digest = spec_hash(resource.get("spec") or {})
         labels = dict((resource.get("metadata") or {}).get("labels") or {})
         with self._transaction() as db:
             current = db.execute("SELECT uid, generation, spec_hash FROM workflows WHERE namespace = ? "
                                  "AND name = ? AND removed_at IS NULL", (namespace, name)).fetchone()
+            if current is not None and uid is not None and current[0] != uid:
+                db.execute("UPDATE workflows SET removed_at = ? WHERE uid = ?", (_iso(now), current[0]))
+                current = None
             if current is None:
-                uid = uuid.uuid4().hex[:16]
+                uid = uid or uuid.uuid4().hex[:16]
                 db.execute(f"INSERT INTO workflows ({_WORKFLOW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,NULL)",
                            (uid, namespace, name, 1, _document(resource), digest, revision, source_file, _json(labels),
                             _iso(now)))

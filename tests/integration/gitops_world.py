@@ -133,16 +133,18 @@ def squeue_jobs(cluster: DevCluster, name_prefix: str) -> list[str]:
     return [line.split()[0] for line in done.stdout.splitlines() if line.split()[1].startswith(name_prefix)]
 
 
-def sacct_jobs(cluster: DevCluster, job_name_prefix: str, *, since: str = "now-2hours") -> list[tuple[str, str]]:
-    """(job id, state) of every job with that name prefix that Slurm accounted for, once two
-    answers a second apart agree (sacct's time window trails just-finished jobs)."""
+def sacct_jobs(cluster: DevCluster, job_name_prefix: str, *, since: str = "now-2hours",
+               at_least: int = 1) -> list[tuple[str, str]]:
+    """(job id, state) of every job with that name prefix that Slurm accounted for, once there
+    are ``at_least`` and two answers a second apart agree (sacct's time window trails
+    just-finished jobs)."""
     previous: list[tuple[str, str]] | None = None
     for _ in range(20):
         done = subprocess.run(["sacct", "-X", "-P", "-n", f"--starttime={since}", "--format=JobID,JobName,State"],
                               env={**os.environ, **cluster.env}, capture_output=True, text=True, check=True)
         rows = [line.split("|") for line in done.stdout.splitlines() if line]
         current = sorted((row[0], row[2]) for row in rows if row[1].startswith(job_name_prefix))
-        if current == previous:
+        if current == previous and len(current) >= at_least:
             return current
         previous = current
         time.sleep(1.0)

@@ -167,9 +167,9 @@ def test_timeout_retry_escalates_the_time_request(world, dev_cluster: DevCluster
             break
         time.sleep(0.5)
     assert requested == wanted
-    attempts = [line.split() for line in described.split("Attempts:")[1].split("Events:")[0].splitlines()[2:]]
-    assert [(a[1], a[3], a[5]) for a in attempts] == [("1", "time=00:01:00", "TIMEOUT"),
-                                                       ("2", "time=00:02:00", "Succeeded")], described
+    attempts = described.split("Attempts:")[1].split("Events:")[0]
+    assert re.search(r"solve\s+1\s+\d+\s+time=00:01:00 .*\s+TIMEOUT\s", attempts), described
+    assert re.search(r"solve\s+2\s+\d+\s+time=00:02:00 .*\s+Succeeded\s", attempts), described
 
 
 def test_suspend_holds_pending_jobs_and_resume_releases_them(world, dev_cluster: DevCluster):
@@ -226,7 +226,7 @@ def test_a_changed_step_reruns_with_its_downstream_only(world, dev_cluster: DevC
     repo.write("plans/rerun.yaml", chain(name, steps=steps))
     repo.push("first run")
     assert loop.run_until_done(timeout=240) == 0
-    before = dict(sacct_jobs(dev_cluster, f"{name}."))
+    before = dict(sacct_jobs(dev_cluster, f"{name}.", at_least=3))
     assert len(before) == 3
 
     repo.write("plans/rerun.yaml", chain(name, steps={**steps, "simulate": "echo grid=256"}))
@@ -235,7 +235,7 @@ def test_a_changed_step_reruns_with_its_downstream_only(world, dev_cluster: DevC
     loop.wait_for(name, lambda s: s.get("revision") == revision and s.get("phase") == "Succeeded",
                   what="rerun finished")
     loop.stop()
-    after = sacct_jobs(dev_cluster, f"{name}.")
+    after = sacct_jobs(dev_cluster, f"{name}.", at_least=5)
     names = subprocess.run(["sacct", "-X", "-P", "-n", "--starttime=now-2hours", "--format=JobName"],
                            env={**os.environ, **dev_cluster.env}, capture_output=True, text=True,
                            check=True).stdout.split()
@@ -312,7 +312,7 @@ spec:
     loop.wait_for_phase(name, "Succeeded", timeout=240)
     runs = (Path(dev_cluster.cluster("local").spec.workdir) / "default" / name / "runs.log").read_text().split()
     assert sorted(runs) == sorted(f"t{i:02d}" for i in range(50))
-    assert len(sacct_jobs(dev_cluster, f"{name}.")) == 50
+    assert len(sacct_jobs(dev_cluster, f"{name}.", at_least=50)) == 50
     assert set(attempts_of(loop, name).values()) == {1}
 
 
