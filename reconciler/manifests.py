@@ -56,7 +56,7 @@ class ManifestError:
 @dataclass(frozen=True)
 class SourceLocation:
     file: str
-    line: int
+    line: int | None  # None for objects read from an API
     document: int
 
 
@@ -135,7 +135,7 @@ class _Plain:
             return str(value)
         return value
 
-    def line_of(self, path: FieldPath, fallback: int) -> int:
+    def line_of(self, path: FieldPath, fallback: int | None) -> int | None:
         """The line of the deepest recorded prefix of ``path``."""
         for end in range(len(path), 0, -1):
             line = self.lines.get(tuple(path[:end]))
@@ -190,7 +190,7 @@ def load_text(text: str, *, filename: str) -> LoadResult:
     return result
 
 
-def _load_document(raw: Any, *, filename: str, index: int, start_line: int) -> LoadedResource | BrokenDocument:
+def _load_document(raw: Any, *, filename: str, index: int, start_line: int | None) -> LoadedResource | BrokenDocument:
     def broken(line: int | None, path: str, message: str, data: dict | None = None) -> BrokenDocument:
         meta = (data or {}).get("metadata")
         meta = meta if isinstance(meta, dict) else {}
@@ -237,6 +237,22 @@ def _load_document(raw: Any, *, filename: str, index: int, start_line: int) -> L
         first = broken(None, "", "", data)
         return BrokenDocument(first.kind, first.namespace, first.name, tuple(errors))
     return LoadedResource(resource, SourceLocation(filename, start_line, index))
+
+
+# ObjectMeta fields the API server sets that the models do not carry; dropped before validation
+# so an object read back from Kubernetes validates like the manifest it came from.
+_SERVER_METADATA = ("managedFields", "selfLink", "ownerReferences", "deletionGracePeriodSeconds", "generateName")
+
+
+def load_object(data: dict[str, Any], *, origin: str) -> LoadedResource | BrokenDocument:
+    """One resource read from an API (Kubernetes), validated like a manifest document; errors
+    name ``origin`` (e.g. "workflow default/plan") and the field, with no line. The object's
+    status is not validated: it is the reconciler's own output."""
+    document = {key: value for key, value in data.items() if key != "status"}
+    metadata = document.get("metadata")
+    if isinstance(metadata, dict):
+        document["metadata"] = {k: v for k, v in metadata.items() if k not in _SERVER_METADATA}
+    return _load_document(document, filename=origin, index=0, start_line=None)
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -137,3 +137,26 @@ def test_random_task_documents_give_errors_never_tracebacks(task: dict):
 def test_non_mapping_documents(bad: str):
     [error] = load_text(bad, filename="n.yaml").errors
     assert "expected a mapping" in error.message
+
+
+def test_an_object_read_back_from_kubernetes_validates_like_its_manifest():
+    from reconciler.manifests import BrokenDocument, LoadedResource, load_object
+
+    obj = {
+        "apiVersion": "hpc.reconciler.dev/v1alpha1", "kind": "Workflow",
+        "metadata": {"name": "plan", "namespace": "lab", "uid": "6c1f", "generation": 3, "resourceVersion": "812",
+                     "creationTimestamp": "2026-11-23T06:00:00Z", "finalizers": ["hpc.reconciler.dev/slurm-jobs"],
+                     "managedFields": [{"manager": "kubectl"}], "annotations": {"a": "b"}},
+        "spec": {"tasks": [{"name": "one", "script": "echo 1"}]},
+        "status": {"phase": "Running", "somethingNew": True},
+    }
+    loaded = load_object(obj, origin="workflow lab/plan")
+    assert isinstance(loaded, LoadedResource)
+    assert loaded.resource.metadata.uid == "6c1f" and loaded.resource.metadata.generation == 3
+    assert loaded.location.file == "workflow lab/plan" and loaded.location.line is None
+
+    obj["spec"]["tasks"][0]["name"] = "Not_Valid"
+    broken = load_object(obj, origin="workflow lab/plan")
+    assert isinstance(broken, BrokenDocument) and (broken.namespace, broken.name) == ("lab", "plan")
+    [error] = broken.errors
+    assert str(error).startswith("workflow lab/plan: spec.tasks[0].name: 'Not_Valid' is not valid")
