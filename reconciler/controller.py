@@ -25,9 +25,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Protocol
 
 from .actions import adjust_status, carry_out
-from .api import SlurmCluster, WorkflowPhase, WorkflowStatus
+from .api import SlurmCluster, SlurmClusterSpec, WorkflowPhase, WorkflowStatus
 from .desired import DesiredState, sort_desired
 from .plan import Event
 from .reconcile import DesiredWorkflow, prune, reconcile_cluster
@@ -104,10 +105,27 @@ class TickReport:
     requeue_after: float | None = None
 
 
+class Publisher(Protocol):
+    """Where a tick's results go besides the store: Kubernetes mode writes them to the API."""
+
+    def prepare(self, snapshot: Snapshot, store: Store, *, now: datetime) -> None:
+        """Before planning: bring the store in line with what the source holds (runs, status,
+        approvals), so a lost local state loses nothing."""
+
+    def publish(self, *, statuses: dict[str, WorkflowStatus], events: dict[str, list[Event]],
+                pruned: list[StoredWorkflow], store: Store) -> None: ...
+
+    def connection(self, cluster: SlurmCluster) -> tuple[SlurmClusterSpec, str | None]:
+        """How to reach ``cluster``: its spec (with any file it needs put in place) and the SSH
+        private key, when the key comes from somewhere other than a file."""
+
+
 class Controller:
-    def __init__(self, *, source: Source, store: Store, state_dir: Path, interval: float) -> None:
+    def __init__(self, *, source: Source, store: Store, state_dir: Path, interval: float,
+                 publisher: Publisher | None = None) -> None:
         self.source = source
         self.store = store
+        self.publisher = publisher
         self.outputs_dir = state_dir / "outputs"
         self.interval = interval
         self.stop = threading.Event()
@@ -174,6 +192,8 @@ class Controller:
         if self._snapshot is None:
             return report
         snapshot = self._snapshot
+        if self.publisher is not None:
+            self.publisher.prepare(snapshot, self.store, now=now)
         active = {(w.namespace, w.name): w for w in self.store.active_workflows()}
         desired = sort_desired(snapshot.load, active={key: w.source_file for key, w in active.items()})
         for error in desired.errors:
@@ -188,6 +208,7 @@ class Controller:
             stored = self.store.upsert_workflow(
                 namespace=meta.namespace, name=meta.name, resource=resolved.workflow.to_wire(),
                 revision=snapshot.revision, source_file=resolved.location.file if resolved.location else None, now=now,
+                uid=meta.uid,
             )
             assert resolved.cluster is not None
             groups.setdefault(resolved.cluster.metadata.name, []).append((stored, resolved))
@@ -197,6 +218,7 @@ class Controller:
             pruned.setdefault(_cluster_of(stored, desired), []).append(stored)
         report.workflows = len(desired.valid) + len(desired.invalid)
 
+        removed: list[StoredWorkflow] = []
         for name in sorted(set(groups) | set(pruned)):
             cluster = desired.clusters.get(name)
             if cluster is None:
@@ -204,9 +226,10 @@ class Controller:
                     log.warning("workflow %s/%s removed, but its cluster %r is no longer declared: its jobs are "
                                 "left as they are", stored.namespace, stored.name, name)
                     self.store.mark_removed(stored.uid, now=now)
+                    removed.append(stored)
                 continue
             requeue = self._reconcile_cluster(cluster, groups.get(name, []), pruned.get(name, []),
-                                              statuses, events, report, now=now)
+                                              statuses, events, report, removed, now=now)
             if requeue is not None:
                 report.requeue_after = min(requeue, report.requeue_after or requeue)
             if self.stop.is_set():
@@ -214,6 +237,8 @@ class Controller:
         for uid, items in events.items():
             self.store.add_events(uid, items, now=now)
         self.store.save_statuses(statuses)
+        if self.publisher is not None:
+            self.publisher.publish(statuses=statuses, events=events, pruned=removed, store=self.store)
         return report
 
     def _invalid(self, desired: DesiredState, active: dict[tuple[str, str], StoredWorkflow], snapshot: Snapshot,
@@ -230,8 +255,9 @@ class Controller:
                                                     now=now)
             for message in invalid.messages:
                 log.warning("%s", message)
+            generation = ((invalid.resource or {}).get("metadata") or {}).get("generation") or stored.generation
             statuses[stored.uid] = invalid_status(previous=stored.status, errors=invalid.messages,
-                                                  generation=stored.generation, revision=snapshot.revision, now=now)
+                                                  generation=generation, revision=snapshot.revision, now=now)
 
     def _reconcile_cluster(
         self,
@@ -241,6 +267,7 @@ class Controller:
         statuses: dict[str, WorkflowStatus],
         events: dict[str, list[Event]],
         report: TickReport,
+        pruned: list[StoredWorkflow],
         *,
         now: datetime,
     ) -> float | None:
@@ -250,9 +277,8 @@ class Controller:
             report.unreachable[name] = "backing off"
             return max(0.0, backoff.retry_at - time.monotonic())
         client = self._client(cluster)
-        oldest = self.store.oldest_unfinished_at(name)
-        since = min(oldest, now - DISCOVERY_WINDOW) if oldest else now - DISCOVERY_WINDOW
-        observation = client.observe(since=since - timedelta(minutes=1), job_ids=self.store.unfinished_job_ids(name))
+        since = self._observation_start(name, workflows, now=now)
+        observation = client.observe(since=since, job_ids=self.store.unfinished_job_ids(name))
         view = client.view(observation)
         if not (observation.queue_ok and observation.accounting_ok):
             delay = backoff.failed(base=self.interval)
@@ -268,7 +294,8 @@ class Controller:
             self.store.update_from_observation(stored.uid, jobs.get(stored.uid, []), now=now, cluster=name)
             resolved_by_uid[stored.uid] = resolved
             desired.append(DesiredWorkflow(
-                uid=stored.uid, resolved=resolved, generation=stored.generation, revision=stored.revision,
+                uid=stored.uid, resolved=resolved, generation=resolved.workflow.metadata.generation or stored.generation,
+                revision=stored.revision,
                 approvals=self.store.approvals(stored.uid), previous=stored.status,
                 observed=tuple(jobs.get(stored.uid, [])), records=tuple(self.store.attempts(stored.uid)),
             ))
@@ -285,10 +312,26 @@ class Controller:
             if plan.requeue_after is not None:
                 requeue = min(plan.requeue_after, requeue if requeue is not None else plan.requeue_after)
         if view.reachable:
-            self._prune(removed, jobs, client, now=now)
+            pruned.extend(self._prune(removed, jobs, client, now=now))
         return requeue
 
-    def _prune(self, removed: list[StoredWorkflow], jobs: dict, client: SlurmClient, *, now: datetime) -> None:
+    def _observation_start(self, cluster: str, workflows: list[tuple[StoredWorkflow, ResolvedWorkflow]], *,
+                           now: datetime) -> datetime:
+        """Where sacct's window starts: the oldest unfinished attempt, and the start of every run
+        the store has no attempt of (a fresh or lost local state: its jobs are found by their
+        identity tags, however long ago they ran)."""
+        starts = [now - DISCOVERY_WINDOW]
+        oldest = self.store.oldest_unfinished_at(cluster)
+        if oldest is not None:
+            starts.append(oldest)
+        for stored, resolved in workflows:
+            if not self.store.attempts(stored.uid):
+                starts.append(resolved.workflow.metadata.creation_timestamp or stored.created_at)
+        return min(starts) - timedelta(minutes=1)
+
+    def _prune(self, removed: list[StoredWorkflow], jobs: dict, client: SlurmClient, *,
+               now: datetime) -> list[StoredWorkflow]:
+        done = []
         for stored in removed:
             try:
                 for cancel in prune(stored.uid, jobs.get(stored.uid, [])):
@@ -300,7 +343,9 @@ class Controller:
             self.store.add_events(stored.uid, [Event("Normal", "Pruned", "removed from the source: its jobs were "
                                                      "cancelled")], now=now)
             self.store.mark_removed(stored.uid, now=now)
+            done.append(stored)
             log.info("pruned %s/%s", stored.namespace, stored.name)
+        return done
 
     def _client(self, cluster: SlurmCluster) -> SlurmClient:
         name = cluster.metadata.name
@@ -309,7 +354,8 @@ class Controller:
             return client
         if client is not None:
             client.close()
-        client = SlurmClient(cluster, open_transport(cluster.spec))
+        spec, key = self.publisher.connection(cluster) if self.publisher is not None else (cluster.spec, None)
+        client = SlurmClient(cluster, open_transport(spec, private_key=key))
         self._clients[name] = client
         return client
 

@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import views
-from .controller import Controller, StateLock, StateLocked
 from .store import Store, state_dir_default
 
 log = logging.getLogger(__name__)
@@ -31,6 +30,8 @@ def open_store(directory: Path) -> Store:
 
 def run(*, source: str, path: str | None, branch: str | None, state: str | None, interval: float, once: bool,
         until_done: bool, webhook_port: int | None, webhook_secret_file: str | None) -> int:
+    # Imported here: get, describe and approve only read the store, and start faster without them.
+    from .controller import Controller, StateLock, StateLocked
     from .sources import open_source
     from .sources.webhook import WebhookReceiver
 
