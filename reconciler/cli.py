@@ -169,6 +169,15 @@ def _cmd_approve(args: argparse.Namespace) -> int:
     return approve(state=args.state_dir, name=args.workflow, task=args.task)
 
 
+def _cmd_operator(args: argparse.Namespace) -> int:
+    from .gitops import state_dir
+    from .kube.operator import run_operator
+
+    return run_operator(namespace=None if args.all_namespaces else args.namespace, kubeconfig=args.kubeconfig,
+                        state_dir=state_dir(args.state_dir), interval=args.interval, metrics_port=args.metrics_port,
+                        lease_namespace=args.lease_namespace, identity=args.identity)
+
+
 def _state_dir_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", metavar="DIR",
                         help="status store and outputs (default: $RECONCILER_STATE_DIR, else "
@@ -223,6 +232,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--webhook-secret-file", metavar="FILE",
                      help="shared secret the notifications must be signed with (GitHub or GitLab style)")
     run.set_defaults(func=_cmd_run)
+
+    operator = commands.add_parser("operator", help="the control loop in Kubernetes: Workflow resources onto Slurm")
+    scope = operator.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", default="default", metavar="NS", help="watch one namespace (default: default)")
+    scope.add_argument("--all-namespaces", action="store_true", help="watch every namespace")
+    operator.add_argument("--kubeconfig", metavar="FILE", help="default: in-cluster, else ~/.kube/config")
+    _state_dir_option(operator)
+    operator.add_argument("--interval", type=float, default=10.0, metavar="S",
+                          help="seconds between ticks when no change wakes the loop earlier (default 10)")
+    operator.add_argument("--metrics-port", type=int, metavar="PORT",
+                          help="serve /metrics and /healthz on this port")
+    operator.add_argument("--lease-namespace", metavar="NS",
+                          help="where the leader-election Lease lives (default: $POD_NAMESPACE, else the watched one)")
+    operator.add_argument("--identity", help="this replica's name in the Lease (default: $POD_NAME, else host-random)")
+    operator.set_defaults(func=_cmd_operator)
 
     get = commands.add_parser("get", help="list workflows, or show one, with their status")
     get.add_argument("kind", choices=["workflows", "workflow", "wf"])

@@ -1,0 +1,221 @@
+"""What the operator writes to Kubernetes, around each tick of the shared control loop.
+
+Called by the controller (the ``Publisher`` hooks) in Kubernetes mode. Guarantees:
+
+* status is written only through the ``status`` subresource, as a whole replacement against
+  the object's resourceVersion; a 409 is retried against the freshly read object, and a status
+  that did not change is not written at all; ``spec`` is never written;
+* a finalizer is on every Workflow the operator runs, and leaves only once the workflow's Slurm
+  jobs were cancelled (the loop prunes a Workflow being deleted);
+* the local store is a cache: a run the store does not know is recreated from the object (its
+  uid, its last status), so deleting the operator's state loses nothing;
+* approvals come from the ``hpc.reconciler.dev/approve`` annotation (comma-separated tasks)
+  as well as from ``approved: true`` in the spec;
+* SSH private keys are read from the Secret a SlurmCluster names, kept in memory, never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import random
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from ..api import API_VERSION, GROUP, VERSION, SlurmCluster, SlurmClusterSpec, WorkflowStatus
+from ..plan import Event
+from ..sources.base import Snapshot
+from ..store import Store, StoredWorkflow
+from .metrics import Metrics
+from .source import KubernetesSource, deleting, origin
+
+log = logging.getLogger(__name__)
+
+FINALIZER = f"{GROUP}/slurm-jobs"
+APPROVE_ANNOTATION = f"{GROUP}/approve"
+COMPONENT = "slurm-reconciler"
+CONFLICT_RETRIES = 10
+# Secret keys: kubernetes.io/ssh-auth's own, then a plain name.
+KEY_FIELDS = ("ssh-privatekey", "privateKey")
+KNOWN_HOSTS_FIELD = "known_hosts"
+
+
+def _status_document(status: WorkflowStatus) -> dict[str, Any]:
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class KubernetesPublisher:
+    def __init__(self, *, custom: k8s.CustomObjectsApi, core: k8s.CoreV1Api, source: KubernetesSource,
+                 state_dir: Path, metrics: Metrics) -> None:
+        self.custom = custom
+        self.core = core
+        self.source = source
+        self.state_dir = state_dir
+        self.metrics = metrics
+        self._tick_started = time.monotonic()
+        # uid -> (the status document last written, the status the server stored for it): the
+        # server may default or prune fields, so "unchanged" is judged against its own answer.
+        self._written: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
+
+    # -- before the tick ---------------------------------------------------------------------
+
+    def prepare(self, snapshot: Snapshot, store: Store, *, now: datetime) -> None:
+        self._tick_started = time.monotonic()
+        for obj in self.source.workflows.items():
+            meta = obj["metadata"]
+            namespace, name, uid = meta.get("namespace", "default"), meta["name"], meta["uid"]
+            finalizers = list(meta.get("finalizers") or [])
+            if deleting(obj):
+                known = store.workflow_by_uid(uid)
+                if FINALIZER in finalizers and known is not None and not known.active:
+                    self._set_finalizers(obj, [f for f in finalizers if f != FINALIZER])  # pruned already
+                    continue
+                if FINALIZER not in finalizers:
+                    continue  # not ours to hold up
+            elif FINALIZER not in finalizers:
+                self._set_finalizers(obj, [*finalizers, FINALIZER])
+            stored = store.workflow(namespace, name)
+            if stored is None or stored.uid != uid or not stored.active:
+                self._adopt(obj, store, now=now)
+            for task in _approvals(meta):
+                try:
+                    store.approve(namespace, name, task, by=f"annotation {APPROVE_ANNOTATION}", now=now)
+                except KeyError:
+                    pass
+
+    def _adopt(self, obj: dict[str, Any], store: Store, *, now: datetime) -> None:
+        """A run the local store does not know yet (new, or a lost state): recorded under the
+        object's uid with its last written status, so conditions and times carry on."""
+        meta = obj["metadata"]
+        resource = {key: value for key, value in obj.items() if key != "status"}
+        stored = store.upsert_workflow(namespace=meta.get("namespace", "default"), name=meta["name"],
+                                       resource=resource, revision=None, source_file=origin("Workflow", obj),
+                                       now=now, uid=meta["uid"])
+        if obj.get("status") and stored.status is None:
+            try:
+                store.save_status(stored.uid, WorkflowStatus.model_validate(obj["status"]))
+            except ValidationError as exc:
+                log.warning("%s: ignoring a status that does not parse: %s", origin("Workflow", obj), exc)
+
+    def _set_finalizers(self, obj: dict[str, Any], finalizers: list[str]) -> None:
+        meta = obj["metadata"]
+        # A JSON patch that tests the list first: a concurrent change makes it fail (422/409)
+        # instead of being overwritten; the next tick sees the new object and tries again.
+        patch: list[dict[str, Any]] = (
+            [{"op": "test", "path": "/metadata/finalizers", "value": meta["finalizers"]},
+             {"op": "replace", "path": "/metadata/finalizers", "value": finalizers}]
+            if meta.get("finalizers") is not None
+            else [{"op": "add", "path": "/metadata/finalizers", "value": finalizers}]
+        )
+        try:
+            updated = self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, meta.get("namespace", "default"), "workflows", meta["name"], patch)
+            self.source.workflows.remember(updated)
+        except ApiException as exc:
+            if exc.status not in (404, 409, 422):
+                raise
+            log.info("%s: finalizers changed meanwhile (%s); next tick", origin("Workflow", obj), exc.status)
+
+    # -- after the tick ----------------------------------------------------------------------
+
+    def publish(self, *, statuses: dict[str, WorkflowStatus], events: dict[str, list[Event]],
+                pruned: list[StoredWorkflow], store: Store) -> None:
+        for uid, status in statuses.items():
+            stored = store.workflow_by_uid(uid)
+            if stored is not None:
+                self._write_status(stored, _status_document(status))
+        for uid, items in events.items():
+            stored = store.workflow_by_uid(uid)
+            obj = self.source.workflows.get(stored.namespace, stored.name) if stored else None
+            if obj is not None and obj["metadata"]["uid"] == uid:
+                for event in items:
+                    self._event(obj, event)
+        for stored in pruned:
+            obj = self.source.workflows.get(stored.namespace, stored.name)
+            if obj is not None and obj["metadata"]["uid"] == stored.uid and FINALIZER in (
+                    obj["metadata"].get("finalizers") or []):
+                self._set_finalizers(obj, [f for f in obj["metadata"]["finalizers"] if f != FINALIZER])
+        self.metrics.tick(seconds=time.monotonic() - self._tick_started, statuses=statuses, events=events)
+
+    def _write_status(self, stored: StoredWorkflow, document: dict[str, Any]) -> None:
+        obj = self.source.workflows.get(stored.namespace, stored.name)
+        if obj is not None and (obj.get("status") == document or self._written.get(stored.uid) == (
+                document, obj.get("status"))):
+            return
+        for attempt in range(CONFLICT_RETRIES):
+            if obj is None or obj["metadata"]["uid"] != stored.uid:
+                return
+            body = {**obj, "status": document}
+            try:
+                updated = self.custom.replace_namespaced_custom_object_status(
+                    GROUP, VERSION, stored.namespace, "workflows", stored.name, body)
+                self.source.workflows.remember(updated)
+                self._written[stored.uid] = (document, updated.get("status"))
+                return
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                if exc.status != 409:
+                    raise
+                self.metrics.conflicts.inc()
+                time.sleep(random.uniform(0, 0.05 * 2 ** min(attempt, 5)))
+                try:
+                    obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, stored.namespace, "workflows",
+                                                                   stored.name)
+                except ApiException as read_error:
+                    if read_error.status == 404:
+                        return
+                    raise
+        log.warning("workflow %s/%s: status still conflicting after %d tries; next tick", stored.namespace,
+                    stored.name, CONFLICT_RETRIES)
+
+    def _event(self, obj: dict[str, Any], event: Event) -> None:
+        meta = obj["metadata"]
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace", "default")},
+            "involvedObject": {"apiVersion": API_VERSION, "kind": "Workflow", "name": meta["name"],
+                               "namespace": meta.get("namespace", "default"), "uid": meta["uid"],
+                               "resourceVersion": meta.get("resourceVersion")},
+            "reason": event.reason, "message": event.message[:1024], "type": event.type,
+            "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(meta.get("namespace", "default"), body)
+        except ApiException as exc:
+            # Events are for people; losing one must not stop the loop.
+            log.warning("could not record event %s on %s: %s", event.reason, origin("Workflow", obj), exc.reason)
+
+    # -- credentials -------------------------------------------------------------------------
+
+    def connection(self, cluster: SlurmCluster) -> tuple[SlurmClusterSpec, str | None]:
+        spec = cluster.spec
+        if spec.ssh is None or spec.ssh.key_secret_ref is None:
+            return spec, None
+        namespace = cluster.metadata.namespace
+        secret = self.core.read_namespaced_secret(spec.ssh.key_secret_ref, namespace)
+        data = secret.data or {}
+        field = next((f for f in KEY_FIELDS if f in data), None)
+        if field is None:
+            raise ValueError(f"Secret {namespace}/{spec.ssh.key_secret_ref} has no {' or '.join(KEY_FIELDS)} key")
+        key = base64.b64decode(data[field]).decode()
+        if KNOWN_HOSTS_FIELD in data:
+            # The transport checks host keys against a file; the pod's one writable place holds it.
+            path = self.state_dir / "known_hosts" / f"{namespace}.{cluster.metadata.name}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(base64.b64decode(data[KNOWN_HOSTS_FIELD]))
+            spec = spec.model_copy(update={"ssh": spec.ssh.model_copy(update={"known_hosts_file": str(path)})})
+        return spec, key
+
+
+def _approvals(meta: dict[str, Any]) -> list[str]:
+    value = (meta.get("annotations") or {}).get(APPROVE_ANNOTATION, "")
+    return [task.strip() for task in value.split(",") if task.strip()]
