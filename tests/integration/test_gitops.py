@@ -337,3 +337,35 @@ def test_stopping_slurmctld_mid_run_is_survived(world, dev_cluster: DevCluster):
     assert set(attempts_of(loop, name).values()) == {1}
     status = loop.status(name)
     assert not any(c["type"] == "ClusterReachable" for c in status["conditions"])
+
+
+def test_slurms_own_submit_limit_is_a_wait_not_a_failure(world, dev_cluster: DevCluster):
+    """The loop read the cluster's limits before the limit existed, so sbatch itself refuses."""
+    repo, loop = world
+    repo.push("nothing yet")
+    loop.start()
+    time.sleep(3)
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+    dev_cluster.sacctmgr(["--immediate", "modify", "user", "where", f"name={user}", "set", "MaxSubmitJobs=2"])
+    try:
+        name = unique("limited")
+        parts = "\n".join(f"    - name: part-{i}\n      script: sleep 3" for i in range(5))
+        repo.write("plans/limited.yaml", f"""\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+  defaults:
+    resources: {{partition: debug, time: "00:05:00", memory: 20M}}
+  tasks:
+{parts}
+""")
+        repo.push("five parts against a limit of two")
+        status = loop.wait_for(name, lambda s: any(t.get("reason") == "ClusterAtCapacity"
+                                                   for t in s.get("tasks", {}).values()), what="a refusal")
+        assert status["phase"] in ("Pending", "Running")
+        assert len(squeue_jobs(dev_cluster, name)) <= 2
+        status = loop.wait_for_phase(name, "Succeeded", timeout=180)
+        assert {t["attempts"] for t in status["tasks"].values()} == {1}
+    finally:
+        dev_cluster.sacctmgr(["--immediate", "modify", "user", "where", f"name={user}", "set", "MaxSubmitJobs=-1"])
