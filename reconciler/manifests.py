@@ -257,6 +257,9 @@ def load_object(data: dict[str, Any], *, origin: str) -> LoadedResource | Broken
 
 def _describe(error: dict[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
+        if error["loc"] and error["loc"][-1] in ("on", "true", True):
+            # YAML 1.1 tools (kubectl) turn an "on" key into true, so the field is onFailures.
+            return "unknown field; the failures a retry reacts to are listed in onFailures"
         return "unknown field"
     if error["type"] == "missing":
         return "required field is missing"

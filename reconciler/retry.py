@@ -20,7 +20,7 @@ def can_retry(policy: RetryPolicy | None, failures: Sequence[Failure]) -> bool:
     if policy is None or not failures:
         return False
     last = failures[-1]
-    return last.kind is not None and last.kind in policy.on and len(failures) <= policy.limit
+    return last.kind is not None and last.kind in policy.on_failures and len(failures) <= policy.limit
 
 
 def retry_due_at(policy: RetryPolicy, failures: Sequence[Failure], *, fallback: datetime) -> datetime:

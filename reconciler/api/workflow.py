@@ -91,7 +91,9 @@ class RetryPolicy(FrozenModel):
     limit: Annotated[int, Field(ge=0, le=100)] = 0
     backoff_seconds: Annotated[float, Field(ge=0)] = 10.0
     backoff_factor: Annotated[float, Field(ge=1.0)] = 2.0
-    on: list[FailureKind] = Field(default_factory=lambda: list(FailureKind))
+    # Not "on": YAML 1.1 (kubectl's) reads that key as the boolean true.
+    on_failures: list[FailureKind] = Field(default_factory=lambda: list(FailureKind),
+                                           description="the ends that are retried (default: all of them)")
     escalate: Escalation | None = None
 
 

@@ -124,7 +124,7 @@ def test_a_task_that_fails_twice_then_succeeds_ends_with_three_attempts(world):
     script = ('n=$(cat ../tries 2>/dev/null || echo 0); echo $((n + 1)) > ../tries\n'
               '[ "$n" -ge 2 ] || exit 3')
     repo.write("plans/flaky.yaml", chain(name, steps={"flaky": script, "after": "echo ok"},
-                                         retry="{limit: 2, backoffSeconds: 1, on: [FAILED]}"))
+                                         retry="{limit: 2, backoffSeconds: 1, onFailures: [FAILED]}"))
     repo.push("a flaky step")
     assert loop.run_until_done(timeout=240) == 0, loop.log.read_text()[-3000:]
     assert attempts_of(loop, name) == {"flaky": 3, "after": 1}
@@ -135,7 +135,7 @@ def test_retries_exhausted_fail_the_workflow_and_skip_downstream(world):
     repo, loop = world
     name = unique("doomed")
     repo.write("plans/doomed.yaml", chain(name, steps={"broken": "exit 3", "after": "echo never"},
-                                          retry="{limit: 1, backoffSeconds: 0, on: [FAILED]}"))
+                                          retry="{limit: 1, backoffSeconds: 0, onFailures: [FAILED]}"))
     repo.push("a step that always fails")
     assert loop.run_until_done(timeout=240) == 1
     status = loop.status(name)
@@ -151,7 +151,7 @@ def test_timeout_retry_escalates_the_time_request(world, dev_cluster: DevCluster
     name = unique("overtime")
     script = '[ "$RECONCILER_ATTEMPT" -ge 2 ] || sleep 300'
     repo.write("plans/overtime.yaml", chain(name, steps={"solve": script}, retry=(
-        "{limit: 1, backoffSeconds: 0, on: [TIMEOUT], escalate: {time: 2.0}}")).replace(
+        "{limit: 1, backoffSeconds: 0, onFailures: [TIMEOUT], escalate: {time: 2.0}}")).replace(
         'time: "00:05:00"', 'time: "00:01:00"'))
     repo.push("a step that needs more time the first time")
     assert loop.run_until_done(timeout=300) == 0, loop.log.read_text()[-3000:]

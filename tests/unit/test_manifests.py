@@ -160,3 +160,22 @@ def test_an_object_read_back_from_kubernetes_validates_like_its_manifest():
     assert isinstance(broken, BrokenDocument) and (broken.namespace, broken.name) == ("lab", "plan")
     [error] = broken.errors
     assert str(error).startswith("workflow lab/plan: spec.tasks[0].name: 'Not_Valid' is not valid")
+
+
+def test_a_retry_on_key_points_to_on_failures():
+    """kubectl reads an "on" key as true (YAML 1.1), so the field is onFailures; say so."""
+    from reconciler.manifests import load_text
+
+    text = """\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: Workflow
+metadata: {name: plan}
+spec:
+  tasks:
+    - name: one
+      script: echo 1
+      retry: {limit: 1, on: [TIMEOUT]}
+"""
+    [error] = load_text(text, filename="plan.yaml").errors
+    assert str(error) == ("plan.yaml:8: spec.tasks[0].retry.on: unknown field; the failures a retry reacts to are "
+                          "listed in onFailures")

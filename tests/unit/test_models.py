@@ -31,7 +31,7 @@ def test_defaults_merge_under_tasks():
         ({"name": "T", "script": "x"}, "pattern"),
         ({"name": "t", "script": "x", "env": {"1BAD": "v"}}, "pattern"),
         ({"name": "t", "script": "x", "resources": {"partition": "debug\n#SBATCH --x"}}, "pattern"),
-        ({"name": "t", "script": "x", "retry": {"on": ["SEGFAULT"]}}, "FAILED"),
+        ({"name": "t", "script": "x", "retry": {"onFailures": ["SEGFAULT"]}}, "FAILED"),
     ],
 )
 def test_invalid_tasks(task, message):

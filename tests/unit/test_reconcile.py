@@ -294,7 +294,7 @@ def test_escalation_never_exceeds_the_partition_limit():
 
 
 def test_node_failure_retry_excludes_the_node():
-    wf = resolved(CHAIN.replace("limit: 2", "limit: 2, on: [NODE_FAIL]"))
+    wf = resolved(CHAIN.replace("limit: 2", "limit: 2, onFailures: [NODE_FAIL]"))
     observed = [job(wf, "a", phase=TaskPhase.SUCCEEDED),
                 job(wf, "b", phase=TaskPhase.FAILED, failure=FailureKind.NODE_FAIL, finished=T0, node_list="cn07")]
     [retry, _] = submits(plan(wf, observed=observed, now=later(100)))
