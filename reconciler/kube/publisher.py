@@ -115,7 +115,8 @@ class KubernetesPublisher:
         )
         try:
             updated = self.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, meta.get("namespace", "default"), "workflows", meta["name"], patch)
+                GROUP, VERSION, meta.get("namespace", "default"), "workflows", meta["name"], patch,
+                _content_type="application/json-patch+json")
             self.source.workflows.remember(updated)
         except ApiException as exc:
             if exc.status not in (404, 409, 422):

@@ -149,3 +149,19 @@ def sacct_jobs(cluster: DevCluster, job_name_prefix: str, *, since: str = "now-2
         previous = current
         time.sleep(1.0)
     raise AssertionError(f"sacct kept changing for {job_name_prefix}: {previous}")
+
+
+def sacct_states(cluster: DevCluster, job_ids: list[str], *, timeout: float = 20.0) -> list[str]:
+    """The accounted state of each job, asked by id (jobs that were never eligible to start are
+    missing from sacct's time window), once every one of them has ended."""
+    deadline = time.monotonic() + timeout
+    states: list[str] = []
+    while time.monotonic() < deadline:
+        done = subprocess.run(["sacct", "-X", "-P", "-n", f"--jobs={','.join(job_ids)}", "--format=JobID,State"],
+                              env={**os.environ, **cluster.env}, capture_output=True, text=True, check=True)
+        rows = dict(line.split("|") for line in done.stdout.splitlines() if line)
+        states = [rows.get(job_id, "") for job_id in job_ids]
+        if all(state and state not in ("PENDING", "RUNNING") for state in states):
+            return states
+        time.sleep(0.5)
+    raise AssertionError(f"jobs {job_ids} still not ended: {states}")

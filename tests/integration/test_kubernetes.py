@@ -1,0 +1,238 @@
+"""Kubernetes mode end to end: the pinned kubectl and the operator against the test API server,
+and the operator's jobs on the real dev cluster."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from reconciler.devcluster import DevCluster
+from reconciler.kube.permissions import allowed
+from tests.integration.gitops_world import sacct_jobs, sacct_states, squeue_jobs
+from tests.integration.kube_world import Kubectl, Operator, wait_until
+from tests.kube.apiserver import ApiServer
+from tests.kube.tools import kubectl_binary
+
+pytestmark = pytest.mark.slurm
+
+ROOT = Path(__file__).resolve().parents[2]
+OPERATOR_AGENT = "slurm-reconciler/"
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
+def workflow(name: str, tasks: str, *, extra_spec: str = "") -> str:
+    return f"""\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: Workflow
+metadata:
+  name: {name}
+spec:
+  cluster: dev
+{extra_spec}  defaults:
+    resources: {{partition: debug, time: "00:05:00", memory: 20M}}
+  tasks:
+{tasks}"""
+
+
+def chain(*steps: tuple[str, str]) -> str:
+    lines, previous = [], None
+    for name, script in steps:
+        lines.append(f"    - name: {name}")
+        if previous:
+            lines.append(f"      dependsOn: [{previous}]")
+        lines.append(f"      script: {script!r}")
+        previous = name
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def apiserver(tmp_path_factory: pytest.TempPathFactory, dev_cluster: DevCluster) -> Iterator[ApiServer]:
+    server = ApiServer()
+    server.start()
+    kubeconfig = server.kubeconfig(tmp_path_factory.mktemp("kube") / "config")
+    kubectl = Kubectl(kubectl_binary(), kubeconfig)
+    kubectl("apply", "-f", str(ROOT / "crds"))
+    cluster = YAML(typ="safe").load(dev_cluster.manifest_path("local").read_text())
+    cluster["metadata"]["namespace"] = "default"
+    stream = io.StringIO()
+    YAML(typ="safe").dump(cluster, stream)
+    kubectl.apply(stream.getvalue())
+    server.kubectl = kubectl  # type: ignore[attr-defined]
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def kubectl(apiserver: ApiServer) -> Kubectl:
+    return apiserver.kubectl  # type: ignore[attr-defined, no-any-return]
+
+
+@pytest.fixture
+def operator(apiserver: ApiServer, kubectl: Kubectl, tmp_path: Path) -> Iterator[Operator]:
+    started = Operator(kubeconfig=kubectl.kubeconfig, state_dir=tmp_path / "op-1", identity=unique("op")).start()
+    yield started
+    started.stop()
+
+
+def test_apply_wait_and_get_the_three_step_chain(kubectl: Kubectl, operator: Operator, apiserver: ApiServer):
+    plan = (ROOT / "examples" / "ultrasound-plan.yaml").read_text().replace("spec:\n", "spec:\n  cluster: dev\n", 1)
+    kubectl.apply(plan)
+    kubectl("wait", "--for=jsonpath={.status.phase}=Succeeded", "workflow/ultrasound-plan", "--timeout=180s",
+            timeout=200)
+    table = kubectl("get", "workflows").stdout
+    assert re.search(r"^NAME\s+PHASE\s+PROGRESS\s+CORE-HOURS\s+AGE", table, re.M), table
+    assert re.search(r"^ultrasound-plan\s+Succeeded\s+3/3\s+\S+\s+\S+", table, re.M), table
+    wide = kubectl("get", "workflows", "-o", "wide").stdout
+    assert re.search(r"CLUSTER\s+MESSAGE", wide) and "all 3 tasks succeeded" in wide, wide
+
+    resource = kubectl.get("workflow", "ultrasound-plan")
+    assert resource is not None
+    status = resource["status"]
+    assert status["observedGeneration"] == resource["metadata"]["generation"]
+    assert {t["phase"] for t in status["tasks"].values()} == {"Succeeded"}
+    assert "hpc.reconciler.dev/slurm-jobs" in resource["metadata"]["finalizers"]
+    events = kubectl("get", "events", "-o", "json").stdout
+    assert '"reason": "Submitted"' in events and '"reason": "WorkflowSucceeded"' in events
+
+    # Every call the operator made is one its RBAC rules grant.
+    calls = [r for r in apiserver.requests if r.user_agent.startswith(OPERATOR_AGENT)]
+    assert calls
+    denied = {(r.verb, r.api_group, r.resource) for r in calls if not allowed(r.api_group, r.resource, r.verb)}
+    assert not denied
+
+
+def test_approval_by_annotation(kubectl: Kubectl, operator: Operator):
+    name = unique("reviewed")
+    kubectl.apply(workflow(name, chain(("prepare", "echo prepared"), ("publish", "echo published")).replace(
+        "dependsOn: [prepare]", "dependsOn: [review]") + "    - name: review\n      type: approval\n"
+                                                          "      dependsOn: [prepare]\n"))
+    kubectl.wait_for(name, lambda s: s.get("tasks", {}).get("review", {}).get("phase") == "AwaitingApproval",
+                     what="awaiting approval", operators=(operator,))
+    time.sleep(2)
+    assert kubectl.status(name)["tasks"]["publish"]["phase"] == "Waiting"
+    kubectl("annotate", "workflow", name, "hpc.reconciler.dev/approve=review")
+    kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", what="Succeeded", operators=(operator,))
+
+
+def test_suspend_by_patch_holds_and_resume_releases(kubectl: Kubectl, operator: Operator, dev_cluster: DevCluster):
+    name = unique("suspended")
+    kubectl.apply(workflow(name, chain(("first", "sleep 12"), ("second", "echo second"))))
+    kubectl.wait_for(name, lambda s: s.get("tasks", {}).get("first", {}).get("phase") == "Running",
+                     what="first running", operators=(operator,))
+    kubectl("patch", "workflow", name, "--type", "merge", "-p", '{"spec":{"suspend":true}}')
+    kubectl.wait_for(name, lambda s: s.get("phase") == "Suspended" and s["tasks"]["second"]["phase"] == "Held",
+                     what="held", operators=(operator,))
+    time.sleep(15)
+    status = kubectl.status(name)
+    assert status["tasks"]["first"]["phase"] == "Succeeded" and status["tasks"]["second"]["phase"] == "Held"
+    kubectl("patch", "workflow", name, "--type", "merge", "-p", '{"spec":{"suspend":false}}')
+    kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", what="Succeeded", operators=(operator,))
+
+
+def test_delete_cancels_the_running_jobs_through_the_finalizer(kubectl: Kubectl, operator: Operator,
+                                                               dev_cluster: DevCluster):
+    name = unique("deleted")
+    kubectl.apply(workflow(name, chain(("long", "sleep 300"), ("after", "echo never"))))
+    kubectl.wait_for(name, lambda s: s.get("tasks", {}).get("long", {}).get("phase") == "Running",
+                     what="running", operators=(operator,))
+    jobs = squeue_jobs(dev_cluster, name)
+    assert len(jobs) == 2
+    kubectl("delete", "workflow", name, "--timeout=60s", timeout=90)
+    assert kubectl.get("workflow", name) is None
+    assert not squeue_jobs(dev_cluster, name)
+    assert sacct_states(dev_cluster, jobs) == ["CANCELLED by 0", "CANCELLED by 0"]
+
+
+def test_an_invalid_workflow_is_rejected_by_kubectl_apply(kubectl: Kubectl):
+    done = kubectl("apply", "-f", "-", check=False, stdin=workflow("bad-name", chain(("Bad_Name", "echo x"))))
+    assert done.returncode != 0
+    assert done.stderr.startswith('The Workflow "bad-name" is invalid: spec.tasks[0].name: Invalid value: '
+                                  '"Bad_Name": spec.tasks[0].name in body should match'), done.stderr
+    assert kubectl.get("workflow", "bad-name") is None
+
+
+def test_a_status_conflict_storm_is_survived(kubectl: Kubectl, operator: Operator, apiserver: ApiServer):
+    name = unique("contended")
+    apiserver.inject_conflicts("workflows/status", 25)
+    kubectl.apply(workflow(name, chain(("one", "echo one"), ("two", "echo two"))))
+    kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", what="Succeeded", operators=(operator,))
+    assert (operator.metric("reconciler_status_conflicts_total") or 0) > 0
+    assert operator.process is not None and operator.process.poll() is None
+
+
+def test_a_standby_takes_over_from_a_killed_leader_without_duplicate_jobs(
+        kubectl: Kubectl, apiserver: ApiServer, tmp_path: Path, dev_cluster: DevCluster):
+    first = Operator(kubeconfig=kubectl.kubeconfig, state_dir=tmp_path / "a", identity=unique("a")).start()
+    second = Operator(kubeconfig=kubectl.kubeconfig, state_dir=tmp_path / "b", identity=unique("b")).start()
+    try:
+        wait_until(lambda: first.leading() or second.leading(), timeout=30, what="a leader")
+        leader, standby = (first, second) if first.leading() else (second, first)
+        time.sleep(3)
+        assert not standby.leading()
+        name = unique("handover")
+        tasks = "".join(f"    - name: t{i:02d}\n" + (f"      dependsOn: [t{i - 1:02d}]\n" if i else "")
+                        + f"      script: echo t{i:02d} >> ../runs.log; sleep 1\n" for i in range(12))
+        kubectl.apply(workflow(name, tasks))
+        kubectl.wait_for(name, lambda s: s.get("tasks", {}).get("t02", {}).get("phase") == "Succeeded",
+                         what="under way", operators=(leader,))
+        leader.kill()
+        # The standby waits out the dead leader's lease, then adopts its jobs by their tags.
+        kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", timeout=240, what="Succeeded",
+                         operators=(standby,))
+        assert standby.leading()
+        runs = (Path(dev_cluster.cluster("local").spec.workdir) / "default" / name / "runs.log").read_text().split()
+        assert sorted(runs) == [f"t{i:02d}" for i in range(12)]
+        assert len(sacct_jobs(dev_cluster, f"{name}.", at_least=12)) == 12
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_losing_the_operator_state_loses_nothing(kubectl: Kubectl, tmp_path: Path, dev_cluster: DevCluster):
+    name = unique("stateless")
+    first = Operator(kubeconfig=kubectl.kubeconfig, state_dir=tmp_path / "state", identity=unique("x")).start()
+    try:
+        kubectl.apply(workflow(name, chain(("one", "sleep 4"), ("two", "echo two"))))
+        kubectl.wait_for(name, lambda s: s.get("tasks", {}).get("one", {}).get("phase") == "Running",
+                         what="running", operators=(first,))
+    finally:
+        first.stop()
+    subprocess.run(["rm", "-rf", str(tmp_path / "state")], check=True)
+    second = Operator(kubeconfig=kubectl.kubeconfig, state_dir=tmp_path / "state", identity=unique("y")).start()
+    try:
+        kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", timeout=120, what="Succeeded",
+                         operators=(second,))
+    finally:
+        second.stop()
+    assert len(sacct_jobs(dev_cluster, f"{name}.", at_least=2)) == 2
+
+
+@pytest.mark.skipif(not os.environ.get("RECONCILER_REAL_KUBECONFIG"),
+                    reason="set RECONCILER_REAL_KUBECONFIG to a real cluster's kubeconfig (kind, k3d) to run")
+def test_the_same_flow_on_a_real_cluster(tmp_path: Path, dev_cluster: DevCluster):
+    kubeconfig = Path(os.environ["RECONCILER_REAL_KUBECONFIG"])
+    kubectl = Kubectl(kubectl_binary(), kubeconfig)
+    kubectl("apply", "-f", str(ROOT / "crds"))
+    cluster = dev_cluster.manifest_path("local").read_text()
+    kubectl.apply(cluster)
+    name = unique("real")
+    running = Operator(kubeconfig=kubeconfig, state_dir=tmp_path / "state", identity=unique("real")).start()
+    try:
+        kubectl.apply(workflow(name, chain(("one", "echo one"), ("two", "echo two"))))
+        kubectl("wait", "--for=jsonpath={.status.phase}=Succeeded", f"workflow/{name}", "--timeout=180s",
+                timeout=200)
+        kubectl("delete", "workflow", name, "--timeout=60s", timeout=90)
+    finally:
+        running.stop()
