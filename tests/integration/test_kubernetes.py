@@ -236,3 +236,48 @@ def test_the_same_flow_on_a_real_cluster(tmp_path: Path, dev_cluster: DevCluster
         kubectl("delete", "workflow", name, "--timeout=60s", timeout=90)
     finally:
         running.stop()
+
+
+def test_an_expired_watch_is_relisted_and_the_work_goes_on(kubectl: Kubectl, operator: Operator,
+                                                            apiserver: ApiServer):
+    name = unique("relisted")
+    kubectl.apply(workflow(name, chain(("one", "sleep 2"), ("two", "echo two"))))
+    kubectl.wait_for(name, lambda s: s.get("phase") == "Running", what="running", operators=(operator,))
+    lists_before = sum(1 for r in apiserver.requests_for("workflows")
+                       if r.verb == "list" and r.user_agent.startswith(OPERATOR_AGENT))
+    # Cut off while the object changes and the history is compacted: resuming from the last
+    # resourceVersion it saw is then impossible (410), and only a relist brings it back.
+    apiserver.pause_watches()
+    try:
+        kubectl("annotate", "workflow", name, "example.org/touched=yes")
+        apiserver.expire_history()
+    finally:
+        apiserver.resume_watches()
+    kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", what="Succeeded", operators=(operator,))
+    wait_until(lambda: sum(1 for r in apiserver.requests_for("workflows")
+                           if r.verb == "list" and r.user_agent.startswith(OPERATOR_AGENT)) > lists_before,
+               timeout=30, what="a relist after 410")
+
+
+def test_an_ssh_cluster_takes_its_key_and_known_hosts_from_a_secret(kubectl: Kubectl, operator: Operator,
+                                                                   dev_cluster: DevCluster):
+    layout = dev_cluster.layout
+    kubectl("create", "secret", "generic", "dev-login", "--type=kubernetes.io/ssh-auth",
+            f"--from-file=ssh-privatekey={layout.client_key}", f"--from-file=known_hosts={layout.known_hosts}")
+    ssh = dev_cluster.cluster("ssh").spec.ssh
+    assert ssh is not None
+    kubectl.apply(f"""\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: SlurmCluster
+metadata: {{name: dev-ssh}}
+spec:
+  transport: ssh
+  ssh: {{host: 127.0.0.1, port: {ssh.port}, user: {ssh.user}, keySecretRef: dev-login}}
+  slurmConf: {dev_cluster.slurm_conf}
+  workdir: {dev_cluster.cluster("ssh").spec.workdir}
+""")
+    name = unique("over-ssh")
+    kubectl.apply(workflow(name, chain(("one", "hostname > ../where"), ("two", "echo two"))).replace(
+        "cluster: dev\n", "cluster: dev-ssh\n"))
+    kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", what="Succeeded", operators=(operator,))
+    assert "BEGIN OPENSSH PRIVATE KEY" not in operator.log.read_text()

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -56,6 +57,11 @@ class ApiServer:
         self.non_resource_requests: list[tuple[str, str]] = []
         self.connections: set[socket.socket] = set()
         self.stopping = False
+        # Bumped by pause_watches(): open watch streams end, as when an API server restarts.
+        self.watch_epoch = 0
+        self.watches_paused = threading.Event()
+        self.open_watches = 0
+        self.watch_lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -132,6 +138,18 @@ class ApiServer:
         """Make the next ``count`` updates or patches of ``resource``'s status subresource
         (``"workflows"`` or ``"workflows/status"``) fail with 409 Conflict."""
         self.store.inject_conflicts(resource, count)
+
+    def pause_watches(self) -> None:
+        """End every open watch stream and hold new watch requests until ``resume_watches()``:
+        clients are cut off (as by an API server restart) while the test changes things."""
+        self.watches_paused.set()
+        self.watch_epoch += 1
+        deadline = time.monotonic() + 10
+        while self.open_watches and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def resume_watches(self) -> None:
+        self.watches_paused.clear()
 
     def requests_for(self, resource: str) -> list[RequestRecord]:
         return [r for r in self.requests if r.resource == resource]

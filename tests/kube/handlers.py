@@ -387,6 +387,19 @@ class ApiHandler(BaseHTTPRequestHandler):
 
     def _watch(self, rt: ResourceType, selection: Selection, query: dict[str, str], table: bool, include: str) -> None:
         store = self.api.store
+        while self.api.watches_paused.is_set() and not self.api.stopping:
+            time.sleep(0.05)
+        epoch = self.api.watch_epoch
+        with self.api.watch_lock:
+            self.api.open_watches += 1
+        try:
+            self._stream_watch(rt, selection, query, table, include, store, epoch)
+        finally:
+            with self.api.watch_lock:
+                self.api.open_watches -= 1
+
+    def _stream_watch(self, rt: ResourceType, selection: Selection, query: dict[str, str], table: bool,
+                      include: str, store: Any, epoch: int) -> None:
         timeout = float(query.get("timeoutSeconds") or 1800)
         deadline = time.monotonic() + timeout
         bookmarks = _truthy(query.get("allowWatchBookmarks"))
@@ -427,7 +440,7 @@ class ApiHandler(BaseHTTPRequestHandler):
             if send_initial:
                 bookmark({"k8s.io/initial-events-end": "true"})
             last_bookmark = time.monotonic()
-            while not self.api.stopping:
+            while not self.api.stopping and self.api.watch_epoch == epoch:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -437,6 +450,8 @@ class ApiHandler(BaseHTTPRequestHandler):
                 except ApiError as err:
                     emit("ERROR", err.status())
                     return
+                if self.api.watch_epoch != epoch:
+                    break  # cut off: what happened meanwhile is for the next watch to find
                 for kind, obj in events:
                     emit(kind, obj)
                 if bookmarks and time.monotonic() - last_bookmark >= self.api.bookmark_interval:
