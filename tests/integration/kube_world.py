@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.integration.gitops_world import terminate
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -106,16 +108,7 @@ class Operator:
             self.process.wait(timeout=30)
 
     def stop(self) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return terminate(self.process)
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:

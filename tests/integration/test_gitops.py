@@ -45,6 +45,21 @@ def chain(name: str, *, steps: dict[str, str], extra_task: str = "", defaults: s
     return "\n".join(lines) + "\n" + extra_task
 
 
+def parallel(name: str, *, parts: int, script: str) -> str:
+    """A workflow of independent tasks part-0 ... part-N."""
+    tasks = "\n".join(f"    - name: part-{i}\n      script: {script}" for i in range(parts))
+    return f"""\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+  defaults:
+    resources: {{partition: debug, time: "00:05:00", memory: 20M}}
+  tasks:
+{tasks}
+"""
+
+
 @pytest.fixture
 def world(tmp_path: Path, dev_cluster: DevCluster):
     repo = PlanRepo(tmp_path, dev_cluster.manifest_path("local").read_text())
@@ -81,21 +96,10 @@ def test_a_pushed_plan_runs_to_succeeded(world, dev_cluster: DevCluster):
 
 
 def test_capacity_of_one_job_submits_part_of_the_dag_at_a_time(tmp_path: Path, dev_cluster: DevCluster):
-    manifest = dev_cluster.manifest_path("local").read_text().replace("name: dev\n", "name: dev\n", 1)
-    manifest = manifest.replace("spec:\n", "spec:\n  capacity: {maxSubmittedJobs: 1}\n", 1)
+    manifest = dev_cluster.manifest_path("local").read_text().replace("spec:\n", "spec:\n  capacity: {maxSubmittedJobs: 1}\n", 1)
     repo = PlanRepo(tmp_path, manifest)
     name = unique("capacity")
-    fan = "\n".join(f"    - name: part-{i}\n      script: sleep 2" for i in range(4))
-    repo.write("plans/capacity.yaml", f"""\
-apiVersion: hpc.reconciler.dev/v1alpha1
-kind: Workflow
-metadata: {{name: {name}}}
-spec:
-  defaults:
-    resources: {{partition: debug, time: "00:05:00", memory: 20M}}
-  tasks:
-{fan}
-""")
+    repo.write("plans/capacity.yaml", parallel(name, parts=4, script="sleep 2"))
     repo.push("four independent parts")
     loop = Loop(repo, tmp_path / "state").start()
     most = 0
@@ -349,17 +353,7 @@ def test_slurms_own_submit_limit_is_a_wait_not_a_failure(world, dev_cluster: Dev
     dev_cluster.sacctmgr(["--immediate", "modify", "user", "where", f"name={user}", "set", "MaxSubmitJobs=2"])
     try:
         name = unique("limited")
-        parts = "\n".join(f"    - name: part-{i}\n      script: sleep 3" for i in range(5))
-        repo.write("plans/limited.yaml", f"""\
-apiVersion: hpc.reconciler.dev/v1alpha1
-kind: Workflow
-metadata: {{name: {name}}}
-spec:
-  defaults:
-    resources: {{partition: debug, time: "00:05:00", memory: 20M}}
-  tasks:
-{parts}
-""")
+        repo.write("plans/limited.yaml", parallel(name, parts=5, script="sleep 3"))
         repo.push("five parts against a limit of two")
         status = loop.wait_for(name, lambda s: any(t.get("reason") == "ClusterAtCapacity"
                                                    for t in s.get("tasks", {}).values()), what="a refusal")
