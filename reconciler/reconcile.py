@@ -326,6 +326,8 @@ def _transition_events(name: str, before: TaskPhase | None, outcome: TaskOutcome
     if before is outcome.phase:
         return []
     phase = outcome.phase
+    if phase is TaskPhase.SUCCEEDED and outcome.task.type is TaskType.APPROVAL:
+        return [Event("Normal", "Approved", f"task {name} was approved")]
     if phase is TaskPhase.SUCCEEDED:
         return [Event("Normal", "TaskSucceeded", f"task {name} succeeded")]
     if phase is TaskPhase.FAILED:

@@ -194,8 +194,11 @@ def test_approval_blocks_until_approved():
     assert phases(waiting)["ok"] is TaskPhase.AWAITING_APPROVAL and submits(waiting) == []
     ready = next(c for c in waiting.status.conditions if c.type == "Ready")
     assert ready.reason == "AwaitingApproval" and "ok" in ready.message
-    approved = plan(wf, observed=done, approvals=["ok"])
+    assert ("AwaitingApproval", "task ok is waiting for a person to approve it") in [
+        (e.reason, e.message) for e in waiting.events]
+    approved = plan(wf, observed=done, approvals=["ok"], previous=waiting.status)
     assert phases(approved)["ok"] is TaskPhase.SUCCEEDED
+    assert ("Approved", "task ok was approved") in [(e.reason, e.message) for e in approved.events]
     assert [s.key.task for s in submits(approved)] == ["z"]
     declared = resolved(APPROVAL.replace("type: approval,", "type: approval, approved: true,"))
     assert [s.key.task for s in submits(plan(declared, observed=[job(declared, "a", phase=TaskPhase.SUCCEEDED)]))] == ["z"]
