@@ -12,7 +12,8 @@ get``, ``describe`` and ``approve`` open the same file from other processes. It 
 - a workflow identified by namespace/name gets a fresh uid each time it appears after having been
   pruned, so the history of an old run is never mistaken for the new one's;
 - an array attempt is kept as groups of elements with one outcome each ("0-29999" succeeded), so
-  a 30,000-element array costs a few hundred bytes, not one row per element.
+  a 30,000-element array costs a few hundred bytes, not one row per element
+  (``reconciler.arrayoutcomes``).
 
 Times are stored as ISO-8601 UTC text and returned as timezone-aware datetimes. One connection
 per ``Store``, guarded by a lock, so one object may be shared between threads.
@@ -29,23 +30,29 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .api import FailureKind, TaskPhase, WorkflowStatus
+from .arrayoutcomes import (
+    MAX_ELEMENTS,
+    Group,
+    apply_to_groups,
+    array_summary,
+    decode_groups,
+    encode_groups,
+)
 from .indexranges import compress, expand
 from .observed import DONE_PHASES, AttemptRecord, JobKey, ObservedJob
 from .plan import Event
+from .storedtext import canonical_json, from_iso, iso, iso_or_none
 from .views import EventRow, WorkflowRow
 
 STATE_DB = "state.db"
 SCHEMA_VERSION = 1
 MAX_EVENTS = 1000  # per workflow; older events are dropped
 BUSY_TIMEOUT_SECONDS = 30.0  # a tick's write is milliseconds; this only has to outlast a slow disk
-# An array attempt's ranges are expanded in memory when it is read or updated; this is only the
-# bound ``expand`` insists on, far above any array Slurm accepts.
-_MAX_ELEMENTS = 10_000_000
 
 
 def state_dir_default() -> Path:
@@ -165,26 +172,7 @@ def migrate(db: sqlite3.Connection) -> int:
     return SCHEMA_VERSION
 
 
-# -- time and JSON -------------------------------------------------------------------------------
-
-def _iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError(f"naive datetime {moment!r}: the store keeps UTC times only")
-    # Fixed width (always microseconds) so the text sorts as the times do.
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _iso_or_none(moment: datetime | None) -> str | None:
-    return None if moment is None else _iso(moment)
-
-
-def _time(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
+# -- documents -----------------------------------------------------------------------------------
 
 def _document(value: Any) -> str:
     """A resource or status as written: key order kept (tasks in DAG order, fields as declared)."""
@@ -193,7 +181,7 @@ def _document(value: Any) -> str:
 
 def spec_hash(spec: Mapping[str, Any]) -> str:
     """The hash of a spec's canonical JSON: equal specs hash equal whatever their key order."""
-    return hashlib.sha256(_json(spec).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()
 
 
 # -- workflows -----------------------------------------------------------------------------------
@@ -239,123 +227,9 @@ def _stored(values: tuple) -> StoredWorkflow:
     return StoredWorkflow(
         uid=uid, namespace=namespace, name=name, generation=generation, spec=json.loads(resource),
         spec_hash=digest, revision=revision, source_file=source_file, created_at=datetime.fromisoformat(created),
-        removed_at=_time(removed), status=None if status is None else WorkflowStatus.model_validate(json.loads(status)),
-        labels=json.loads(labels),
+        removed_at=from_iso(removed),
+        status=None if status is None else WorkflowStatus.model_validate(json.loads(status)), labels=json.loads(labels),
     )
-
-
-# -- array outcomes ------------------------------------------------------------------------------
-
-# Elements with equal (phase, failure, exit code, reason, node list) share one group. The node
-# list is kept for failed elements only: a NODE_FAIL retry avoids those nodes, while keeping it
-# for successes would split a big array into one group per node for nothing.
-_Signature = tuple[str, str | None, int | None, str | None, str | None]
-
-
-@dataclass
-class _Group:
-    indices: set[int]
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    core_hours: float = 0.0  # of the group's finished elements; live ones are the observation's
-
-
-def _signature(job: ObservedJob) -> _Signature:
-    return (job.phase.value, job.failure.value if job.failure else None, job.exit_code, job.reason,
-            job.node_list if job.phase is TaskPhase.FAILED else None)
-
-
-def _decode_groups(text: str | None) -> dict[_Signature, _Group]:
-    groups: dict[_Signature, _Group] = {}
-    for item in json.loads(text) if text else []:
-        signature = (item["phase"], item.get("failure"), item.get("exitCode"), item.get("reason"),
-                     item.get("nodeList"))
-        groups[signature] = _Group(set(expand(item["indices"], limit=_MAX_ELEMENTS)), _time(item.get("startedAt")),
-                                   _time(item.get("finishedAt")), item.get("coreHours", 0.0))
-    return groups
-
-
-def _encode_groups(groups: dict[_Signature, _Group]) -> str:
-    items = []
-    for (phase, failure, exit_code, reason, node_list), group in sorted(groups.items(),
-                                                                        key=lambda kv: min(kv[1].indices)):
-        item: dict[str, Any] = {"phase": phase, "indices": compress(group.indices), "failure": failure,
-                                "exitCode": exit_code, "reason": reason, "nodeList": node_list,
-                                "startedAt": _iso_or_none(group.started_at),
-                                "finishedAt": _iso_or_none(group.finished_at),
-                                "coreHours": round(group.core_hours, 9) or None}
-        items.append({k: v for k, v in item.items() if v is not None})
-    return _json(items)
-
-
-def _apply_to_groups(groups: dict[_Signature, _Group], jobs: list[ObservedJob], universe: set[int]) -> bool:
-    """Move each observed element into the group of its new outcome; True if anything moved.
-
-    An element already in the group of its outcome is left alone, so sacct reporting the same
-    finished element every tick neither rewrites the row nor counts its core-hours twice.
-    """
-    where = {index: signature for signature, group in groups.items() for index in group.indices}
-    changed = False
-    # Finished sightings last: where one batch reports an element twice, the final state wins.
-    for job in sorted(jobs, key=lambda j: j.phase in DONE_PHASES):
-        covered = job.indices if job.indices is not None else tuple(sorted(universe))
-        signature = _signature(job)
-        moving = [index for index in covered if where.get(index) != signature]
-        if not moving:
-            continue
-        changed = True
-        universe.update(moving)
-        target = groups.setdefault(signature, _Group(set()))
-        for index in moving:
-            old = where.get(index)
-            if old is not None:
-                # Slurm requeued the element: its share of the old group's core-hours leaves with it.
-                source = groups[old]
-                source.core_hours -= source.core_hours / len(source.indices)
-                source.indices.discard(index)
-                if not source.indices:
-                    del groups[old]
-            target.indices.add(index)
-            where[index] = signature
-        if job.phase in DONE_PHASES:
-            target.core_hours += job.core_hours * len(moving) / max(1, len(covered))
-        if job.started_at is not None and (target.started_at is None or job.started_at < target.started_at):
-            target.started_at = job.started_at
-        if job.finished_at is not None and (target.finished_at is None or job.finished_at > target.finished_at):
-            target.finished_at = job.finished_at
-    return changed
-
-
-# Which phase speaks for a whole array attempt in its summary, most pressing first.
-_SUMMARY_ORDER = (TaskPhase.RUNNING, TaskPhase.SUBMITTED, TaskPhase.HELD, TaskPhase.UNKNOWN,
-                  TaskPhase.FAILED, TaskPhase.CANCELLED, TaskPhase.SUCCEEDED)
-
-
-def _array_summary(groups: dict[_Signature, _Group], universe: set[int]) -> dict[str, Any]:
-    """The attempt row's own columns for an array: a representative phase and the totals."""
-    finished = sum(len(g.indices) for s, g in groups.items() if TaskPhase(s[0]) in DONE_PHASES)
-    observed = sum(len(g.indices) for g in groups.values())
-    present = {TaskPhase(s[0]) for s in groups}
-    if observed and observed < len(universe):
-        present.add(TaskPhase.UNKNOWN)  # some elements were never reported
-    phase = next((p for p in _SUMMARY_ORDER if p in present), None)
-    first = min((kv for kv in groups.items() if phase is not None and kv[0][0] == phase.value),
-                key=lambda kv: min(kv[1].indices), default=None)
-    done = finished == len(universe)
-    return {
-        "phase": phase.value if phase else None,
-        "failure": first[0][1] if first else None,
-        "exit_code": first[0][2] if first else None,
-        "reason": first[0][3] if first else None,
-        "node_list": None,
-        "started_at": _iso_or_none(min((g.started_at for g in groups.values() if g.started_at), default=None)),
-        "finished_at": _iso_or_none(max((g.finished_at for g in groups.values() if g.finished_at), default=None))
-        if done else None,
-        "core_hours": sum(g.core_hours for g in groups.values()),
-        "outcomes": _encode_groups(groups),
-        "done": int(done),
-        "indices": compress(universe),
-    }
 
 
 # -- attempts ------------------------------------------------------------------------------------
@@ -404,10 +278,10 @@ class _AttemptRow:
             return [AttemptRecord(
                 indices=None, phase=TaskPhase(self.phase) if self.phase else None,
                 failure=FailureKind(self.failure) if self.failure else None, exit_code=self.exit_code,
-                reason=self.reason, node_list=self.node_list, started_at=_time(self.started_at),
-                finished_at=_time(self.finished_at), core_hours=self.core_hours, **common)]
-        groups = _decode_groups(self.outcomes)
-        unseen = set(expand(self.indices, limit=_MAX_ELEMENTS))
+                reason=self.reason, node_list=self.node_list, started_at=from_iso(self.started_at),
+                finished_at=from_iso(self.finished_at), core_hours=self.core_hours, **common)]
+        groups = decode_groups(self.outcomes)
+        unseen = set(expand(self.indices, limit=MAX_ELEMENTS))
         records = []
         for (phase, failure, exit_code, reason, node_list), group in groups.items():
             unseen -= group.indices
@@ -422,18 +296,18 @@ class _AttemptRow:
         return records
 
     def history(self) -> dict[str, Any]:
-        groups = _decode_groups(self.outcomes) if self.indices is not None else {}
+        groups = decode_groups(self.outcomes) if self.indices is not None else {}
         states: dict[str, set[int]] = {}
         for signature, group in groups.items():
             states.setdefault(signature[0], set()).update(group.indices)
         return {
             "task": self.task, "attempt": self.attempt, "part": self.part, "fingerprint": self.fingerprint,
             "cluster": self.cluster, "job_id": self.job_id, "indices": self.indices,
-            "resources": json.loads(self.resources), "recorded_at": _time(self.recorded_at),
-            "submitted_at": _time(self.submitted_at), "phase": self.phase, "failure": self.failure,
+            "resources": json.loads(self.resources), "recorded_at": from_iso(self.recorded_at),
+            "submitted_at": from_iso(self.submitted_at), "phase": self.phase, "failure": self.failure,
             "exit_code": self.exit_code, "reason": self.reason, "message": self.message,
-            "node_list": self.node_list, "started_at": _time(self.started_at),
-            "finished_at": _time(self.finished_at), "core_hours": self.core_hours,
+            "node_list": self.node_list, "started_at": from_iso(self.started_at),
+            "finished_at": from_iso(self.finished_at), "core_hours": self.core_hours,
             "cancelled_by_reconciler": bool(self.cancelled_by_reconciler),
             # Arrays: phase -> element ranges ("0-9,12"); None for a plain job.
             "states": {p: compress(i) for p, i in sorted(states.items())} if self.indices is not None else None,
@@ -496,19 +370,19 @@ class Store:
             current = db.execute("SELECT uid, generation, spec_hash FROM workflows WHERE namespace = ? "
                                  "AND name = ? AND removed_at IS NULL", (namespace, name)).fetchone()
             if current is not None and uid is not None and current[0] != uid:
-                db.execute("UPDATE workflows SET removed_at = ? WHERE uid = ?", (_iso(now), current[0]))
+                db.execute("UPDATE workflows SET removed_at = ? WHERE uid = ?", (iso(now), current[0]))
                 current = None
             if current is None:
                 uid = uid or uuid.uuid4().hex[:16]
                 db.execute(f"INSERT INTO workflows ({_WORKFLOW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,NULL)",
-                           (uid, namespace, name, 1, _document(resource), digest, revision, source_file, _json(labels),
-                            _iso(now)))
+                           (uid, namespace, name, 1, _document(resource), digest, revision, source_file,
+                            canonical_json(labels), iso(now)))
             else:
                 uid, generation, old_digest = current
                 db.execute("UPDATE workflows SET generation = ?, resource = ?, spec_hash = ?, revision = ?, "
                            "source_file = ?, labels = ? WHERE uid = ?",
                            (generation + (digest != old_digest), _document(resource), digest, revision, source_file,
-                            _json(labels), uid))
+                            canonical_json(labels), uid))
             return self._workflow_by_uid(db, uid)  # type: ignore[return-value]
 
     def _workflow_by_uid(self, db: sqlite3.Connection, uid: str) -> StoredWorkflow | None:
@@ -544,7 +418,7 @@ class Store:
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM workflows WHERE uid = ?", (uid,)).fetchone() is None:
                 raise KeyError(f"no workflow with uid {uid}")
-            db.execute("UPDATE workflows SET removed_at = ? WHERE uid = ? AND removed_at IS NULL", (_iso(now), uid))
+            db.execute("UPDATE workflows SET removed_at = ? WHERE uid = ? AND removed_at IS NULL", (iso(now), uid))
 
     def save_status(self, uid: str, status: WorkflowStatus) -> None:
         self.save_statuses({uid: status})
@@ -563,7 +437,8 @@ class Store:
                       resources: dict, cluster: str, now: datetime) -> None:
         """Written before ``sbatch``. Idempotent per key: a confirmed or finished row is kept as it
         is; an unconfirmed one (an intent whose job never appeared) takes the new intent."""
-        values = (fingerprint, None if indices is None else compress(indices), _json(resources), cluster, _iso(now))
+        values = (fingerprint, None if indices is None else compress(indices), canonical_json(resources), cluster,
+                  iso(now))
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO attempts (uid, task, attempt, part, fingerprint, indices, resources, cluster, "
@@ -575,7 +450,7 @@ class Store:
 
     def confirm_submission(self, uid: str, *, key: JobKey, job_id: str, now: datetime) -> None:
         with self._transaction() as db:
-            self._update_key(db, uid, key, job_id=job_id, submitted_at=_iso(now))
+            self._update_key(db, uid, key, job_id=job_id, submitted_at=iso(now))
 
     def record_rejection(self, uid: str, *, key: JobKey, reason: str, message: str, now: datetime) -> None:
         """``sbatch`` refused the submission for good: the attempt ends Failed with no job."""
@@ -584,11 +459,11 @@ class Store:
             if found is None:
                 raise KeyError(f"no recorded intent for {uid} {key}")
             columns: dict[str, Any] = {"phase": TaskPhase.FAILED.value, "reason": reason, "message": message,
-                                       "finished_at": _iso(now), "done": 1}
+                                       "finished_at": iso(now), "done": 1}
             if found.indices is not None:
-                universe = set(expand(found.indices, limit=_MAX_ELEMENTS))
-                groups = {(TaskPhase.FAILED.value, None, None, reason, None): _Group(universe, finished_at=now)}
-                columns["outcomes"] = _encode_groups(groups)
+                universe = set(expand(found.indices, limit=MAX_ELEMENTS))
+                groups = {(TaskPhase.FAILED.value, None, None, reason, None): Group(universe, finished_at=now)}
+                columns["outcomes"] = encode_groups(groups)
             self._update_key(db, uid, key, **columns)
 
     def forget_intent(self, uid: str, *, key: JobKey) -> None:
@@ -637,7 +512,7 @@ class Store:
         indices = compress(i for covered in arrays for i in covered) if arrays else None
         db.execute("INSERT INTO attempts (uid, task, attempt, part, fingerprint, indices, resources, cluster, "
                    "recorded_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                   (uid, key.task, key.attempt, key.part, observed[0].fingerprint, indices, "{}", cluster, _iso(now)))
+                   (uid, key.task, key.attempt, key.part, observed[0].fingerprint, indices, "{}", cluster, iso(now)))
 
     @staticmethod
     def _observed_columns(found: _AttemptRow, observed: list[ObservedJob]) -> dict[str, Any]:
@@ -653,13 +528,13 @@ class Store:
             columns.update(
                 phase=newest.phase.value, failure=newest.failure.value if newest.failure else None,
                 exit_code=newest.exit_code, reason=newest.reason, node_list=newest.node_list,
-                started_at=_iso_or_none(newest.started_at), finished_at=_iso_or_none(newest.finished_at),
+                started_at=iso_or_none(newest.started_at), finished_at=iso_or_none(newest.finished_at),
                 core_hours=newest.core_hours, done=int(newest.phase in DONE_PHASES))
             return columns
-        universe = set(expand(found.indices, limit=_MAX_ELEMENTS)) if found.indices else set()
-        groups = _decode_groups(found.outcomes)
-        if _apply_to_groups(groups, observed, universe):
-            columns.update(_array_summary(groups, universe))
+        universe = set(expand(found.indices, limit=MAX_ELEMENTS)) if found.indices else set()
+        groups = decode_groups(found.outcomes)
+        if apply_to_groups(groups, observed, universe):
+            columns.update(array_summary(groups, universe))
         return columns
 
     def mark_cancelled(self, uid: str, *, job_ids: Iterable[str]) -> None:
@@ -719,7 +594,7 @@ class Store:
         must look back at least that far."""
         with self._lock:
             (oldest,) = self._db.execute(f"SELECT MIN(recorded_at) {self._OPEN}", (cluster,)).fetchone()
-        return _time(oldest)
+        return from_iso(oldest)
 
     # -- approvals and events --------------------------------------------------------------------
 
@@ -732,7 +607,7 @@ class Store:
             if found is None:
                 raise KeyError(f"no active workflow {namespace}/{name}")
             db.execute("INSERT OR IGNORE INTO approvals (uid, task, approved_by, approved_at) VALUES (?,?,?,?)",
-                       (found[0], task, by, _iso(now)))
+                       (found[0], task, by, iso(now)))
             return str(found[0])
 
     def approvals(self, uid: str) -> frozenset[str]:
@@ -741,7 +616,7 @@ class Store:
         return frozenset(task for (task,) in rows)
 
     def add_events(self, uid: str, events: Iterable[Event], *, now: datetime) -> None:
-        batch = [(uid, _iso(now), e.type, e.reason, e.message) for e in events]
+        batch = [(uid, iso(now), e.type, e.reason, e.message) for e in events]
         if not batch:
             return
         with self._transaction() as db:
