@@ -88,7 +88,8 @@ def carry_out(
                 outcome.unavailable = str(exc)
             except SlurmError as exc:
                 log.warning("%s: %s", type(action).__name__, exc)
-                outcome.event(plan.uid, "Warning", "ActionFailed", f"{type(action).__name__} of {action.task}: {exc}")
+                task = action.key.task if isinstance(action, Submit) else action.task
+                outcome.event(plan.uid, "Warning", "ActionFailed", f"{type(action).__name__} of {task}: {exc}")
     return outcome
 
 
