@@ -110,8 +110,18 @@ class Loop:
         return json.loads(done.stdout) if done.returncode == 0 else None
 
     def status(self, name: str) -> dict[str, Any]:
-        resource = self.workflow(name) or {}
-        return resource.get("status") or {}
+        """The workflow's status as ``reconciler get workflow NAME -o json`` shows it, read from the
+        store in-process: the tests poll often, and a process per poll would starve the loop."""
+        from reconciler import views
+        from reconciler.store import Store
+
+        if not (self.state_dir / "state.db").exists():
+            return {}
+        with Store(self.state_dir / "state.db") as store:
+            stored = store.workflow("default", name)
+            if stored is None:
+                return {}
+            return views.resource(stored.as_row()).get("status") or {}
 
     def wait_for(self, name: str, predicate: Callable[[dict[str, Any]], bool], *, timeout: float = 180.0,
                  what: str = "condition") -> dict[str, Any]:
