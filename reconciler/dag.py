@@ -18,14 +18,14 @@ class DagError(ValueError):
         self.problems = problems
 
 
-def build_graph(tasks: Iterable[Task]) -> nx.DiGraph:
+def build_graph(tasks: Iterable[Task]) -> nx.DiGraph[str]:
     """A graph with an edge from each prerequisite to the task that depends on it.
 
     Raises :class:`DagError` listing duplicate names, unknown or self dependencies, and the
     first cycle found, by name.
     """
     tasks = list(tasks)
-    graph = nx.DiGraph()
+    graph: nx.DiGraph[str] = nx.DiGraph()
     problems: list[str] = []
     seen: set[str] = set()
     for task in tasks:
@@ -54,20 +54,20 @@ def build_graph(tasks: Iterable[Task]) -> nx.DiGraph:
     return graph
 
 
-def task_of(graph: nx.DiGraph, name: str) -> Task:
+def task_of(graph: nx.DiGraph[str], name: str) -> Task:
     return graph.nodes[name]["task"]
 
 
-def topological_order(graph: nx.DiGraph) -> list[str]:
+def topological_order(graph: nx.DiGraph[str]) -> list[str]:
     """Task names, prerequisites first; ties broken by name so the order is stable."""
     return list(nx.lexicographical_topological_sort(graph))
 
 
-def upstream(graph: nx.DiGraph, name: str) -> list[str]:
+def upstream(graph: nx.DiGraph[str], name: str) -> list[str]:
     return sorted(graph.predecessors(name))
 
 
-def ready_tasks(graph: nx.DiGraph, phases: Mapping[str, TaskPhase]) -> list[str]:
+def ready_tasks(graph: nx.DiGraph[str], phases: Mapping[str, TaskPhase]) -> list[str]:
     """Tasks still Waiting (or never seen) whose prerequisites have all Succeeded, in order."""
     ready = []
     for name in topological_order(graph):
@@ -78,7 +78,7 @@ def ready_tasks(graph: nx.DiGraph, phases: Mapping[str, TaskPhase]) -> list[str]
     return ready
 
 
-def downstream_closure(graph: nx.DiGraph, names: Iterable[str]) -> set[str]:
+def downstream_closure(graph: nx.DiGraph[str], names: Iterable[str]) -> set[str]:
     """The given tasks and every task that depends on them, directly or not."""
     closure: set[str] = set()
     for name in names:
@@ -87,5 +87,5 @@ def downstream_closure(graph: nx.DiGraph, names: Iterable[str]) -> set[str]:
     return closure
 
 
-def approval_tasks(graph: nx.DiGraph) -> list[str]:
+def approval_tasks(graph: nx.DiGraph[str]) -> list[str]:
     return [name for name in topological_order(graph) if task_of(graph, name).type is TaskType.APPROVAL]

@@ -24,7 +24,7 @@ def own_fingerprint(task: Task) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def fingerprints(graph: nx.DiGraph) -> dict[str, str]:
+def fingerprints(graph: nx.DiGraph[str]) -> dict[str, str]:
     """Every task's fingerprint (16 hex digits), prerequisites folded in."""
     result: dict[str, str] = {}
     for name in topological_order(graph):

@@ -15,19 +15,21 @@ _PART = re.compile(r"^(\d+)(?:-(\d+))?(?::(\d+))?$")
 def compress(indices: Iterable[int]) -> str:
     """The shortest "a-b,c" form of a set of non-negative indices ("" when empty)."""
     ordered = sorted(set(indices))
+    if not ordered:
+        return ""
     parts: list[str] = []
-    start = prev = None
-    for index in ordered:
-        if start is None:
-            start = prev = index
-        elif index == prev + 1:
-            prev = index
-        else:
-            parts.append(f"{start}-{prev}" if prev != start else str(start))
-            start = prev = index
-    if start is not None:
-        parts.append(f"{start}-{prev}" if prev != start else str(start))
+    start = prev = ordered[0]
+    for index in ordered[1:]:
+        if index != prev + 1:
+            parts.append(_span(start, prev))
+            start = index
+        prev = index
+    parts.append(_span(start, prev))
     return ",".join(parts)
+
+
+def _span(first: int, last: int) -> str:
+    return f"{first}-{last}" if last != first else str(first)
 
 
 def expand(text: str, *, limit: int = 10_000_000) -> list[int]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
@@ -255,7 +256,7 @@ def load_object(data: dict[str, Any], *, origin: str) -> LoadedResource | Broken
     return _load_document(document, filename=origin, index=0, start_line=None)
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     if error["type"] == "extra_forbidden":
         if error["loc"] and error["loc"][-1] in ("on", "true", True):
             # YAML 1.1 tools (kubectl) turn an "on" key into true, so the field is onFailures.

@@ -22,7 +22,7 @@ class ResolvedWorkflow:
     workflow: Workflow
     spec: WorkflowSpec  # with template tasks substituted
     tasks: dict[str, Task]  # effective tasks (defaults merged), by name
-    graph: nx.DiGraph
+    graph: nx.DiGraph[str]
     cluster: SlurmCluster | None  # None only when resolved without any cluster declared
     location: SourceLocation | None
 
@@ -80,7 +80,10 @@ def resolve(resources: Iterable[LoadedResource], *, require_cluster: bool = True
             location=loaded.location,
             require_cluster=require_cluster or bool(resolution.clusters),
         )
-        (resolution.workflows if isinstance(result, ResolvedWorkflow) else resolution.invalid).append(result)
+        if isinstance(result, ResolvedWorkflow):
+            resolution.workflows.append(result)
+        else:
+            resolution.invalid.append(result)
     return resolution
 
 

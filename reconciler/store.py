@@ -29,7 +29,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from .api import FailureKind, TaskPhase, WorkflowStatus
 from .arrayoutcomes import (
     MAX_ELEMENTS,
     Group,
+    Signature,
     apply_to_groups,
     array_summary,
     decode_groups,
@@ -271,27 +272,28 @@ class _AttemptRow:
     def records(self) -> list[AttemptRecord]:
         """One record per group of elements with the same outcome, plus one for elements never
         reported (phase None), so the core sees every finished element's final phase."""
-        common = dict(key=self.key, fingerprint=self.fingerprint, job_id=self.job_id,
-                      recorded_at=datetime.fromisoformat(self.recorded_at),
-                      cancelled_by_reconciler=bool(self.cancelled_by_reconciler))
+        # What every record of this row shares; each adds what is known of its elements.
+        base = AttemptRecord(key=self.key, fingerprint=self.fingerprint, indices=None, job_id=self.job_id,
+                             recorded_at=datetime.fromisoformat(self.recorded_at),
+                             cancelled_by_reconciler=bool(self.cancelled_by_reconciler))
         if self.indices is None:
-            return [AttemptRecord(
-                indices=None, phase=TaskPhase(self.phase) if self.phase else None,
+            return [replace(
+                base, phase=TaskPhase(self.phase) if self.phase else None,
                 failure=FailureKind(self.failure) if self.failure else None, exit_code=self.exit_code,
                 reason=self.reason, node_list=self.node_list, started_at=from_iso(self.started_at),
-                finished_at=from_iso(self.finished_at), core_hours=self.core_hours, **common)]
+                finished_at=from_iso(self.finished_at), core_hours=self.core_hours)]
         groups = decode_groups(self.outcomes)
         unseen = set(expand(self.indices, limit=MAX_ELEMENTS))
         records = []
         for (phase, failure, exit_code, reason, node_list), group in groups.items():
             unseen -= group.indices
-            records.append(AttemptRecord(
-                indices=tuple(sorted(group.indices)), phase=TaskPhase(phase),
+            records.append(replace(
+                base, indices=tuple(sorted(group.indices)), phase=TaskPhase(phase),
                 failure=FailureKind(failure) if failure else None, exit_code=exit_code, reason=reason,
                 node_list=node_list, started_at=group.started_at, finished_at=group.finished_at,
-                core_hours=group.core_hours, **common))
+                core_hours=group.core_hours))
         if unseen:
-            records.append(AttemptRecord(indices=tuple(sorted(unseen)), **common))
+            records.append(replace(base, indices=tuple(sorted(unseen))))
         records.sort(key=lambda r: r.indices[0] if r.indices else 0)
         return records
 
@@ -383,7 +385,9 @@ class Store:
                            "source_file = ?, labels = ? WHERE uid = ?",
                            (generation + (digest != old_digest), _document(resource), digest, revision, source_file,
                             canonical_json(labels), uid))
-            return self._workflow_by_uid(db, uid)  # type: ignore[return-value]
+            stored = self._workflow_by_uid(db, uid)
+            assert stored is not None, "the workflow's row was written in this transaction"
+            return stored
 
     def _workflow_by_uid(self, db: sqlite3.Connection, uid: str) -> StoredWorkflow | None:
         values = db.execute(f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE uid = ?", (uid,)).fetchone()
@@ -462,7 +466,8 @@ class Store:
                                        "finished_at": iso(now), "done": 1}
             if found.indices is not None:
                 universe = set(expand(found.indices, limit=MAX_ELEMENTS))
-                groups = {(TaskPhase.FAILED.value, None, None, reason, None): Group(universe, finished_at=now)}
+                groups: dict[Signature, Group] = {
+                    (TaskPhase.FAILED.value, None, None, reason, None): Group(universe, finished_at=now)}
                 columns["outcomes"] = encode_groups(groups)
             self._update_key(db, uid, key, **columns)
 

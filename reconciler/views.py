@@ -122,7 +122,9 @@ def dump(documents: dict | list, *, output: str) -> str:
         return json.dumps(documents, indent=2) + "\n"
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
+    # ruamel.yaml declares this switch as None (its "unset" default); False keeps the keys in
+    # insertion order rather than sorted.
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
     buffer = io.StringIO()
     yaml.dump(documents, buffer)
     return buffer.getvalue()
@@ -162,8 +164,8 @@ def describe(row: WorkflowRow, events: Sequence[EventRow], *, now: datetime,
     waiting = awaiting_approval(status)
     if waiting:
         out.write("Waiting for a person:\n")
-        for task in waiting:
-            out.write(f"  reconciler approve {row.name} {task}\n")
+        for task_name in waiting:
+            out.write(f"  reconciler approve {row.name} {task_name}\n")
     out.write("Events:\n")
     if not events:
         out.write("  <none>\n")

@@ -10,14 +10,15 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Final
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-GROUP = "hpc.reconciler.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+# Final, so its type is this literal: the kinds' ``apiVersion: Literal[...]`` fields default to it.
+# The group and version are read from it.
+API_VERSION: Final = "hpc.reconciler.dev/v1alpha1"
+GROUP, VERSION = API_VERSION.split("/")
 
 # Kubernetes names: DNS-1123 subdomain for objects, DNS-1123 label for things that end up
 # inside other names (task names become part of Slurm job names).
