@@ -41,7 +41,8 @@ def submit_workflow(resolved: ResolvedWorkflow, client: SlurmClient, *, uid: str
     meta = resolved.workflow.metadata
     submission = Submission(uid=uid or new_uid())
     fps = fingerprints(resolved.graph)
-    max_array = client.info().limits.max_array_size if client.info().limits else 1001
+    limits = client.info().limits
+    max_array = limits.max_array_size if limits else 1001
     # An approved approval task is a completed step: its dependants wait on what it waited on.
     stands_for: dict[str, tuple[str, ...]] = {}
     for name in resolved.order:
@@ -58,19 +59,19 @@ def submit_workflow(resolved: ResolvedWorkflow, client: SlurmClient, *, uid: str
                 continue
             stands_for[name] = dependencies
             continue
-        indices = list(range(task.array.size)) if task.array else [None]
+        size = task.array.size if task.array else 1
         job_ids: list[str] = []
-        for start in range(0, len(indices), max_array):
-            chunk = indices[start:start + max_array]
-            part = chunk[0] if task.array else 0
+        for start in range(0, size, max_array):
+            # An array's chunk is tagged with its first index; a plain job is part 0.
+            chunk = tuple(range(start, min(start + max_array, size)))
             job_ids.append(client.submit(SubmitRequest(
                 namespace=meta.namespace, workflow=meta.name, task=task,
-                tag=JobTag(uid=submission.uid, task=name, attempt=1, part=part or 0, fingerprint=fps[name]),
-                resources=task.resources, indices=tuple(chunk) if task.array else None,  # type: ignore[arg-type]
+                tag=JobTag(uid=submission.uid, task=name, attempt=1, part=start, fingerprint=fps[name]),
+                resources=task.resources, indices=chunk if task.array else None,
                 parallelism=task.array.parallelism if task.array else None, dependencies=dependencies,
             )))
         submission.jobs[name] = job_ids
-        submission.elements[name] = len(indices)
+        submission.elements[name] = size
         stands_for[name] = tuple(job_ids)
     return submission
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .api import Capacity, FailureKind, TaskPhase, TaskType, WorkflowStatus
+from .api import Capacity, FailureKind, Task, TaskPhase, TaskType, WorkflowStatus
 from .fingerprint import fingerprints
 from .observed import LIVE_PHASES, AttemptRecord, ClusterView, JobKey, ObservedJob
 from .plan import Action, Cancel, Event, FetchOutputs, Hold, Release, Submit, WorkflowPlan
@@ -244,10 +244,10 @@ def _plan_job_task(
                     queued = True
                     break
                 chunk = chunk[:admitted]
-                indices = tuple(e.index for e in chunk) if task.array else None
+                indices = tuple(e.array_index for e in chunk) if task.array else None
                 actions.append(Submit(
                     uid=desired.uid, key=JobKey(name, attempt, indices[0] if indices else 0),
-                    fingerprint=fingerprint, resources=resources, indices=indices,  # type: ignore[arg-type]
+                    fingerprint=fingerprint, resources=resources, indices=indices,
                     parallelism=task.array.parallelism if task.array else None,
                     after_jobs=after_jobs, after_submits=after_submits, exclude_nodes=exclude, cores=cores,
                 ))
@@ -290,9 +290,13 @@ def _fresh_attempt(runs: TaskRuns) -> int:
     return min(attempts) if attempts else runs.last_attempt + 1
 
 
-def _by_escalation(task, elements: list[Element], view: ClusterView) -> dict[tuple, list[Element]]:
+# The failure kinds that change a retry's request, and the nodes it must avoid.
+_Escalation = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+def _by_escalation(task: Task, elements: list[Element], view: ClusterView) -> dict[_Escalation, list[Element]]:
     """Retried elements that need the same request go out together."""
-    groups: dict[tuple, list[Element]] = {}
+    groups: dict[_Escalation, list[Element]] = {}
     for element in elements:
         kinds = tuple(sorted(f.kind.value for f in element.failures if f.kind in
                              (FailureKind.TIMEOUT, FailureKind.OUT_OF_MEMORY, FailureKind.NODE_FAIL)))
@@ -305,10 +309,10 @@ def _chunks(elements: list[Element], is_array: bool, max_array_size: int) -> lis
     wider than MaxArraySize (each chunk is submitted with its first index as offset)."""
     if not is_array:
         return [elements[:1]]
-    ordered = sorted(elements, key=lambda e: e.index)  # type: ignore[arg-type, return-value]
+    ordered = sorted(elements, key=lambda e: e.array_index)
     result: list[list[Element]] = []
     for element in ordered:
-        if result and element.index - result[-1][0].index < max_array_size:  # type: ignore[operator]
+        if result and element.array_index - result[-1][0].array_index < max_array_size:
             result[-1].append(element)
         else:
             result.append([element])

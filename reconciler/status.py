@@ -75,7 +75,7 @@ def task_status(outcome: TaskOutcome, *, now: datetime) -> TaskStatus:
     if outcome.task.array is not None:
         by_phase: dict[str, list[int]] = {}
         for element in elements:
-            by_phase.setdefault(element.phase.value, []).append(element.index)  # type: ignore[arg-type]
+            by_phase.setdefault(element.phase.value, []).append(element.array_index)
         status.array = ArrayStatus(
             total=len(elements),
             counts={name: len(indices) for name, indices in sorted(by_phase.items())},

@@ -45,6 +45,12 @@ class Element:
     submissions: int = 0  # how often this element went to Slurm for the current spec
     tries: int = 0  # of those, the ones Slurm did not cancel for a failed prerequisite: its attempts
 
+    @property
+    def array_index(self) -> int:
+        """The index of an array task's element (only a task that is not an array has None)."""
+        assert self.index is not None, "an element of a task that is not an array has no array index"
+        return self.index
+
 
 @dataclass(frozen=True)
 class TaskRuns:
