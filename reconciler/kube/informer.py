@@ -13,8 +13,8 @@ import copy
 import logging
 import random
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 from kubernetes import client as k8s
 from kubernetes import watch
@@ -28,6 +28,16 @@ WATCH_TIMEOUT_SECONDS = 300
 MAX_BACKOFF_SECONDS = 30.0
 
 Key = tuple[str, str]  # (namespace, name)
+
+
+def custom_object(result: object) -> dict[str, Any]:
+    """A custom-object call's result as the JSON object it is.
+
+    The generated client declares these methods as returning ``object``: a custom resource has
+    no model class, so the response is deserialized to plain JSON, which for every call made
+    here (get, list, patch, replace) is a mapping.
+    """
+    return cast(dict[str, Any], result)
 
 
 class Informer:
@@ -82,10 +92,10 @@ class Informer:
 
     def _list(self) -> dict[str, Any]:
         if self.namespace is None:
-            return self.api.list_cluster_custom_object(GROUP, VERSION, self.plural)
-        return self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, self.plural)
+            return custom_object(self.api.list_cluster_custom_object(GROUP, VERSION, self.plural))
+        return custom_object(self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, self.plural))
 
-    def _stream(self, resource_version: str):
+    def _stream(self, resource_version: str) -> Iterator[dict[str, Any]]:
         self._watch = watch.Watch()
         arguments: dict[str, Any] = dict(resource_version=resource_version, allow_watch_bookmarks=True,
                                          timeout_seconds=WATCH_TIMEOUT_SECONDS)
@@ -94,22 +104,26 @@ class Informer:
         return self._watch.stream(self.api.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
                                   self.plural, **arguments)
 
-    def _relist(self) -> None:
+    def _relist(self) -> str:
+        """Replace the cache with a fresh list; the list's resourceVersion, to watch from."""
         listed = self._list()
         objects = {_key(obj): obj for obj in listed.get("items", [])}
         with self._lock:
             self._objects = objects
-        self._resource_version = listed["metadata"]["resourceVersion"]
+        resource_version: str = listed["metadata"]["resourceVersion"]
+        self._resource_version = resource_version
         self._synced.set()
         self.on_change()
+        return resource_version
 
     def _run(self) -> None:
         failures = 0
         while not self._stop.is_set():
             try:
-                if self._resource_version is None:
-                    self._relist()
-                for event in self._stream(self._resource_version):  # type: ignore[arg-type]
+                resource_version = self._resource_version
+                if resource_version is None:
+                    resource_version = self._relist()
+                for event in self._stream(resource_version):
                     if self._stop.is_set():
                         return
                     self._apply(event)

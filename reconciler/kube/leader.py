@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -33,6 +33,12 @@ def _parse(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _as_lease(body: dict[str, Any]) -> k8s.V1Lease:
+    # The client serializes a dict body as it is (``sanitize_for_serialization`` passes dicts
+    # through); only its type hints ask for a V1Lease.
+    return cast(k8s.V1Lease, body)
 
 
 class LeaderElector:
@@ -98,18 +104,23 @@ class LeaderElector:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": self.name, "namespace": self.namespace},
-                    "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": int(self.lease_seconds),
-                             "acquireTime": _micro_time(now), "renewTime": _micro_time(now), "leaseTransitions": 0}}
+            body: dict[str, Any] = {
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": int(self.lease_seconds),
+                         "acquireTime": _micro_time(now), "renewTime": _micro_time(now), "leaseTransitions": 0},
+            }
             try:
-                self.api.create_namespaced_lease(self.namespace, body)
+                self.api.create_namespaced_lease(self.namespace, _as_lease(body))
                 return True
             except ApiException as create_error:
                 if create_error.status == 409:  # another candidate created it first
                     return False
                 raise
-        spec = lease.spec
+        # A Lease without a spec has no holder: it is free to take.
+        spec = lease.spec or k8s.V1LeaseSpec()
+        # The server always returns an object's metadata; its resourceVersion makes the update safe.
+        assert lease.metadata is not None, "a Lease read from the API server has metadata"
         holder = spec.holder_identity
         renewed = _parse(spec.renew_time) or _parse(spec.acquire_time)
         duration = spec.lease_duration_seconds or self.lease_seconds
@@ -126,7 +137,7 @@ class LeaderElector:
                          "renewTime": _micro_time(now),
                          "leaseTransitions": (spec.lease_transitions or 0) + (1 if taking_over else 0)}}
         try:
-            self.api.replace_namespaced_lease(self.name, self.namespace, body)
+            self.api.replace_namespaced_lease(self.name, self.namespace, _as_lease(body))
         except ApiException as exc:
             if exc.status == 409:  # someone else wrote it since we read it
                 return False

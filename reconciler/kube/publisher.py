@@ -22,7 +22,7 @@ import random
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -32,6 +32,7 @@ from ..api import API_VERSION, GROUP, VERSION, SlurmCluster, SlurmClusterSpec, W
 from ..plan import Event
 from ..sources.base import Snapshot
 from ..store import Store, StoredWorkflow
+from .informer import custom_object
 from .metrics import Metrics
 from .source import KubernetesSource, deleting, origin
 
@@ -114,9 +115,9 @@ class KubernetesPublisher:
             else [{"op": "add", "path": "/metadata/finalizers", "value": finalizers}]
         )
         try:
-            updated = self.custom.patch_namespaced_custom_object(
+            updated = custom_object(self.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, meta.get("namespace", "default"), "workflows", meta["name"], patch,
-                _content_type="application/json-patch+json")
+                _content_type="application/json-patch+json"))
             self.source.workflows.remember(updated)
         except ApiException as exc:
             if exc.status not in (404, 409, 422):
@@ -154,8 +155,8 @@ class KubernetesPublisher:
                 return
             body = {**obj, "status": document}
             try:
-                updated = self.custom.replace_namespaced_custom_object_status(
-                    GROUP, VERSION, stored.namespace, "workflows", stored.name, body)
+                updated = custom_object(self.custom.replace_namespaced_custom_object_status(
+                    GROUP, VERSION, stored.namespace, "workflows", stored.name, body))
                 self.source.workflows.remember(updated)
                 self._written[stored.uid] = (document, updated.get("status"))
                 return
@@ -167,8 +168,8 @@ class KubernetesPublisher:
                 self.metrics.conflicts.inc()
                 time.sleep(random.uniform(0, 0.05 * 2 ** min(attempt, 5)))
                 try:
-                    obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, stored.namespace, "workflows",
-                                                                   stored.name)
+                    obj = custom_object(self.custom.get_namespaced_custom_object(
+                        GROUP, VERSION, stored.namespace, "workflows", stored.name))
                 except ApiException as read_error:
                     if read_error.status == 404:
                         return
@@ -190,7 +191,8 @@ class KubernetesPublisher:
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         }
         try:
-            self.core.create_namespaced_event(meta.get("namespace", "default"), body)
+            # The client serializes a dict body as it is; only its type hints ask for a CoreV1Event.
+            self.core.create_namespaced_event(meta.get("namespace", "default"), cast(k8s.CoreV1Event, body))
         except ApiException as exc:
             # Events are for people; losing one must not stop the loop.
             log.warning("could not record event %s on %s: %s", event.reason, origin("Workflow", obj), exc.reason)
