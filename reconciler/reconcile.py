@@ -243,6 +243,7 @@ def _plan_job_task(
                 if admitted == 0:
                     queued = True
                     break
+                partial = admitted < len(chunk)
                 chunk = chunk[:admitted]
                 indices = tuple(e.array_index for e in chunk) if task.array else None
                 actions.append(Submit(
@@ -251,7 +252,7 @@ def _plan_job_task(
                     parallelism=task.array.parallelism if task.array else None,
                     after_jobs=after_jobs, after_submits=after_submits, exclude_nodes=exclude, cores=cores,
                 ))
-                if admitted < len(chunk):
+                if partial:
                     queued = True
                     break
             if queued:

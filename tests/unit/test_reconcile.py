@@ -58,6 +58,15 @@ def test_capacity_of_one_job_queues_the_rest():
     assert submits(result) == [] and phases(result)["a"] is TaskPhase.QUEUED
 
 
+def test_an_array_bigger_than_the_capacity_goes_out_in_part_and_the_rest_waits():
+    wf = resolved(ARRAY)
+    result = plan(wf, capacity=Capacity(max_submitted_jobs=4))
+    [submit] = submits(result)
+    assert submit.indices == (0, 1, 2, 3)
+    array = result.status.tasks["t"].array
+    assert array is not None and array.indices == {"Waiting": "0-9"}  # none of them runs yet
+
+
 def test_failure_retries_after_backoff_with_escalation():
     wf = resolved(CHAIN)
     done_a = job(wf, "a", phase=TaskPhase.SUCCEEDED, exit_code=0, core_hours=0.5)
