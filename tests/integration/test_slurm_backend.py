@@ -107,9 +107,9 @@ def test_three_step_chain_runs_to_completion_with_native_dependencies(client: Sl
     assert set(submission.jobs) == {"preprocess", "simulate", "postprocess"} and not submission.blocked
 
     # All three are in Slurm's queue at once: the chain is Slurm's, not the loop's.
-    observation = client.observe(since=submission.submitted_at - timedelta(minutes=1))
-    queued = {j.key.task: j for j in observation.jobs() if j.key.task in submission.jobs
-              and j.job_id in {i for ids in submission.jobs.values() for i in ids}}
+    ids = sorted(i for job_ids in submission.jobs.values() for i in job_ids)
+    observation = client.observe(since=submission.submitted_at - timedelta(minutes=1), job_ids=ids)
+    queued = {j.key.task: j for j in observation.jobs() if j.key.task in submission.jobs and j.job_id in ids}
     assert set(queued) == set(submission.jobs)
     assert queued["postprocess"].phase is TaskPhase.SUBMITTED
     assert queued["postprocess"].reason == "Dependency"
