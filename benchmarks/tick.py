@@ -1,0 +1,120 @@
+"""How the cost of one tick grows with the size of the work, as ratios to a baseline measured in
+the same run: loading and resolving the same manifest. Run with ``scripts/bench``.
+
+Each case is timed several times and the median taken; machines here are noisy, so only the
+ratios mean anything, never the absolute seconds.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from reconciler.api import Capacity, TaskPhase
+from reconciler.fingerprint import fingerprints
+from reconciler.manifests import load_text
+from reconciler.observed import ClusterView, JobKey, ObservedJob
+from reconciler.reconcile import DesiredWorkflow, reconcile_cluster
+from reconciler.resolve import resolve
+from reconciler.store import Store
+
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+CLUSTER = """\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: SlurmCluster
+metadata: {name: dev}
+spec: {workdir: /w}
+"""
+
+
+def tiles(count: int) -> str:
+    return CLUSTER + f"""---
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: Workflow
+metadata: {{name: mosaic}}
+spec:
+  tasks:
+    - {{name: tile, script: "true"}}
+    - {{name: process, dependsOn: [tile], script: "true", array: {{count: {count}, parallelism: 500}}}}
+    - {{name: review, type: approval, dependsOn: [process]}}
+    - {{name: compose, dependsOn: [review], script: "true"}}
+"""
+
+
+def dag(width: int, depth: int) -> str:
+    tasks = []
+    for level in range(depth):
+        for i in range(width):
+            after = f", dependsOn: [s{level - 1}-{i}]" if level else ""
+            tasks.append(f'    - {{name: s{level}-{i}, script: "true"{after}}}')
+    return CLUSTER + "---\napiVersion: hpc.reconciler.dev/v1alpha1\nkind: Workflow\nmetadata: {name: wide}\n" \
+        "spec:\n  tasks:\n" + "\n".join(tasks) + "\n"
+
+
+def resolved(text: str):
+    loaded = load_text(text, filename="bench.yaml")
+    [workflow] = resolve(loaded.resources).workflows
+    return workflow
+
+
+def median(action: Callable[[], object], *, repeat: int = 5) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def half_done_array(workflow, count: int) -> list[ObservedJob]:
+    """The tile done, half the array succeeded element by element, the rest pending as one record."""
+    fps = fingerprints(workflow.graph)
+    jobs = [ObservedJob(JobKey("tile", 1), "1", fps["tile"], None, TaskPhase.SUCCEEDED, exit_code=0)]
+    jobs += [ObservedJob(JobKey("process", 1, part), str(10 + part), fps["process"], (i,), TaskPhase.SUCCEEDED,
+                         exit_code=0, finished_at=NOW, core_hours=0.01)
+             for part in range(0, count, 1001) for i in range(part, min(part + 1001, count // 2))]
+    pending = tuple(range(count // 2, count))
+    jobs.append(ObservedJob(JobKey("process", 1, 0), "10", fps["process"], pending, TaskPhase.SUBMITTED))
+    return jobs
+
+
+def tick(workflow, observed: list[ObservedJob]) -> None:
+    view = ClusterView(name="dev", reachable=True, accounting=True, partition_max_time={}, default_partition="debug")
+    desired = DesiredWorkflow(uid="u", resolved=workflow, generation=1, observed=tuple(observed))
+    reconcile_cluster([desired], view=view, capacity=Capacity(), now=NOW + timedelta(minutes=5))
+
+
+def store_round_trip(observed: list[ObservedJob]) -> None:
+    with tempfile.TemporaryDirectory() as directory, Store(Path(directory) / "state.db") as store:
+        stored = store.upsert_workflow(namespace="default", name="mosaic", resource={"spec": {}}, revision=None,
+                                       source_file=None, now=NOW)
+        store.update_from_observation(stored.uid, observed, now=NOW)
+        store.attempts(stored.uid)
+
+
+def main() -> None:
+    rows = []
+    for count in (1_000, 30_000):
+        text = tiles(count)
+        baseline = median(lambda: resolved(text))
+        workflow = resolved(text)
+        observed = half_done_array(workflow, count)
+        rows.append((f"{count}-tile array: one tick", median(lambda: tick(workflow, observed)) / baseline))
+        rows.append((f"{count}-tile array: store update and read", median(lambda: store_round_trip(observed),
+                                                                        repeat=3) / baseline))
+    for width, depth in ((10, 10), (20, 50)):
+        text = dag(width, depth)
+        baseline = median(lambda: resolved(text))
+        workflow = resolved(text)
+        rows.append((f"{width * depth}-task DAG: one tick, nothing run yet", median(lambda: tick(workflow, [])) / baseline))
+    print("cost relative to loading and resolving the same manifest (median of repeated runs)")
+    for name, ratio in rows:
+        print(f"  {name:45} {ratio:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
