@@ -103,8 +103,12 @@ class DevCluster:
 
     def up(self, *, say: Callable[[str], None] = lambda _: None) -> None:
         ensure_installed(say=say)
-        self._prepare()
+        changed = self._prepare()
         for daemon in DAEMONS:
+            # A daemon reads its configuration when it starts: a changed file means a restart.
+            if changed & set(_READS.get(daemon.name, ())) and self._pid(daemon) is not None:
+                self.stop(daemon.name)
+                say(f"{daemon.name}: configuration changed, restarting")
             if self._running(daemon):
                 say(f"{daemon.name}: already running")
             else:
@@ -140,9 +144,10 @@ class DevCluster:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _prepare(self) -> None:
+    def _prepare(self) -> set[str]:
         """Create the directory, keys and configuration once; later calls keep what exists, so
-        ports, keys and the accounting database survive restarts."""
+        ports, keys and the accounting database survive restarts. The names of the
+        configuration files whose content changed."""
         layout = self.layout
         for directory in (layout.etc, layout.run, layout.run / "munge", layout.log, layout.state / "slurmctld",
                           layout.state / "slurmd", layout.ssh, layout.workdir):
@@ -160,12 +165,23 @@ class DevCluster:
         if not layout.database_password.exists():
             _write(layout.database_password, secrets.token_hex(16), mode=0o600)
         password = layout.database_password.read_text().strip()
-        _write(layout.slurm_conf, configs.slurm_conf(layout, ports, hostname=self.hostname))
+        changed: set[str] = set()
+        cgroups = cgroup_v1_memory()
+        if _write(layout.slurm_conf, configs.slurm_conf(layout, ports, hostname=self.hostname, cgroups=cgroups)):
+            changed.add("slurm.conf")
+        if cgroups and _write(layout.cgroup_conf, configs.cgroup_conf()):
+            changed.add("cgroup.conf")
+        if not cgroups and layout.cgroup_conf.exists():
+            layout.cgroup_conf.unlink()
+            changed.add("cgroup.conf")
         # slurmdbd refuses a configuration file others can read: it holds the database password.
-        _write(layout.slurmdbd_conf, configs.slurmdbd_conf(layout, ports, hostname=self.hostname, password=password),
-               mode=0o600)
-        _write(layout.mariadb_conf, configs.mariadb_conf(layout, ports))
-        _write(layout.sshd_conf, configs.sshd_conf(layout, ports))
+        if _write(layout.slurmdbd_conf, configs.slurmdbd_conf(layout, ports, hostname=self.hostname,
+                                                              password=password), mode=0o600):
+            changed.add("slurmdbd.conf")
+        if _write(layout.mariadb_conf, configs.mariadb_conf(layout, ports)):
+            changed.add("my.cnf")
+        if _write(layout.sshd_conf, configs.sshd_conf(layout, ports)):
+            changed.add("sshd_config")
         if not layout.host_key.exists():
             _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dev-cluster-host", "-f", str(layout.host_key)])
         if not layout.client_key.exists():
@@ -182,6 +198,7 @@ class DevCluster:
                   "--skip-test-db"], timeout=120)
         # sshd checks for its privilege separation directory even when it is not used.
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+        return changed
 
     def _pid(self, daemon: Daemon) -> int | None:
         """The recorded pid of ``daemon`` when that process is alive and is that daemon."""
@@ -240,6 +257,19 @@ class DevCluster:
         return True
 
 
+def cgroup_v1_memory() -> bool:
+    """Whether jobs can be confined with cgroup v1's memory controller here (mounted, writable)."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return False
+    for line in mounts:
+        fields = line.split()
+        if len(fields) >= 4 and fields[2] == "cgroup" and "memory" in fields[3].split(","):
+            return os.access(fields[1], os.W_OK)
+    return False
+
+
 def _zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
@@ -267,13 +297,16 @@ def _terminate(pid: int, *, grace: float = 15.0) -> None:
         pass
 
 
-def _write(path: Path, text: str, *, mode: int = 0o644) -> None:
-    if not path.exists() or path.read_text() != text:
+def _write(path: Path, text: str, *, mode: int = 0o644) -> bool:
+    """Write ``text`` to ``path`` unless it holds that already; whether the file changed."""
+    changed = not path.exists() or path.read_text() != text
+    if changed:
         temporary = path.with_name(path.name + ".tmp")
         temporary.write_text(text)
         os.chmod(temporary, mode)
         temporary.replace(path)
     os.chmod(path, mode)
+    return changed
 
 
 def _run(argv: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 60.0) -> str:
@@ -349,6 +382,16 @@ DAEMONS: tuple[Daemon, ...] = (
     Daemon("sshd", lambda l: [_sbin("sshd"), "-D", "-f", str(l.sshd_conf), "-E", str(l.log_file("sshd"))],
            _sshd_ready),
 )
+
+
+# The configuration files each daemon reads at start.
+_READS = {
+    "mariadb": ("my.cnf",),
+    "slurmdbd": ("slurmdbd.conf",),
+    "slurmctld": ("slurm.conf",),
+    "slurmd": ("slurm.conf", "cgroup.conf"),
+    "sshd": ("sshd_config",),
+}
 
 
 def _daemon(name: str) -> Daemon:

@@ -75,6 +75,10 @@ class Layout:
         return self.etc / "slurm.conf"
 
     @property
+    def cgroup_conf(self) -> Path:
+        return self.etc / "cgroup.conf"
+
+    @property
     def slurmdbd_conf(self) -> Path:
         # slurmdbd reads slurmdbd.conf from the directory of SLURM_CONF.
         return self.etc / "slurmdbd.conf"
@@ -134,7 +138,36 @@ class Layout:
         return self.log / f"{daemon}.log"
 
 
-def slurm_conf(layout: Layout, ports: Ports, *, hostname: str) -> str:
+# Where the dev cluster can confine jobs: cgroup v1's memory controller gives Slurm a real
+# OUT_OF_MEMORY state; without it, jobs are tracked through /proc and killed over their memory
+# request from accounting samples, which Slurm records as FAILED (signal 9).
+_CGROUP_TRACKING = """\
+ProctrackType=proctrack/cgroup
+TaskPlugin=task/cgroup
+JobAcctGatherType=jobacct_gather/cgroup
+JobAcctGatherFrequency=task=2"""
+_PROC_TRACKING = """\
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=2
+JobAcctGatherParams=OverMemoryKill"""
+
+
+def cgroup_conf() -> str:
+    return """\
+# cgroup v1 confinement of the dev cluster's jobs, written by `reconciler dev-cluster up`.
+CgroupPlugin=cgroup/v1
+CgroupMountpoint=/sys/fs/cgroup
+ConstrainRAMSpace=yes
+ConstrainSwapSpace=no
+ConstrainCores=no
+IgnoreSystemd=yes
+"""
+
+
+def slurm_conf(layout: Layout, ports: Ports, *, hostname: str, cgroups: bool) -> str:
+    tracking = _CGROUP_TRACKING if cgroups else _PROC_TRACKING
     return f"""\
 # Single-node Slurm for development and tests, written by `reconciler dev-cluster up`.
 ClusterName={CLUSTER_NAME}
@@ -156,13 +189,7 @@ SlurmctldDebug=info
 SlurmdDebug=info
 MpiDefault=none
 SwitchType=switch/none
-# No cgroups inside containers: track processes through /proc, and kill a job over its memory
-# request from the accounting samples (that is what makes OUT_OF_MEMORY observable here).
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/linux
-JobAcctGatherFrequency=task=2
-JobAcctGatherParams=OverMemoryKill
+{tracking}
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 # A job without --mem would otherwise claim the whole node's memory and run alone.

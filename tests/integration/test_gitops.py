@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.devcluster import DevCluster
+from reconciler.devcluster.cluster import cgroup_v1_memory
 
 from tests.integration.gitops_world import Loop, PlanRepo, sacct_jobs, squeue_jobs
 
@@ -174,6 +175,21 @@ def test_timeout_retry_escalates_the_time_request(world, dev_cluster: DevCluster
     attempts = described.split("Attempts:")[1].split("Events:")[0]
     assert re.search(r"solve\s+1\s+\d+\s+time=00:01:00 .*\s+TIMEOUT\s", attempts), described
     assert re.search(r"solve\s+2\s+\d+\s+time=00:02:00 .*\s+Succeeded\s", attempts), described
+
+
+@pytest.mark.skipif(not cgroup_v1_memory(), reason="the dev cluster confines memory with cgroup v1, not available here")
+def test_out_of_memory_retry_escalates_the_memory_request(world):
+    repo, loop = world
+    name = unique("hungry")
+    script = '[ "$RECONCILER_ATTEMPT" -ge 2 ] || python3 -c "import time; b = bytearray(300 << 20); time.sleep(3)"'
+    repo.write("plans/hungry.yaml", chain(name, steps={"solve": script}, retry=(
+        "{limit: 1, backoffSeconds: 0, onFailures: [OUT_OF_MEMORY], escalate: {memory: 1.5}}")).replace(
+        "memory: 50M", "memory: 20M"))
+    repo.push("a step that needs more memory the first time")
+    assert loop.run_until_done(timeout=240) == 0, loop.log.read_text()[-3000:]
+    attempts = loop.cli("describe", "workflow", name).stdout.split("Attempts:")[1].split("Events:")[0]
+    assert re.search(r"solve\s+1\s+\d+\s+time=00:05:00 memory=20M .*\s+OUT_OF_MEMORY\s", attempts), attempts
+    assert re.search(r"solve\s+2\s+\d+\s+time=00:05:00 memory=30M .*\s+Succeeded\s", attempts), attempts
 
 
 def test_suspend_holds_pending_jobs_and_resume_releases_them(world, dev_cluster: DevCluster):

@@ -11,6 +11,7 @@ import pytest
 
 from reconciler.api import FailureKind, SlurmCluster, TaskPhase
 from reconciler.devcluster import DevCluster
+from reconciler.devcluster.cluster import cgroup_v1_memory
 from reconciler.manifests import load_text
 from reconciler.observed import DONE_PHASES, ObservedJob
 from reconciler.oneshot import Submission, follow, new_uid, submit_workflow
@@ -199,3 +200,12 @@ def test_since_bounds_what_accounting_reports(client: SlurmClient):
     observation = client.observe(since=datetime.now(timezone.utc))
     assert observation.accounting_ok
     assert not [r for r in observation.records if r.source == "sacct" and r.state == "COMPLETED"]
+
+
+@pytest.mark.skipif(not cgroup_v1_memory(), reason="the dev cluster confines memory with cgroup v1, not available here")
+def test_a_job_over_its_memory_request_is_out_of_memory(client: SlurmClient):
+    hog = "python3 -c 'import time; block = bytearray(300 * 1024 * 1024); time.sleep(3)'"
+    submission = submit_workflow(resolved_from(one_task("hungry", hog).replace("memory: 50M", "memory: 20M"),
+                                               client.cluster), client)
+    [job] = wait_for(client, submission, lambda jobs: len(jobs) == 1 and jobs[0].phase in DONE_PHASES)
+    assert job.phase is TaskPhase.FAILED and job.failure is FailureKind.OUT_OF_MEMORY
