@@ -30,6 +30,7 @@ from typing import Protocol
 from .actions import adjust_status, carry_out
 from .api import SlurmCluster, SlurmClusterSpec, WorkflowPhase, WorkflowStatus
 from .desired import DesiredState, sort_desired
+from .manifests import ManifestError
 from .plan import Event
 from .reconcile import DesiredWorkflow, prune, reconcile_cluster
 from .resolve import ResolvedWorkflow
@@ -130,6 +131,7 @@ class Controller:
         self.interval = interval
         self.stop = threading.Event()
         self._snapshot: Snapshot | None = None
+        self._manifest_errors: list[ManifestError] = []  # errors of the last snapshot tied to no workflow
         self._clients: dict[str, SlurmClient] = {}
         self._backoff: dict[str, Backoff] = {}
 
@@ -163,10 +165,12 @@ class Controller:
 
     def verdict(self) -> int | None:
         """For --until-done: 0 once every workflow succeeded, 1 once every workflow ended and
-        one did not succeed, None while any is still going (or none is declared yet)."""
+        one did not succeed (or the source holds only manifests that cannot be read), None while
+        any is still going, or none is declared yet."""
         phases = [w.status.phase if w.status else WorkflowPhase.PENDING for w in self.store.active_workflows()]
         if not phases:
-            return None
+            # Nothing declared can finish; a source that only holds broken manifests never will.
+            return 1 if self._manifest_errors else None
         ended = {WorkflowPhase.SUCCEEDED, WorkflowPhase.FAILED, WorkflowPhase.INVALID}
         if all(phase is WorkflowPhase.SUCCEEDED for phase in phases):
             return 0
@@ -196,6 +200,7 @@ class Controller:
             self.publisher.prepare(snapshot, self.store, now=now)
         active = {(w.namespace, w.name): w for w in self.store.active_workflows()}
         desired = sort_desired(snapshot.load, active={key: w.source_file for key, w in active.items()})
+        self._manifest_errors = list(desired.errors)
         for error in desired.errors:
             log.warning("%s", error)
 

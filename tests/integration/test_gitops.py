@@ -39,9 +39,9 @@ def chain(name: str, *, steps: dict[str, str], extra_task: str = "", defaults: s
             lines.append(f"      dependsOn: [{previous}]")
         if retry:
             lines.append(f"      retry: {retry}")
-        lines.append(f"      script: {script!r}" if "\n" not in script else "      script: |")
-        if "\n" in script:
-            lines.extend(f"        {line}" for line in script.splitlines())
+        # A block scalar: the script's quotes need no escaping.
+        lines.append("      script: |")
+        lines.extend(f"        {line}" for line in script.splitlines())
         previous = task
     return "\n".join(lines) + "\n" + extra_task
 
@@ -296,6 +296,14 @@ def test_a_removed_workflow_is_pruned_and_its_jobs_cancelled(world, dev_cluster:
     assert name not in loop.cli("get", "workflows").stdout
     time.sleep(3)
     assert [state for _, state in sacct_jobs(dev_cluster, f"{name}.")] == ["CANCELLED by 0"]
+
+
+def test_until_done_fails_on_a_source_whose_manifests_cannot_be_read(world):
+    repo, loop = world
+    repo.write("plans/broken.yaml", "apiVersion: hpc.reconciler.dev/v1alpha1\nkind: Workflow\nmetadata: [\n")
+    repo.push("a file that does not parse")
+    assert loop.run_until_done(timeout=60) == 1
+    assert "plans/broken.yaml:4: invalid YAML" in loop.log.read_text()
 
 
 def test_a_second_loop_on_the_same_state_refuses_to_start(world):
