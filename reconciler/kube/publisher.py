@@ -88,7 +88,7 @@ class KubernetesPublisher:
                 try:
                     store.approve(namespace, name, task, by=f"annotation {APPROVE_ANNOTATION}", now=now)
                 except KeyError:
-                    pass
+                    pass  # no active run (a Workflow being deleted): nothing left to approve
 
     def _adopt(self, obj: dict[str, Any], store: Store, *, now: datetime) -> None:
         """A run the local store does not know yet (new, or a lost state): recorded under the
