@@ -330,7 +330,7 @@ class Controller:
         if oldest is not None:
             starts.append(oldest)
         for stored, resolved in workflows:
-            if not self.store.attempts(stored.uid):
+            if not self.store.has_attempts(stored.uid):
                 starts.append(resolved.workflow.metadata.creation_timestamp or stored.created_at)
         return min(starts) - timedelta(minutes=1)
 

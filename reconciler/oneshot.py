@@ -95,10 +95,11 @@ def follow(
     deadline = None if timeout is None else time.monotonic() + timeout
     since = submission.submitted_at - timedelta(minutes=1)
     outcomes: dict[str, TaskOutcome] = {}
+    submitted = {job_id for ids in submission.jobs.values() for job_id in ids}
     while True:
         try:
-            observation = client.observe(since=since, job_ids=[j for ids in submission.jobs.values() for j in ids])
-            jobs = [j for j in observation.jobs() if _ours(j, submission)]
+            observation = client.observe(since=since, job_ids=sorted(submitted))
+            jobs = [j for j in observation.jobs() if j.job_id in submitted]
             complete = observation.queue_ok and observation.accounting_ok
         except SlurmUnavailable:
             jobs, complete = [], False
@@ -114,10 +115,6 @@ def follow(
             raise TimeoutError(f"jobs still running after {timeout:.0f}s: "
                                + ", ".join(t for t, o in outcomes.items() if o.phase not in DONE_PHASES))
         time.sleep(poll_seconds)
-
-
-def _ours(job: ObservedJob, submission: Submission) -> bool:
-    return job.job_id in {j for ids in submission.jobs.values() for j in ids}
 
 
 def summarize(jobs: list[ObservedJob], *, elements: int) -> TaskOutcome:

@@ -555,6 +555,11 @@ class Store:
         """Every submission of the workflow; an array attempt as one record per outcome group."""
         return [record for found in self._attempt_rows(uid) for record in found.records()]
 
+    def has_attempts(self, uid: str) -> bool:
+        """Whether the store holds any submission of the workflow (without decoding them)."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM attempts WHERE uid = ? LIMIT 1", (uid,)).fetchone() is not None
+
     def history(self, uid: str) -> list[dict[str, Any]]:
         """Attempt rows for ``describe``, oldest first: request, job id, states, times, core-hours."""
         return [found.history() for found in self._attempt_rows(uid)]

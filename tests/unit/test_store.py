@@ -165,7 +165,9 @@ def test_an_unconfirmed_intent_is_nothing_when_accounting_works_and_unknown_when
 
 def test_intent_confirm_observe_feeds_the_core(store: Store, uid: str):
     key = JobKey("prep", 1)
+    assert not store.has_attempts(uid)
     store.record_intent(uid, key=key, fingerprint=FP, indices=None, resources={"cpus": 2}, cluster="dev", now=T0)
+    assert store.has_attempts(uid)
     store.confirm_submission(uid, key=key, job_id="100", now=T0)
     assert store.unfinished_job_ids("dev") == ["100"] and store.unconfirmed_intents("dev") == 0
     # Confirmed but never seen: Slurm does not say, so it is Unknown (never Waiting, never done).
