@@ -113,7 +113,10 @@ def test_three_step_chain_runs_to_completion_with_native_dependencies(client: Sl
     queued = {j.key.task: j for j in observation.jobs() if j.key.task in submission.jobs and j.job_id in ids}
     assert set(queued) == set(submission.jobs)
     assert queued["postprocess"].phase is TaskPhase.SUBMITTED
-    assert queued["postprocess"].reason == "Dependency"
+    # slurmctld states the pending reason once it has evaluated the job (reason None until then).
+    [waiting] = wait_for(client, Submission(uid=submission.uid, jobs={"postprocess": submission.jobs["postprocess"]}),
+                         lambda jobs: len(jobs) == 1 and jobs[0].reason is not None, timeout=30)
+    assert waiting.phase is TaskPhase.SUBMITTED and waiting.reason == "Dependency"
 
     outcomes = follow_all(client, submission)
     assert {t: o.phase for t, o in outcomes.items()} == dict.fromkeys(submission.jobs, TaskPhase.SUCCEEDED)
