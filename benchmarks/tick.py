@@ -15,12 +15,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from reconciler.api import Capacity, TaskPhase
-from reconciler.fingerprint import fingerprints
-from reconciler.manifests import load_text
-from reconciler.observed import ClusterView, JobKey, ObservedJob
-from reconciler.reconcile import DesiredWorkflow, reconcile_cluster
-from reconciler.resolve import resolve
-from reconciler.store import Store
+from reconciler.core.fingerprint import fingerprints
+from reconciler.manifests.loader import load_text
+from reconciler.core.observed import ClusterView, JobKey, ObservedJob
+from reconciler.core.planner import DesiredWorkflow, plan_cluster
+from reconciler.manifests.resolve import resolve
+from reconciler.store.database import Store
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 CLUSTER = """\
@@ -85,7 +85,7 @@ def half_done_array(workflow, count: int) -> list[ObservedJob]:
 def tick(workflow, observed: list[ObservedJob]) -> None:
     view = ClusterView(name="dev", reachable=True, accounting=True, partition_max_time={}, default_partition="debug")
     desired = DesiredWorkflow(uid="u", resolved=workflow, generation=1, observed=tuple(observed))
-    reconcile_cluster([desired], view=view, capacity=Capacity(), now=NOW + timedelta(minutes=5))
+    plan_cluster([desired], view=view, capacity=Capacity(), now=NOW + timedelta(minutes=5))
 
 
 def store_round_trip(observed: list[ObservedJob]) -> None:

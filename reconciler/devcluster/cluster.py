@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..api import SlurmCluster
-from ..manifests import load_text
+from ..manifests.loader import load_text
 from . import configs
 from .configs import Layout, Ports
 from .packages import ensure_installed

@@ -17,7 +17,7 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..api import WorkflowPhase, WorkflowStatus
-from ..plan import Event
+from ..core.plan import Event
 
 
 class Metrics:

@@ -21,8 +21,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from .. import __version__
-from ..controller import Controller
-from ..store import Store
+from ..engine.controller import Controller
+from ..store.database import Store
 from .leader import LeaderElector
 from .metrics import Metrics
 from .publisher import KubernetesPublisher

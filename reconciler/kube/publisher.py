@@ -29,9 +29,9 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from ..api import API_VERSION, GROUP, VERSION, SlurmCluster, SlurmClusterSpec, WorkflowStatus
-from ..plan import Event
+from ..core.plan import Event
 from ..sources.base import Snapshot
-from ..store import Store, StoredWorkflow
+from ..store.database import Store, StoredWorkflow
 from .informer import custom_object
 from .metrics import Metrics
 from .source import KubernetesSource, deleting, origin

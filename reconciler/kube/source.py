@@ -15,7 +15,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from ..manifests import LoadedResource, LoadResult, load_object
+from ..manifests.loader import LoadedResource, LoadResult, load_object
 from ..sources.base import Snapshot
 from .informer import Informer
 

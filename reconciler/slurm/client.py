@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..api import Resources, SlurmCluster, Task
-from ..observed import ClusterView, ObservedJob
+from ..core.observed import ClusterView, ObservedJob
 from . import commands
 from .commands import ClusterLimits, JobRecord, PartitionInfo, SubmitErrorKind
 from .observation import cluster_view, observed_by_workflow, observed_jobs

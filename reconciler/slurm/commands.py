@@ -18,7 +18,7 @@ from datetime import datetime, timezone, tzinfo
 from enum import Enum
 
 from ..api.units import time_to_seconds
-from ..indexranges import expand
+from ..core.indexranges import expand
 from .states import parse_exit_code
 
 # Both squeue and sacct cut a job array's index expression at 64 bytes unless told otherwise

@@ -18,7 +18,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from ..api import TaskPhase
-from ..observed import DONE_PHASES, LIVE_PHASES, ClusterView, ObservedJob
+from ..core.observed import DONE_PHASES, LIVE_PHASES, ClusterView, ObservedJob
 from .commands import ClusterLimits, JobRecord, PartitionInfo
 from .states import job_phase
 from .tags import JobTag, parse_tag

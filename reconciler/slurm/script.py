@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..api import Resources, Task
-from ..indexranges import compress
+from ..core.indexranges import compress
 from .tags import JobTag, format_tag
 
 _DEPENDENCY = re.compile(r"[0-9]{1,10}(?:_[0-9]{1,10})?")

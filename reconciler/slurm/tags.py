@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..observed import JobKey
+from ..core.observed import JobKey
 
 TAG_PREFIX = "slurm-reconciler.v1"
 

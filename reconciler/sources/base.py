@@ -28,7 +28,7 @@ from typing import Protocol
 
 import watchfiles
 
-from ..manifests import LoadResult, load_file, manifest_files
+from ..manifests.loader import LoadResult, load_file, manifest_files
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from watchfiles import Change, DefaultFilter
 
-from ..manifests import MANIFEST_SUFFIXES
+from ..manifests.loader import MANIFEST_SUFFIXES
 from .base import ChangeWatcher, Snapshot, SourceError, Wakeup, load_tree, relative_parts
 
 # Editor droppings (swap files, backups) are not manifests; saving one must not wake the loop.

@@ -112,8 +112,8 @@ class Loop:
     def status(self, name: str) -> dict[str, Any]:
         """The workflow's status as ``reconciler get workflow NAME -o json`` shows it, read from the
         store in-process: the tests poll often, and a process per poll would starve the loop."""
-        from reconciler import views
-        from reconciler.store import Store
+        from reconciler.cli import output
+        from reconciler.store.database import Store
 
         if not (self.state_dir / "state.db").exists():
             return {}
@@ -121,7 +121,7 @@ class Loop:
             stored = store.workflow("default", name)
             if stored is None:
                 return {}
-            return views.resource(stored.as_row()).get("status") or {}
+            return output.resource(stored.as_row()).get("status") or {}
 
     def wait_for(self, name: str, predicate: Callable[[dict[str, Any]], bool], *, timeout: float = 180.0,
                  what: str = "condition") -> dict[str, Any]:

@@ -12,10 +12,10 @@ import pytest
 from reconciler.api import FailureKind, SlurmCluster, TaskPhase
 from reconciler.devcluster import DevCluster
 from reconciler.devcluster.cluster import cgroup_v1_memory
-from reconciler.manifests import load_text
-from reconciler.observed import DONE_PHASES, ObservedJob
-from reconciler.oneshot import Submission, follow, new_uid, submit_workflow
-from reconciler.resolve import ResolvedWorkflow, resolve
+from reconciler.manifests.loader import load_text
+from reconciler.core.observed import DONE_PHASES, ObservedJob
+from reconciler.cli.submit import Submission, follow, new_uid, submit_workflow
+from reconciler.manifests.resolve import ResolvedWorkflow, resolve
 from reconciler.slurm.client import SlurmClient, SubmitRequest
 from reconciler.slurm.tags import JobTag
 from reconciler.slurm.transport import open_transport

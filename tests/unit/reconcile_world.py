@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from reconciler.api import Capacity, FailureKind, TaskPhase
-from reconciler.fingerprint import fingerprints
-from reconciler.manifests import load_text
-from reconciler.observed import ClusterView, JobKey, ObservedJob
-from reconciler.reconcile import DesiredWorkflow, reconcile_cluster
-from reconciler.resolve import resolve
+from reconciler.core.fingerprint import fingerprints
+from reconciler.manifests.loader import load_text
+from reconciler.core.observed import ClusterView, JobKey, ObservedJob
+from reconciler.core.planner import DesiredWorkflow, plan_cluster
+from reconciler.manifests.resolve import resolve
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 CLUSTER = """\
@@ -53,7 +53,7 @@ def plan(resolved_workflow, *, observed=(), records=(), now=T0, previous=None, a
         uid="uid-1", resolved=resolved_workflow, generation=1, previous=previous,
         approvals=frozenset(approvals), observed=tuple(observed), records=tuple(records),
     )
-    [result] = reconcile_cluster([desired], view=cluster_view or view(), capacity=capacity or Capacity(), now=now)
+    [result] = plan_cluster([desired], view=cluster_view or view(), capacity=capacity or Capacity(), now=now)
     return result
 
 

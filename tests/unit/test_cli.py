@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import main
+from reconciler.cli.main import main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CLUSTER = """\

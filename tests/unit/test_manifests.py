@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.manifests import MAX_FILE_BYTES, load_file, load_paths, load_text
+from reconciler.manifests.loader import MAX_FILE_BYTES, load_file, load_paths, load_text
 
 CHAIN = """\
 apiVersion: hpc.reconciler.dev/v1alpha1
@@ -140,7 +140,7 @@ def test_non_mapping_documents(bad: str):
 
 
 def test_an_object_read_back_from_kubernetes_validates_like_its_manifest():
-    from reconciler.manifests import BrokenDocument, LoadedResource, load_object
+    from reconciler.manifests.loader import BrokenDocument, LoadedResource, load_object
 
     obj = {
         "apiVersion": "hpc.reconciler.dev/v1alpha1", "kind": "Workflow",
@@ -164,7 +164,7 @@ def test_an_object_read_back_from_kubernetes_validates_like_its_manifest():
 
 def test_a_retry_on_key_points_to_on_failures():
     """kubectl reads an "on" key as true (YAML 1.1), so the field is onFailures; say so."""
-    from reconciler.manifests import load_text
+    from reconciler.manifests.loader import load_text
 
     text = """\
 apiVersion: hpc.reconciler.dev/v1alpha1

@@ -1,8 +1,8 @@
 """How ``reconciler submit --wait`` sums up a task from the jobs Slurm reports."""
 
 from reconciler.api import FailureKind, TaskPhase
-from reconciler.observed import JobKey, ObservedJob
-from reconciler.oneshot import summarize
+from reconciler.core.observed import JobKey, ObservedJob
+from reconciler.cli.submit import summarize
 
 
 def element_jobs(phase: TaskPhase, indices, **extra) -> ObservedJob:

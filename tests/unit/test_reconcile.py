@@ -1,8 +1,8 @@
 """Table and step-the-world tests of the pure reconcile core: status and actions from plain data."""
 
 from reconciler.api import Capacity, FailureKind, TaskPhase, WorkflowPhase
-from reconciler.observed import AttemptRecord, JobKey
-from reconciler.plan import Cancel, FetchOutputs, Hold, Release, Submit
+from reconciler.core.observed import AttemptRecord, JobKey
+from reconciler.core.plan import Cancel, FetchOutputs, Hold, Release, Submit
 
 from tests.unit.reconcile_world import T0, job, later, plan, resolved, view
 

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from reconciler.api import FailureKind, TaskPhase
-from reconciler.observed import ClusterView, JobKey
+from reconciler.core.observed import ClusterView, JobKey
 from reconciler.slurm import commands as c
 from reconciler.slurm.commands import ClusterLimits, JobRecord, PartitionInfo
 from reconciler.slurm.observation import cluster_view, observed_by_workflow, observed_jobs, queue_load

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.observed import JobKey
+from reconciler.core.observed import JobKey
 from reconciler.slurm.tags import TAG_PREFIX, JobTag, format_tag, parse_tag
 
 WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", min_size=1, max_size=64)

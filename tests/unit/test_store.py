@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from reconciler.api import FailureKind, TaskPhase, Workflow, WorkflowPhase, WorkflowStatus
-from reconciler.observed import JobKey, ObservedJob
-from reconciler.plan import Event
-from reconciler.store import MAX_EVENTS, SCHEMA_VERSION, Store, state_dir_default
-from reconciler.taskruns import task_runs
+from reconciler.core.observed import JobKey, ObservedJob
+from reconciler.core.plan import Event
+from reconciler.store.database import MAX_EVENTS, SCHEMA_VERSION, Store, state_dir_default
+from reconciler.core.taskruns import task_runs
 from tests.unit.reconcile_world import T0
 
 FP = "fp-1"
@@ -85,7 +85,7 @@ def test_schema_is_versioned_in_wal_mode_and_a_newer_file_is_refused(tmp_path: P
 def test_generation_moves_only_when_the_spec_changes(store: Store):
     first = store.upsert_workflow(namespace="default", name="plan", resource=resource(), revision="r1",
                                   source_file="plan.yaml", now=T0)
-    assert first.generation == 1 and first.created_at == T0 and first.spec == resource()
+    assert first.generation == 1 and first.created_at == T0 and first.resource == resource()
     relabelled = store.upsert_workflow(namespace="default", name="plan", resource=resource(labels={"team": "a"}),
                                        revision="r2", source_file="plan.yaml", now=T0 + timedelta(minutes=1))
     assert (relabelled.uid, relabelled.generation, relabelled.revision) == (first.uid, 1, "r2")
@@ -93,7 +93,7 @@ def test_generation_moves_only_when_the_spec_changes(store: Store):
     changed = store.upsert_workflow(namespace="default", name="plan", resource=resource(command="echo bye"),
                                     revision="r3", source_file="plan.yaml", now=T0 + timedelta(minutes=2))
     assert changed.uid == first.uid and changed.generation == 2
-    assert changed.spec["spec"]["tasks"][0]["command"] == ["echo", "bye"]
+    assert changed.resource["spec"]["tasks"][0]["command"] == ["echo", "bye"]
     again = store.upsert_workflow(namespace="default", name="plan", resource=resource(command="echo bye"),
                                   revision="r4", source_file="plan.yaml", now=T0 + timedelta(minutes=3))
     assert again.generation == 2 and again.spec_hash == changed.spec_hash

@@ -1,10 +1,10 @@
 import pytest
 
 from reconciler.api import Task, TaskPhase, Workflow, WorkflowTemplate
-from reconciler.dag import DagError, build_graph, downstream_closure, ready_tasks, topological_order
-from reconciler.manifests import load_text
-from reconciler.resolve import resolve
-from reconciler.templates import TemplateError, instantiate
+from reconciler.manifests.dag import DagError, build_graph, downstream_closure, ready_tasks, topological_order
+from reconciler.manifests.loader import load_text
+from reconciler.manifests.resolve import resolve
+from reconciler.manifests.templates import TemplateError, instantiate
 
 API = "hpc.reconciler.dev/v1alpha1"
 

@@ -1,7 +1,7 @@
 from datetime import timedelta
 
 from reconciler.api import TaskPhase, TaskStatus, WorkflowPhase, WorkflowStatus
-from reconciler.views import EventRow, WorkflowRow, age, describe, dump, resource, workflows_table
+from reconciler.cli.output import EventRow, WorkflowRow, age, describe, dump, resource, workflows_table
 from tests.unit.reconcile_world import T0
 
 

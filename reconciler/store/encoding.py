@@ -1,7 +1,7 @@
 """How the store writes times and JSON as text.
 
-Used by the store (``reconciler.store``) and by the array outcomes it keeps in its rows
-(``reconciler.arrayoutcomes``), so both write the same forms. It guarantees that a time is
+Used by the store (``reconciler.store.database``) and by the array outcomes it keeps in its rows
+(``reconciler.store.array_outcomes``), so both write the same forms. It guarantees that a time is
 ISO-8601 UTC text of fixed width (always microseconds), so the text sorts as the times do, and
 comes back as a timezone-aware datetime; a naive datetime is refused. JSON written with
 ``canonical_json`` has sorted keys and no spaces, so equal values give equal text. Pure.

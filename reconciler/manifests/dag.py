@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 
 import networkx as nx
 
-from .api import Task, TaskPhase, TaskType
+from ..api import Task, TaskPhase, TaskType
 
 
 class DagError(ValueError):

@@ -13,8 +13,8 @@ import json
 
 import networkx as nx
 
-from .api import Task
-from .dag import task_of, topological_order
+from ..api import Task
+from ..manifests.dag import task_of, topological_order
 
 _IGNORED_FIELDS = {"retry", "labels", "approved", "depends_on"}
 

@@ -11,11 +11,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from .api import ArrayStatus, Task, TaskPhase, TaskStatus, WorkflowPhase, WorkflowStatus
+from ..api import ArrayStatus, Task, TaskPhase, TaskStatus, WorkflowPhase, WorkflowStatus
 from .conditions import READY, RECONCILING, STALLED, condition, merge_conditions
 from .indexranges import compress
 from .observed import LIVE_PHASES, ClusterView
-from .resolve import ResolvedWorkflow
+from ..manifests.resolve import ResolvedWorkflow
 from .taskruns import TaskRuns
 
 CLUSTER_REACHABLE = "ClusterReachable"
@@ -31,7 +31,7 @@ PROGRESSING = frozenset({TaskPhase.WAITING, TaskPhase.QUEUED, TaskPhase.SUBMITTE
 
 
 @dataclass(frozen=True)
-class TaskOutcome:
+class TaskDecision:
     phase: TaskPhase
     runs: TaskRuns
     fingerprint: str
@@ -52,7 +52,7 @@ class TaskOutcome:
         return f"{where}attempt {last.attempt} ended {what}{exit_part}"
 
 
-def task_status(outcome: TaskOutcome, *, now: datetime) -> TaskStatus:
+def task_status(outcome: TaskDecision, *, now: datetime) -> TaskStatus:
     elements = list(outcome.runs.elements.values())
     phase = outcome.phase
     reason, message = _reason(outcome)
@@ -84,7 +84,7 @@ def task_status(outcome: TaskOutcome, *, now: datetime) -> TaskStatus:
     return status
 
 
-def _reason(outcome: TaskOutcome) -> tuple[str | None, str | None]:
+def _reason(outcome: TaskDecision) -> tuple[str | None, str | None]:
     phase = outcome.phase
     elements = list(outcome.runs.elements.values())
     if phase is TaskPhase.SUBMITTED or phase is TaskPhase.HELD:
@@ -120,7 +120,7 @@ def _reason(outcome: TaskOutcome) -> tuple[str | None, str | None]:
 def workflow_status(
     *,
     resolved: ResolvedWorkflow,
-    outcomes: Mapping[str, TaskOutcome],
+    outcomes: Mapping[str, TaskDecision],
     previous: WorkflowStatus | None,
     view: ClusterView,
     generation: int,

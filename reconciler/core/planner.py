@@ -11,13 +11,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .api import Capacity, FailureKind, Task, TaskPhase, TaskType, WorkflowStatus
+from ..api import Capacity, FailureKind, Task, TaskPhase, TaskType, WorkflowStatus
 from .fingerprint import fingerprints
 from .observed import LIVE_PHASES, AttemptRecord, ClusterView, JobKey, ObservedJob
 from .plan import Action, Cancel, Event, FetchOutputs, Hold, Release, Submit, WorkflowPlan
-from .resolve import ResolvedWorkflow
+from ..manifests.resolve import ResolvedWorkflow
 from .retry import can_retry, escalated_resources, failed_nodes, retry_due_at
-from .status import TaskOutcome, task_status, workflow_status
+from .status import TaskDecision, task_status, workflow_status
 from .taskruns import Element, TaskRuns, task_runs
 
 BROKEN_PHASES = frozenset({TaskPhase.FAILED, TaskPhase.SKIPPED, TaskPhase.CANCELLED})
@@ -64,7 +64,7 @@ class CapacityBudget:
         return fit
 
 
-def reconcile_cluster(
+def plan_cluster(
     workflows: Sequence[DesiredWorkflow], *, view: ClusterView, capacity: Capacity, now: datetime
 ) -> list[WorkflowPlan]:
     budget = CapacityBudget.for_cluster(capacity, view)
@@ -102,7 +102,7 @@ def _plan_workflow(desired: DesiredWorkflow, *, view: ClusterView, budget: Capac
     progress = _Progress()
     actions: list[Action] = []
     events: list[Event] = []
-    outcomes: dict[str, TaskOutcome] = {}
+    outcomes: dict[str, TaskDecision] = {}
     due: list[datetime] = []
     suspended = resolved.spec.suspend
     can_submit = view.reachable and view.accounting
@@ -129,7 +129,7 @@ def _plan_workflow(desired: DesiredWorkflow, *, view: ClusterView, budget: Capac
                 phase = TaskPhase.SUCCEEDED
             else:
                 phase = TaskPhase.AWAITING_APPROVAL
-            outcome = TaskOutcome(phase=phase, runs=runs, fingerprint=fps[name], task=task)
+            outcome = TaskDecision(phase=phase, runs=runs, fingerprint=fps[name], task=task)
             progress.fully_submitted[name] = phase is TaskPhase.SUCCEEDED
         else:
             ahead = not upstream_done and all(
@@ -190,7 +190,7 @@ def _plan_job_task(
     after_submits: tuple[JobKey, ...],
     upstream_broken: bool,
     suspended: bool,
-) -> tuple[TaskOutcome, list[Action], datetime | None]:
+) -> tuple[TaskDecision, list[Action], datetime | None]:
     task = desired.resolved.tasks[name]
     elements = list(runs.elements.values())
     live = [e for e in elements if e.phase in LIVE_PHASES]
@@ -276,7 +276,7 @@ def _plan_job_task(
         phase = TaskPhase.SKIPPED if upstream_broken else TaskPhase.QUEUED if queued else TaskPhase.WAITING
     else:
         phase = TaskPhase.SUCCEEDED
-    outcome = TaskOutcome(
+    outcome = TaskDecision(
         phase=phase, runs=runs, fingerprint=fingerprint, task=task, queued=queued, suspended=suspended,
         next_retry=next_retry if phase is TaskPhase.RETRYING else None,
         view_reachable=view.reachable and view.accounting,
@@ -327,7 +327,7 @@ def _by_task(items: Iterable[ObservedJob | AttemptRecord]) -> dict[str, list]:
     return grouped
 
 
-def _transition_events(name: str, before: TaskPhase | None, outcome: TaskOutcome) -> list[Event]:
+def _transition_events(name: str, before: TaskPhase | None, outcome: TaskDecision) -> list[Event]:
     if before is outcome.phase:
         return []
     phase = outcome.phase

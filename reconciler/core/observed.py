@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .api import FailureKind, TaskPhase
+from ..api import FailureKind, TaskPhase
 
 # Phases of one job or array element that mean "Slurm still has it".
 LIVE_PHASES = frozenset({TaskPhase.SUBMITTED, TaskPhase.HELD, TaskPhase.RUNNING})

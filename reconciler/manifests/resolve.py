@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from .api import SlurmCluster, Task, Workflow, WorkflowSpec, WorkflowTemplate
+from ..api import SlurmCluster, Task, Workflow, WorkflowSpec, WorkflowTemplate
 from .dag import DagError, build_graph, topological_order
-from .manifests import LoadedResource, ManifestError, SourceLocation
+from .loader import LoadedResource, ManifestError, SourceLocation
 from .templates import TemplateError, instantiate
 
 

@@ -42,9 +42,9 @@ from typing import TypeVar
 
 import paramiko
 
-from reconciler.api.cluster import SshSettings
+from ...api.cluster import SshSettings
 
-from .transport import (
+from .base import (
     CommandResult,
     CommandTimeout,
     HostKeyError,

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .api import SlurmCluster
-from .manifests import LoadResult, ManifestError
-from .resolve import InvalidWorkflow, ResolvedWorkflow, resolve
+from ..api import SlurmCluster
+from ..manifests.loader import LoadResult, ManifestError
+from ..manifests.resolve import InvalidWorkflow, ResolvedWorkflow, resolve
 
 Identity = tuple[str, str]  # (namespace, name)
 
@@ -44,7 +44,7 @@ class DesiredState:
     errors: list[ManifestError] = field(default_factory=list)  # tied to no workflow (clusters, templates)
 
 
-def sort_desired(load: LoadResult, *, active: Mapping[Identity, str | None]) -> DesiredState:
+def classify_desired(load: LoadResult, *, active: Mapping[Identity, str | None]) -> DesiredState:
     """``active`` maps each active stored workflow to the file it was last read from."""
     state = DesiredState()
     resolution = resolve(load.resources)

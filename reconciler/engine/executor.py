@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .api import TaskPhase, TaskStatus, WorkflowStatus
-from .observed import JobKey
-from .plan import Cancel, Event, FetchOutputs, Hold, Release, Submit, WorkflowPlan
-from .resolve import ResolvedWorkflow
-from .slurm.client import SlurmClient, SlurmError, SlurmUnavailable, SubmitRefused, SubmitRequest
-from .slurm.script import task_paths
-from .slurm.tags import JobTag
-from .store import Store
+from ..api import TaskPhase, TaskStatus, WorkflowStatus
+from ..core.observed import JobKey
+from ..core.plan import Cancel, Event, FetchOutputs, Hold, Release, Submit, WorkflowPlan
+from ..manifests.resolve import ResolvedWorkflow
+from ..slurm.client import SlurmClient, SlurmError, SlurmUnavailable, SubmitRefused, SubmitRequest
+from ..slurm.script import task_paths
+from ..slurm.tags import JobTag
+from ..store.database import Store
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
+from .. import __version__
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .manifests import load_paths
-    from .resolve import resolve
+    from ..manifests.loader import load_paths
+    from ..manifests.resolve import resolve
 
     loaded = load_paths([Path(p) for p in args.paths])
     resolution = resolve(loaded.resources, require_cluster=False)
@@ -44,8 +44,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _load_workflow(source: str, name: str, *, require_cluster: bool):
     """The resolved workflow ``name`` ("ns/name" or "name") from manifests under ``source``,
     or an error message."""
-    from .manifests import load_paths
-    from .resolve import resolve
+    from ..manifests.loader import load_paths
+    from ..manifests.resolve import resolve
 
     loaded = load_paths([Path(source)])
     resolution = resolve(loaded.resources, require_cluster=require_cluster)
@@ -62,9 +62,9 @@ def _load_workflow(source: str, name: str, *, require_cluster: bool):
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from .fingerprint import fingerprints
-    from .slurm.script import render_script, task_paths
-    from .slurm.tags import JobTag
+    from ..core.fingerprint import fingerprints
+    from ..slurm.script import render_script, task_paths
+    from ..slurm.tags import JobTag
 
     resolved = _load_workflow(args.source, args.workflow, require_cluster=True)
     if isinstance(resolved, str):
@@ -95,9 +95,9 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from .oneshot import follow, submit_workflow
-    from .slurm.client import SlurmClient, SlurmError
-    from .slurm.transport import TransportError, open_transport
+    from .submit import follow, submit_workflow
+    from ..slurm.client import SlurmClient, SlurmError
+    from ..slurm.transport import TransportError, open_transport
 
     resolved = _load_workflow(args.source, args.workflow, require_cluster=True)
     if isinstance(resolved, str):
@@ -124,7 +124,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
-    from .api.crds import render_crds_yaml, write_crds
+    from ..api.crds import render_crds_yaml, write_crds
 
     if args.write:
         for path in write_crds(Path(args.write)):
@@ -135,14 +135,14 @@ def _cmd_crds(args: argparse.Namespace) -> int:
 
 
 def _cmd_dev_cluster(args: argparse.Namespace) -> int:
-    from . import devcluster
+    from .. import devcluster
 
     directory = Path(args.dir) if args.dir else None
     return devcluster.run(args.action, directory)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .gitops import run
+    from .commands import run
 
     return run(source=args.source, path=args.path, branch=args.branch, state=args.state_dir,
                interval=args.interval, once=args.once, until_done=args.until_done,
@@ -150,7 +150,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
-    from .gitops import get_workflow, get_workflows
+    from .commands import get_workflow, get_workflows
 
     if args.name:
         return get_workflow(state=args.state_dir, name=args.name, output=args.output)
@@ -158,20 +158,20 @@ def _cmd_get(args: argparse.Namespace) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    from .gitops import describe_workflow
+    from .commands import describe_workflow
 
     return describe_workflow(state=args.state_dir, name=args.name)
 
 
 def _cmd_approve(args: argparse.Namespace) -> int:
-    from .gitops import approve
+    from .commands import approve
 
     return approve(state=args.state_dir, name=args.workflow, task=args.task)
 
 
 def _cmd_operator(args: argparse.Namespace) -> int:
-    from .gitops import state_dir
-    from .kube.operator import run_operator
+    from .commands import state_dir
+    from ..kube.operator import run_operator
 
     return run_operator(namespace=None if args.all_namespaces else args.namespace, kubeconfig=args.kubeconfig,
                         state_dir=state_dir(args.state_dir), interval=args.interval, metrics_port=args.metrics_port,

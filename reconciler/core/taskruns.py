@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .api import FailureKind, TaskPhase
+from ..api import FailureKind, TaskPhase
 from .observed import LIVE_PHASES, AttemptRecord, JobKey, ObservedJob
 
 # Slurm's pending reason (22.05) of a job whose dependency can never be satisfied; with

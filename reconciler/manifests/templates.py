@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .api import Workflow, WorkflowSpec, WorkflowTemplate
-from .api.workflow import ArgumentValue
+from ..api import Workflow, WorkflowSpec, WorkflowTemplate
+from ..api.workflow import ArgumentValue
 
 # Only these two namespaces are substituted, so `{{` elsewhere in a shell script (Jinja, Go
 # templates passed to a tool) is left alone.

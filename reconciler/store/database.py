@@ -13,7 +13,7 @@ get``, ``describe`` and ``approve`` open the same file from other processes. It 
   pruned, so the history of an old run is never mistaken for the new one's;
 - an array attempt is kept as groups of elements with one outcome each ("0-29999" succeeded), so
   a 30,000-element array costs a few hundred bytes, not one row per element
-  (``reconciler.arrayoutcomes``).
+  (``reconciler.store.array_outcomes``).
 
 Times are stored as ISO-8601 UTC text and returned as timezone-aware datetimes. One connection
 per ``Store``, guarded by a lock, so one object may be shared between threads.
@@ -34,8 +34,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .api import FailureKind, TaskPhase, WorkflowStatus
-from .arrayoutcomes import (
+from ..api import FailureKind, TaskPhase, WorkflowStatus
+from .array_outcomes import (
     MAX_ELEMENTS,
     Group,
     Signature,
@@ -44,11 +44,11 @@ from .arrayoutcomes import (
     decode_groups,
     encode_groups,
 )
-from .indexranges import compress, expand
-from .observed import DONE_PHASES, AttemptRecord, JobKey, ObservedJob
-from .plan import Event
-from .storedtext import canonical_json, from_iso, iso, iso_or_none
-from .views import EventRow, WorkflowRow
+from ..core.indexranges import compress, expand
+from ..core.observed import DONE_PHASES, AttemptRecord, JobKey, ObservedJob
+from ..core.plan import Event
+from .encoding import canonical_json, from_iso, iso, iso_or_none
+from .rows import EventRow, WorkflowRow
 
 STATE_DB = "state.db"
 SCHEMA_VERSION = 1
@@ -193,7 +193,7 @@ class StoredWorkflow:
     namespace: str
     name: str
     generation: int
-    spec: dict  # the whole resource (metadata and spec) as last read valid, in wire form
+    resource: dict  # the whole resource (metadata and spec) as last read valid, in wire form
     spec_hash: str
     revision: str | None
     source_file: str | None
@@ -210,7 +210,7 @@ class StoredWorkflow:
         """What the CLI's tables and ``describe`` render (``WorkflowRow.spec`` is the spec part)."""
         return WorkflowRow(
             namespace=self.namespace, name=self.name, uid=self.uid, generation=self.generation,
-            created_at=self.created_at, spec=dict(self.spec.get("spec") or {}), labels=dict(self.labels),
+            created_at=self.created_at, spec=dict(self.resource.get("spec") or {}), labels=dict(self.labels),
             status=self.status, source_file=self.source_file,
         )
 
@@ -226,7 +226,7 @@ _WORKFLOW_COLUMNS = ("uid, namespace, name, generation, resource, spec_hash, rev
 def _stored(values: tuple) -> StoredWorkflow:
     uid, namespace, name, generation, resource, digest, revision, source_file, labels, created, removed, status = values
     return StoredWorkflow(
-        uid=uid, namespace=namespace, name=name, generation=generation, spec=json.loads(resource),
+        uid=uid, namespace=namespace, name=name, generation=generation, resource=json.loads(resource),
         spec_hash=digest, revision=revision, source_file=source_file, created_at=datetime.fromisoformat(created),
         removed_at=from_iso(removed),
         status=None if status is None else WorkflowStatus.model_validate(json.loads(status)), labels=json.loads(labels),

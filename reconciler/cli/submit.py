@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from .api import TaskPhase, TaskType
-from .fingerprint import fingerprints
-from .observed import DONE_PHASES, ObservedJob
-from .resolve import ResolvedWorkflow
-from .slurm.client import SlurmClient, SlurmUnavailable, SubmitRequest
-from .slurm.tags import JobTag
+from ..api import TaskPhase, TaskType
+from ..core.fingerprint import fingerprints
+from ..core.observed import DONE_PHASES, ObservedJob
+from ..manifests.resolve import ResolvedWorkflow
+from ..slurm.client import SlurmClient, SlurmUnavailable, SubmitRequest
+from ..slurm.tags import JobTag
 
 
 @dataclass
@@ -77,7 +77,7 @@ def submit_workflow(resolved: ResolvedWorkflow, client: SlurmClient, *, uid: str
 
 
 @dataclass(frozen=True)
-class TaskOutcome:
+class TaskProgress:
     phase: TaskPhase
     detail: str
 
@@ -88,13 +88,13 @@ def follow(
     *,
     poll_seconds: float = 2.0,
     timeout: float | None = None,
-    report: Callable[[str, TaskOutcome], None] = lambda task, outcome: None,
-) -> dict[str, TaskOutcome]:
+    report: Callable[[str, TaskProgress], None] = lambda task, outcome: None,
+) -> dict[str, TaskProgress]:
     """Observe (one batched query per poll) until Slurm reports every submitted job finished;
     the outcome of each task. ``report`` hears every change."""
     deadline = None if timeout is None else time.monotonic() + timeout
     since = submission.submitted_at - timedelta(minutes=1)
-    outcomes: dict[str, TaskOutcome] = {}
+    outcomes: dict[str, TaskProgress] = {}
     submitted = {job_id for ids in submission.jobs.values() for job_id in ids}
     while True:
         try:
@@ -117,23 +117,23 @@ def follow(
         time.sleep(poll_seconds)
 
 
-def summarize(jobs: list[ObservedJob], *, elements: int) -> TaskOutcome:
+def summarize(jobs: list[ObservedJob], *, elements: int) -> TaskProgress:
     """One task's phase from its jobs (array elements counted one by one). Pure."""
     counts: dict[TaskPhase, int] = {}
     for job in jobs:
         counts[job.phase] = counts.get(job.phase, 0) + (len(job.indices) if job.indices is not None else 1)
     detail = ", ".join(f"{n} {p.value}" for p, n in sorted(counts.items(), key=lambda item: item[0].value))
     if not jobs:
-        return TaskOutcome(TaskPhase.UNKNOWN, "not reported by Slurm yet")
+        return TaskProgress(TaskPhase.UNKNOWN, "not reported by Slurm yet")
     if any(p not in DONE_PHASES for p in counts):
-        return TaskOutcome(TaskPhase.RUNNING if TaskPhase.RUNNING in counts else TaskPhase.SUBMITTED, detail)
+        return TaskProgress(TaskPhase.RUNNING if TaskPhase.RUNNING in counts else TaskPhase.SUBMITTED, detail)
     if sum(counts.values()) < elements:
         # sacct reports finished elements with a lag: some are in neither answer yet.
-        return TaskOutcome(TaskPhase.UNKNOWN, f"{detail}; {elements - sum(counts.values())} not reported yet")
+        return TaskProgress(TaskPhase.UNKNOWN, f"{detail}; {elements - sum(counts.values())} not reported yet")
     if set(counts) == {TaskPhase.SUCCEEDED}:
-        return TaskOutcome(TaskPhase.SUCCEEDED, detail)
+        return TaskProgress(TaskPhase.SUCCEEDED, detail)
     first = next(j for j in jobs if j.phase is not TaskPhase.SUCCEEDED)
     what = first.failure.value if first.failure else first.reason or first.phase.value
     exit_part = f", exit code {first.exit_code}" if first.exit_code else ""
     phase = TaskPhase.FAILED if TaskPhase.FAILED in counts else TaskPhase.CANCELLED
-    return TaskOutcome(phase, f"{what}{exit_part}; {detail}")
+    return TaskProgress(phase, f"{what}{exit_part}; {detail}")

@@ -6,34 +6,13 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from ruamel.yaml import YAML
 
-from .api import API_VERSION, TaskPhase, WorkflowStatus
-
-
-@dataclass(frozen=True)
-class WorkflowRow:
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    created_at: datetime
-    spec: dict
-    labels: dict[str, str]
-    status: WorkflowStatus | None
-    source_file: str | None = None
-
-
-@dataclass(frozen=True)
-class EventRow:
-    at: datetime
-    type: str
-    reason: str
-    message: str
+from ..api import API_VERSION, TaskPhase, WorkflowStatus
+from ..store.rows import EventRow, WorkflowRow
 
 
 def age(since: datetime | None, now: datetime) -> str:

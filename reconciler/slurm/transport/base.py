@@ -1,10 +1,9 @@
-"""Run commands and move files on a cluster's login node: on this machine, or over SSH.
+"""What both transports share: the `Transport` protocol, its errors, `CommandResult`, and the
+checks of arguments and file patterns. `LocalTransport` lives in `.local`, `SshTransport` in `.ssh`
+(see there for what SSH adds).
 
 Called by the Slurm client for every sbatch, squeue, sacct, scontrol and scancel, and for writing
-batch scripts and fetching outputs; the controller gets one per SlurmCluster from `open_transport`.
-This module holds what both transports share: the `Transport` protocol, its errors, `CommandResult`,
-the checks of arguments, and `LocalTransport`; `SshTransport` lives in `reconciler.slurm.ssh` (see
-there for what SSH adds). What a caller can rely on, whichever transport it holds:
+batch scripts and fetching outputs. What a caller can rely on, whichever transport it holds:
 
 - A command is an argv list, never a shell string. `LocalTransport` runs it without a shell;
   `SshTransport` quotes every word, so no word of a manifest is ever parsed by a shell.
@@ -22,24 +21,15 @@ there for what SSH adds). What a caller can rely on, whichever transport it hold
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shlex
-import signal
-import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Protocol
-
-from reconciler.api.cluster import SlurmClusterSpec, TransportKind
-
-if TYPE_CHECKING:
-    # What `__getattr__` below hands out, for type checkers; at run time .ssh is imported on first use.
-    from .ssh import SshTransport as SshTransport  # noqa: PLC0414 - the explicit re-export form
+from typing import Protocol
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -86,25 +76,6 @@ class Transport(Protocol):
     def fetch(self, directory: str, patterns: Sequence[str], destination: Path) -> list[Path]: ...
 
     def close(self) -> None: ...
-
-
-def open_transport(spec: SlurmClusterSpec, *, private_key: str | None = None) -> Transport:
-    """The transport a SlurmCluster asks for; `private_key` (e.g. from its Secret) is for SSH."""
-    if spec.transport is TransportKind.SSH:
-        from .ssh import SshTransport  # here, not at the top: .ssh imports this module
-
-        assert spec.ssh is not None  # the model rejects transport ssh without an ssh section
-        return SshTransport(spec.ssh, private_key=private_key)
-    return LocalTransport()
-
-
-def __getattr__(name: str) -> object:
-    # `from reconciler.slurm.transport import SshTransport` works too; .ssh (and paramiko) loads on first use.
-    if name == "SshTransport":
-        from .ssh import SshTransport
-
-        return SshTransport
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- arguments shared by both transports -------------------------------------------------------
@@ -214,124 +185,3 @@ def _replace_into(destination: Path, relative: str, *, source: str, copy: Callab
         Path(temporary).unlink(missing_ok=True)
         raise
     return target
-
-
-# --- local -------------------------------------------------------------------------------------
-
-
-class LocalTransport:
-    """Runs commands on this machine as subprocesses (never through a shell)."""
-
-    def __init__(self) -> None:
-        self.description = "local"
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str] | None = None,
-        stdin: str | None = None,
-        timeout: float = 60.0,
-    ) -> CommandResult:
-        words = _checked_argv(argv, env, timeout)
-        try:
-            process = subprocess.Popen(
-                words,
-                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env={**os.environ, **env} if env else None,
-                # Its own process group, so a timeout kills everything the command started.
-                start_new_session=True,
-            )
-        except (FileNotFoundError, PermissionError) as error:
-            # Report what a shell (and so the SSH transport) reports: the command ran and failed.
-            code = 127 if isinstance(error, FileNotFoundError) else 126
-            return CommandResult(argv=words, exit_code=code, stdout="", stderr=f"{words[0]}: {error.strerror}\n")
-        except OSError as error:
-            raise TransportError(
-                f"could not start {_shown(words)} locally: {error}; check the machine's resources"
-            ) from error
-        try:
-            out, err = process.communicate(input=stdin.encode() if stdin is not None else None, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self._kill(process)
-            raise CommandTimeout(
-                f"{_shown(words)} did not finish within {timeout:g}s locally and was killed; "
-                "the cluster may be overloaded: retry later or allow a longer timeout"
-            ) from None
-        code = process.returncode
-        # Killed by signal N: report 128+N like a shell does.
-        return CommandResult(
-            argv=words, exit_code=128 - code if code < 0 else code, stdout=_decode(out), stderr=_decode(err)
-        )
-
-    @staticmethod
-    def _kill(process: subprocess.Popen[bytes]) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        try:
-            process.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            # A descendant left the process group and keeps the pipes open: stop waiting for it.
-            for stream in (process.stdout, process.stderr):
-                if stream is not None:
-                    stream.close()
-            process.wait()
-
-    def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
-        target = Path(_absolute(path))
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(handle, "wb") as stream:
-                    stream.write(data)
-                    os.fchmod(stream.fileno(), mode)
-                os.replace(temporary, target)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
-        except OSError as error:
-            raise TransportError(
-                f"could not write {path} locally: {error}; check that its directory is writable"
-            ) from error
-
-    def make_dirs(self, *paths: str) -> None:
-        for path in paths:
-            try:
-                os.makedirs(_absolute(path), exist_ok=True)
-            except OSError as error:
-                raise TransportError(f"could not create directory {path} locally: {error}") from error
-
-    def fetch(self, directory: str, patterns: Sequence[str], destination: Path) -> list[Path]:
-        root = _absolute(directory)
-        try:
-            relatives = _matching_files(root, patterns, _list_local)
-            return [
-                _replace_into(destination, relative, source=str(root / relative), copy=_copy_local)
-                for relative in relatives
-            ]
-        except OSError as error:
-            raise TransportError(f"could not fetch outputs from {directory} locally: {error}") from error
-
-    def close(self) -> None:
-        pass
-
-
-def _list_local(path: str) -> list[tuple[str, bool]]:
-    try:
-        with os.scandir(path) as listing:
-            return [
-                (entry.name, entry.is_dir(follow_symlinks=False))
-                for entry in listing
-                if entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False)
-            ]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def _copy_local(source: str, target: str) -> None:
-    with open(source, "rb") as reader, open(target, "wb") as writer:
-        while chunk := reader.read(1 << 20):
-            writer.write(chunk)

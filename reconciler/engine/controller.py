@@ -27,18 +27,18 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
-from .actions import adjust_status, carry_out
-from .api import SlurmCluster, SlurmClusterSpec, WorkflowPhase, WorkflowStatus
-from .desired import DesiredState, sort_desired
-from .manifests import ManifestError
-from .plan import Event
-from .reconcile import DesiredWorkflow, prune, reconcile_cluster
-from .resolve import ResolvedWorkflow
-from .slurm.client import SlurmClient, SlurmError
-from .slurm.transport import open_transport
-from .sources.base import Snapshot, Source, SourceError
-from .status import invalid_status
-from .store import Store, StoredWorkflow
+from .executor import adjust_status, carry_out
+from ..api import SlurmCluster, SlurmClusterSpec, WorkflowPhase, WorkflowStatus
+from ..core.desired import DesiredState, classify_desired
+from ..manifests.loader import ManifestError
+from ..core.plan import Event
+from ..core.planner import DesiredWorkflow, prune, plan_cluster
+from ..manifests.resolve import ResolvedWorkflow
+from ..slurm.client import SlurmClient, SlurmError
+from ..slurm.transport import open_transport
+from ..sources.base import Snapshot, Source, SourceError
+from ..core.status import invalid_status
+from ..store.database import Store, StoredWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class Controller:
         if self.publisher is not None:
             self.publisher.prepare(snapshot, self.store, now=now)
         active = {(w.namespace, w.name): w for w in self.store.active_workflows()}
-        desired = sort_desired(snapshot.load, active={key: w.source_file for key, w in active.items()})
+        desired = classify_desired(snapshot.load, active={key: w.source_file for key, w in active.items()})
         self._manifest_errors = list(desired.errors)
         for error in desired.errors:
             log.warning("%s", error)
@@ -233,7 +233,7 @@ class Controller:
                     self.store.mark_removed(stored.uid, now=now)
                     removed.append(stored)
                 continue
-            requeue = self._reconcile_cluster(cluster, groups.get(name, []), pruned.get(name, []),
+            requeue = self._tick_cluster(cluster, groups.get(name, []), pruned.get(name, []),
                                               statuses, events, report, removed, now=now)
             if requeue is not None:
                 report.requeue_after = min(requeue, report.requeue_after or requeue)
@@ -264,7 +264,7 @@ class Controller:
             statuses[stored.uid] = invalid_status(previous=stored.status, errors=invalid.messages,
                                                   generation=generation, revision=snapshot.revision, now=now)
 
-    def _reconcile_cluster(
+    def _tick_cluster(
         self,
         cluster: SlurmCluster,
         workflows: list[tuple[StoredWorkflow, ResolvedWorkflow]],
@@ -304,7 +304,7 @@ class Controller:
                 approvals=self.store.approvals(stored.uid), previous=stored.status,
                 observed=tuple(jobs.get(stored.uid, [])), records=tuple(self.store.attempts(stored.uid)),
             ))
-        plans = reconcile_cluster(desired, view=view, capacity=cluster.spec.capacity, now=now)
+        plans = plan_cluster(desired, view=view, capacity=cluster.spec.capacity, now=now)
         outcome = carry_out(plans, workflows=resolved_by_uid, client=client, store=self.store,
                             outputs_dir=self.outputs_dir, stop=self.stop, now=now)
         if outcome.unavailable:
@@ -367,7 +367,7 @@ class Controller:
 
 def _cluster_of(stored: StoredWorkflow, desired: DesiredState) -> str:
     """The cluster a removed workflow ran on: its manifest's, or the only one declared."""
-    named = (stored.spec.get("spec") or {}).get("cluster")
+    named = (stored.resource.get("spec") or {}).get("cluster")
     if named:
         return str(named)
     if len(desired.clusters) == 1:

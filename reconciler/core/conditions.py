@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from .api import Condition, ConditionStatus
+from ..api import Condition, ConditionStatus
 
 READY = "Ready"
 RECONCILING = "Reconciling"

@@ -1,7 +1,7 @@
 """The Git-mode commands: ``run`` (the control loop), ``get``, ``describe`` and ``approve``.
 
 Called by :mod:`reconciler.cli` with parsed arguments; wires a source, the store and the
-controller together, and renders the store's content with :mod:`reconciler.views`. ``get``,
+controller together, and renders the store's content with :mod:`reconciler.cli.output`. ``get``,
 ``describe`` and ``approve`` only open the store, so they work while a loop runs.
 """
 
@@ -14,8 +14,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import views
-from .store import Store, state_dir_default
+from .output import describe, dump, resource, workflows_table
+from ..store.database import Store, state_dir_default
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,9 @@ def open_store(directory: Path) -> Store:
 def run(*, source: str, path: str | None, branch: str | None, state: str | None, interval: float, once: bool,
         until_done: bool, webhook_port: int | None, webhook_secret_file: str | None) -> int:
     # Imported here: get, describe and approve only read the store, and start faster without them.
-    from .controller import Controller, StateLock, StateLocked
-    from .sources import open_source
-    from .sources.webhook import WebhookReceiver
+    from ..engine.controller import Controller, StateLock, StateLocked
+    from ..sources import open_source
+    from ..sources.webhook import WebhookReceiver
 
     directory = state_dir(state)
     try:
@@ -86,12 +86,12 @@ def get_workflows(*, state: str | None, selector: str | None, output: str) -> in
     with open_store(state_dir(state)) as store:
         rows = [w.as_row() for w in store.active_workflows() if _matches(w.labels, terms)]
     if output in ("json", "yaml"):
-        document = {"apiVersion": "v1", "kind": "List", "items": [views.resource(r) for r in rows]}
-        sys.stdout.write(views.dump(document, output=output))
+        document = {"apiVersion": "v1", "kind": "List", "items": [resource(r) for r in rows]}
+        sys.stdout.write(dump(document, output=output))
     elif not rows:
         print("No workflows found.", file=sys.stderr)
     else:
-        sys.stdout.write(views.workflows_table(rows, now=now, wide=output == "wide"))
+        sys.stdout.write(workflows_table(rows, now=now, wide=output == "wide"))
     return 0
 
 
@@ -111,9 +111,9 @@ def get_workflow(*, state: str | None, name: str, output: str) -> int:
             return 1
         row = stored.as_row()
     if output in ("json", "yaml"):
-        sys.stdout.write(views.dump(views.resource(row), output=output))
+        sys.stdout.write(dump(resource(row), output=output))
     else:
-        sys.stdout.write(views.workflows_table([row], now=now, wide=output == "wide"))
+        sys.stdout.write(workflows_table([row], now=now, wide=output == "wide"))
     return 0
 
 
@@ -123,7 +123,7 @@ def describe_workflow(*, state: str | None, name: str) -> int:
         stored = _find(store, name)
         if stored is None:
             return 1
-        sys.stdout.write(views.describe(stored.as_row(), store.events(stored.uid, limit=20), now=now,
+        sys.stdout.write(describe(stored.as_row(), store.events(stored.uid, limit=20), now=now,
                                         attempts=store.history(stored.uid)))
     return 0
 
@@ -135,7 +135,7 @@ def approve(*, state: str | None, name: str, task: str) -> int:
         if stored is None or stored.removed_at is not None:
             print(f'Error: workflow "{name}" not found', file=sys.stderr)
             return 1
-        tasks = (stored.spec.get("spec") or {}).get("tasks") or []
+        tasks = (stored.resource.get("spec") or {}).get("tasks") or []
         declared = {t.get("name"): t.get("type", "job") for t in tasks}
         known = stored.status.tasks if stored.status else {}
         # A template instance declares no tasks itself: its status names them.

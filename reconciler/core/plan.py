@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .api import Resources, WorkflowStatus
+from ..api import Resources, WorkflowStatus
 from .observed import JobKey
 
 

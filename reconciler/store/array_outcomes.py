@@ -1,6 +1,6 @@
 """An array attempt's per-element outcomes, kept as groups of elements with one outcome each.
 
-Used by the store (``reconciler.store``) for the ``outcomes`` column of an array attempt's row:
+Used by the store (``reconciler.store.database``) for the ``outcomes`` column of an array attempt's row:
 ``apply_to_groups`` moves a tick's observed elements into the groups, ``array_summary`` gives the
 row's own columns, and ``encode_groups``/``decode_groups`` the column's JSON text. Pure: no database.
 It guarantees:
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .api import TaskPhase
-from .indexranges import compress, expand
-from .observed import DONE_PHASES, ObservedJob
-from .storedtext import canonical_json, from_iso, iso_or_none
+from ..api import TaskPhase
+from ..core.indexranges import compress, expand
+from ..core.observed import DONE_PHASES, ObservedJob
+from .encoding import canonical_json, from_iso, iso_or_none
 
 # An array attempt's ranges are expanded in memory when it is read or updated; this is only the
 # bound ``expand`` insists on, far above any array Slurm accepts.

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from .api import FailureKind, Resources, RetryPolicy
-from .api.units import memory_to_mib, mib_to_memory, seconds_to_time, time_to_seconds
+from ..api import FailureKind, Resources, RetryPolicy
+from ..api.units import memory_to_mib, mib_to_memory, seconds_to_time, time_to_seconds
 from .taskruns import Failure
 
 

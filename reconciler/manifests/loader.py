@@ -20,10 +20,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from .api import API_VERSION, KINDS, Resource
-from .api.meta import DNS1123_LABEL, DNS1123_SUBDOMAIN
-from .api.units import MEMORY_PATTERN, TIME_PATTERN
-from .api.workflow import ENV_NAME, SLURM_WORD
+from ..api import API_VERSION, KINDS, Resource
+from ..api.meta import DNS1123_LABEL, DNS1123_SUBDOMAIN
+from ..api.units import MEMORY_PATTERN, TIME_PATTERN
+from ..api.workflow import ENV_NAME, SLURM_WORD
 
 MAX_FILE_BYTES = 1024 * 1024
 # Bounds the expanded size of a document, so a few nested aliases cannot make it explode.

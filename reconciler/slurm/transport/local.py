@@ -1,0 +1,145 @@
+"""The transport that runs a cluster's commands on this machine, for a login node the reconciler
+itself runs on. What it guarantees is the `Transport` contract in `base`: an argv list run without
+a shell, a timeout that kills the command's whole process group, atomic writes, fetches of regular
+files only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .base import (
+    CommandResult,
+    CommandTimeout,
+    TransportError,
+    _absolute,
+    _checked_argv,
+    _decode,
+    _matching_files,
+    _replace_into,
+    _shown,
+)
+
+
+class LocalTransport:
+    """Runs commands on this machine as subprocesses (never through a shell)."""
+
+    def __init__(self) -> None:
+        self.description = "local"
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
+        timeout: float = 60.0,
+    ) -> CommandResult:
+        words = _checked_argv(argv, env, timeout)
+        try:
+            process = subprocess.Popen(
+                words,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={**os.environ, **env} if env else None,
+                # Its own process group, so a timeout kills everything the command started.
+                start_new_session=True,
+            )
+        except (FileNotFoundError, PermissionError) as error:
+            # Report what a shell (and so the SSH transport) reports: the command ran and failed.
+            code = 127 if isinstance(error, FileNotFoundError) else 126
+            return CommandResult(argv=words, exit_code=code, stdout="", stderr=f"{words[0]}: {error.strerror}\n")
+        except OSError as error:
+            raise TransportError(
+                f"could not start {_shown(words)} locally: {error}; check the machine's resources"
+            ) from error
+        try:
+            out, err = process.communicate(input=stdin.encode() if stdin is not None else None, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._kill(process)
+            raise CommandTimeout(
+                f"{_shown(words)} did not finish within {timeout:g}s locally and was killed; "
+                "the cluster may be overloaded: retry later or allow a longer timeout"
+            ) from None
+        code = process.returncode
+        # Killed by signal N: report 128+N like a shell does.
+        return CommandResult(
+            argv=words, exit_code=128 - code if code < 0 else code, stdout=_decode(out), stderr=_decode(err)
+        )
+
+    @staticmethod
+    def _kill(process: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        try:
+            process.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            # A descendant left the process group and keeps the pipes open: stop waiting for it.
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
+            process.wait()
+
+    def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        target = Path(_absolute(path))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(handle, "wb") as stream:
+                    stream.write(data)
+                    os.fchmod(stream.fileno(), mode)
+                os.replace(temporary, target)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
+        except OSError as error:
+            raise TransportError(
+                f"could not write {path} locally: {error}; check that its directory is writable"
+            ) from error
+
+    def make_dirs(self, *paths: str) -> None:
+        for path in paths:
+            try:
+                os.makedirs(_absolute(path), exist_ok=True)
+            except OSError as error:
+                raise TransportError(f"could not create directory {path} locally: {error}") from error
+
+    def fetch(self, directory: str, patterns: Sequence[str], destination: Path) -> list[Path]:
+        root = _absolute(directory)
+        try:
+            relatives = _matching_files(root, patterns, _list_local)
+            return [
+                _replace_into(destination, relative, source=str(root / relative), copy=_copy_local)
+                for relative in relatives
+            ]
+        except OSError as error:
+            raise TransportError(f"could not fetch outputs from {directory} locally: {error}") from error
+
+    def close(self) -> None:
+        pass
+
+
+def _list_local(path: str) -> list[tuple[str, bool]]:
+    try:
+        with os.scandir(path) as listing:
+            return [
+                (entry.name, entry.is_dir(follow_symlinks=False))
+                for entry in listing
+                if entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False)
+            ]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _copy_local(source: str, target: str) -> None:
+    with open(source, "rb") as reader, open(target, "wb") as writer:
+        while chunk := reader.read(1 << 20):
+            writer.write(chunk)
