@@ -38,6 +38,3 @@ def condition(
         observed_generation=generation,
     )
 
-
-def find(conditions: Sequence[Condition], type_: str) -> Condition | None:
-    return next((c for c in conditions if c.type == type_), None)

@@ -52,8 +52,3 @@ def expand(text: str, *, limit: int = 10_000_000) -> list[int]:
         result.extend(range(first, last + 1, step))
     return sorted(set(result))
 
-
-def chunks(indices: Iterable[int], size: int) -> list[list[int]]:
-    """Sorted indices cut into consecutive pieces of at most ``size``."""
-    ordered = sorted(set(indices))
-    return [ordered[i : i + size] for i in range(0, len(ordered), size)]

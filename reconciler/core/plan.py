@@ -5,7 +5,7 @@ Frozen plain data, so tests can compare plans and the controller can log them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..api import Resources, WorkflowStatus
 from .observed import JobKey
@@ -75,4 +75,3 @@ class WorkflowPlan:
     actions: tuple[Action, ...] = ()
     events: tuple[Event, ...] = ()
     requeue_after: float | None = None  # seconds until something is due (a retry's backoff)
-    finished_tasks: tuple[str, ...] = field(default=())  # tasks that succeeded this tick

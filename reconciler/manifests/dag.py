@@ -1,15 +1,17 @@
-"""The task graph of a workflow: checks and the pure graph queries the reconcile core needs.
+"""The task graph of a workflow: its checks and the stable order of its tasks.
 
-Pure functions over networkx graphs; nothing here touches Slurm or the filesystem.
+Called by ``manifests.resolve`` (which builds and checks the graph of every workflow it resolves)
+and by ``core.fingerprint`` (which walks it prerequisites first). Pure functions over networkx
+graphs; nothing here touches Slurm or the filesystem.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import networkx as nx
 
-from ..api import Task, TaskPhase, TaskType
+from ..api import Task
 
 
 class DagError(ValueError):
@@ -62,30 +64,3 @@ def topological_order(graph: nx.DiGraph[str]) -> list[str]:
     """Task names, prerequisites first; ties broken by name so the order is stable."""
     return list(nx.lexicographical_topological_sort(graph))
 
-
-def upstream(graph: nx.DiGraph[str], name: str) -> list[str]:
-    return sorted(graph.predecessors(name))
-
-
-def ready_tasks(graph: nx.DiGraph[str], phases: Mapping[str, TaskPhase]) -> list[str]:
-    """Tasks still Waiting (or never seen) whose prerequisites have all Succeeded, in order."""
-    ready = []
-    for name in topological_order(graph):
-        if phases.get(name, TaskPhase.WAITING) is not TaskPhase.WAITING:
-            continue
-        if all(phases.get(up) is TaskPhase.SUCCEEDED for up in graph.predecessors(name)):
-            ready.append(name)
-    return ready
-
-
-def downstream_closure(graph: nx.DiGraph[str], names: Iterable[str]) -> set[str]:
-    """The given tasks and every task that depends on them, directly or not."""
-    closure: set[str] = set()
-    for name in names:
-        closure.add(name)
-        closure |= nx.descendants(graph, name)
-    return closure
-
-
-def approval_tasks(graph: nx.DiGraph[str]) -> list[str]:
-    return [name for name in topological_order(graph) if task_of(graph, name).type is TaskType.APPROVAL]

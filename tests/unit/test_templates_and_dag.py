@@ -1,7 +1,7 @@
 import pytest
 
-from reconciler.api import Task, TaskPhase, Workflow, WorkflowTemplate
-from reconciler.manifests.dag import DagError, build_graph, downstream_closure, ready_tasks, topological_order
+from reconciler.api import Task, Workflow, WorkflowTemplate
+from reconciler.manifests.dag import DagError, build_graph, topological_order
 from reconciler.manifests.loader import load_text
 from reconciler.manifests.resolve import resolve
 from reconciler.manifests.templates import TemplateError, instantiate
@@ -18,23 +18,6 @@ DIAMOND = tasks(("a", []), ("b", ["a"]), ("c", ["a"]), ("d", ["b", "c"]), ("e", 
 
 def test_topological_order_is_stable():
     assert topological_order(build_graph(DIAMOND)) == ["a", "b", "c", "d", "e"]
-
-
-def test_ready_set_follows_phases():
-    graph = build_graph(DIAMOND)
-    assert ready_tasks(graph, {}) == ["a", "e"]
-    assert ready_tasks(graph, {"a": TaskPhase.SUCCEEDED, "e": TaskPhase.RUNNING}) == ["b", "c"]
-    phases = {"a": TaskPhase.SUCCEEDED, "b": TaskPhase.SUCCEEDED, "c": TaskPhase.FAILED}
-    assert ready_tasks(graph, phases) == ["e"]
-    phases["c"] = TaskPhase.SUCCEEDED
-    assert ready_tasks(graph, phases) == ["d", "e"]
-
-
-def test_downstream_closure():
-    graph = build_graph(DIAMOND)
-    assert downstream_closure(graph, ["b"]) == {"b", "d"}
-    assert downstream_closure(graph, ["a"]) == {"a", "b", "c", "d"}
-    assert downstream_closure(graph, ["e"]) == {"e"}
 
 
 def test_cycle_is_named():
