@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli.main import main
+from reconciler.core.fingerprint import fingerprints
+from reconciler.manifests.loader import load_paths
+from reconciler.manifests.resolve import resolve
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CLUSTER = """\
@@ -40,13 +43,22 @@ def test_validate_names_file_line_and_field_of_every_error(tmp_path: Path, capsy
     assert f"{tmp_path / 'bad.yaml'}:30: spec.tasks[1].resources.time:" in err, err
 
 
+def fingerprint_of(source: Path, workflow: str, task: str) -> str:
+    """The task's fingerprint as the planner would tag its job, from the manifests themselves."""
+    resolution = resolve(load_paths([source]).resources, require_cluster=True)
+    [resolved] = [r for r in resolution.workflows if r.workflow.metadata.name == workflow]
+    return fingerprints(resolved.graph)[task]
+
+
 def test_render_prints_the_exact_script_with_every_resource(plans: Path, capsys):
+    fingerprint = fingerprint_of(plans, "ultrasound-plan", "simulate")
+    assert len(fingerprint) == 16
     assert main(["render", "ultrasound-plan", "simulate", "--source", str(plans), "--after", "41"]) == 0
     script = capsys.readouterr().out
     header = [line for line in script.splitlines() if line.startswith("#SBATCH")]
     assert header == [
         "#SBATCH --job-name=ultrasound-plan.simulate",
-        "#SBATCH --comment=slurm-reconciler.v1:preview:simulate:1:0:" + header[1].rsplit(":", 1)[1],
+        f"#SBATCH --comment=slurm-reconciler.v1:preview:simulate:1:0:{fingerprint}",
         "#SBATCH --chdir=/scratch/plans/default/ultrasound-plan/simulate",
         "#SBATCH --output=/scratch/plans/default/ultrasound-plan/.reconciler/logs/simulate.a1.%j.out",
         "#SBATCH --partition=debug",
