@@ -27,8 +27,8 @@ import contextlib
 import functools
 import io
 import logging
+import math
 import os
-import random
 import re
 import secrets
 import select
@@ -43,6 +43,7 @@ from typing import TypeVar
 import paramiko
 
 from ...api.cluster import SshSettings
+from ...backoff import backoff_delay
 
 from .base import (
     CommandResult,
@@ -274,7 +275,8 @@ class SshTransport:
                     self._discard(connection)
                 if attempt == self._max_attempts:
                     break
-                delay = self._backoff_seconds * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+                # Uncapped: max_attempts already bounds how long one call keeps retrying.
+                delay = backoff_delay(attempt, base=self._backoff_seconds, cap=math.inf, jitter=(0.5, 1.5))
                 logger.warning(
                     "%s: %s failed (attempt %d of %d): %s; reconnecting in %.1fs",
                     self.description,
