@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import random
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, cast
@@ -21,10 +20,13 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from ..api import GROUP, VERSION
+from ..backoff import backoff_delay
 
 log = logging.getLogger(__name__)
 
 WATCH_TIMEOUT_SECONDS = 300
+# List/watch retries: 1 s after the first failure, doubling up to 30 s, spread by +-20%.
+BACKOFF_BASE_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 30.0
 
 Key = tuple[str, str]  # (namespace, name)
@@ -67,10 +69,6 @@ class Informer:
     def wait_synced(self, timeout: float) -> bool:
         return self._synced.wait(timeout)
 
-    @property
-    def synced(self) -> bool:
-        return self._synced.is_set()
-
     def items(self) -> list[dict[str, Any]]:
         with self._lock:
             return [copy.deepcopy(obj) for obj in self._objects.values()]
@@ -97,8 +95,8 @@ class Informer:
 
     def _stream(self, resource_version: str) -> Iterator[dict[str, Any]]:
         self._watch = watch.Watch()
-        arguments: dict[str, Any] = dict(resource_version=resource_version, allow_watch_bookmarks=True,
-                                         timeout_seconds=WATCH_TIMEOUT_SECONDS)
+        arguments: dict[str, Any] = {"resource_version": resource_version, "allow_watch_bookmarks": True,
+                                     "timeout_seconds": WATCH_TIMEOUT_SECONDS}
         if self.namespace is None:
             return self._watch.stream(self.api.list_cluster_custom_object, GROUP, VERSION, self.plural, **arguments)
         return self._watch.stream(self.api.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
@@ -162,7 +160,7 @@ class Informer:
         self.on_change()
 
     def _pause(self, failures: int, why: str) -> None:
-        delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** failures) * random.uniform(0.8, 1.2)
+        delay = backoff_delay(failures, base=BACKOFF_BASE_SECONDS, cap=MAX_BACKOFF_SECONDS, jitter=(0.8, 1.2))
         log.warning("%s: list/watch failed (%s); retrying in %.1fs", self.plural, why, delay)
         self._stop.wait(delay)
 
