@@ -1,5 +1,10 @@
 """Session fixtures: the real dev cluster (started once, and stopped at the end only when this
-run started it) and a Slurm client per transport, so every backend test runs through both."""
+run started it) and a Slurm client per transport, so every backend test runs through both.
+
+Every test that needs a server process is marked ``slurm`` here, by the fixtures it uses, so that
+``scripts/test -m "not slurm"`` (the fast lane) runs everything else without root and never starts
+the dev cluster, an sshd or the test Kubernetes API server.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,20 @@ import pytest
 
 from reconciler.api import SlurmCluster
 from reconciler.devcluster import DevCluster
+
+# The fixtures that start a server: the dev cluster (slurmctld, slurmd, slurmdbd, MariaDB and
+# sshd, installed and started as root), the private sshd of the transport tests, and the test
+# Kubernetes API server (tests/kube, and the one tests/integration/test_kubernetes.py points at
+# the dev cluster). A fixture that asks for one through request.getfixturevalue is invisible
+# here and marks its own parameter.
+SERVER_FIXTURES = frozenset({"dev_cluster", "sshd", "apiserver"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slurm)
 
 
 @pytest.fixture(scope="session")

@@ -39,12 +39,7 @@ from reconciler.slurm.transport import (
 SSHD = "/usr/sbin/sshd"
 LOGGER = "reconciler.slurm.transport"
 
-pytestmark = [
-    pytest.mark.timeout(60),
-    pytest.mark.skipif(
-        not (os.path.exists(SSHD) and shutil.which("ssh-keygen")), reason="needs OpenSSH's sshd and ssh-keygen"
-    ),
-]
+pytestmark = pytest.mark.timeout(60)
 
 
 @dataclass(frozen=True)
@@ -116,6 +111,8 @@ def _keygen(path: Path, key_type: str, *extra: str) -> None:
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    if not (os.path.exists(SSHD) and shutil.which("ssh-keygen")):
+        pytest.skip("needs OpenSSH's sshd and ssh-keygen")  # the local transport's tests still run
     directory = tmp_path_factory.mktemp("sshd")
     _keygen(directory / "host_ed25519", "ed25519")
     client_keys = {
@@ -185,7 +182,7 @@ Subsystem sftp internal-sftp
             process.wait()
 
 
-@pytest.fixture(params=["local", "ssh"])
+@pytest.fixture(params=["local", pytest.param("ssh", marks=pytest.mark.slurm)])  # ssh starts the sshd
 def transport(request: pytest.FixtureRequest) -> Iterator[Transport]:
     if request.param == "local":
         chosen: Transport = LocalTransport()
