@@ -215,10 +215,6 @@ class StoredWorkflow:
         )
 
 
-def row(stored: StoredWorkflow) -> WorkflowRow:
-    return stored.as_row()
-
-
 _WORKFLOW_COLUMNS = ("uid, namespace, name, generation, resource, spec_hash, revision, source_file, labels, "
                      "created_at, removed_at, status")
 
