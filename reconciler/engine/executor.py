@@ -9,6 +9,8 @@ guarantees, which is what makes a ``kill -9`` at any moment harmless:
   so a task is never submitted twice;
 * when Slurm cannot be reached, or refuses for capacity, nothing more is attempted on that
   cluster this tick (the next tick looks again); a terminal refusal fails only that task;
+* any other failure of one action (Slurm's error, or an unexpected one, logged with its
+  traceback) is an ``ActionFailed`` Warning event on its workflow, and the other actions go on;
 * a submission that depends on another one planned this tick goes out only after that one did.
 """
 
@@ -16,13 +18,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from ..api import TaskPhase, TaskStatus, WorkflowStatus
 from ..core.observed import JobKey
-from ..core.plan import Cancel, Event, FetchOutputs, Hold, Release, Submit, WorkflowPlan
+from ..core.plan import Action, Cancel, Event, FetchOutputs, Hold, Release, Submit, WorkflowPlan
 from ..manifests.resolve import ResolvedWorkflow
 from ..slurm.client import SlurmClient, SlurmError, SlurmUnavailable, SubmitRefused, SubmitRequest
 from ..slurm.script import task_paths
@@ -32,72 +35,97 @@ from ..store.database import Store
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClusterOutcome:
     """What happened while acting on one cluster."""
 
     unavailable: str | None = None  # Slurm stopped answering: the rest waits for the next tick
-    at_capacity: dict[tuple[str, str], str] = field(default_factory=dict)  # (uid, task) -> sbatch's words
-    events: dict[str, list[Event]] = field(default_factory=dict)
+    at_capacity: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (uid, task) -> sbatch's words
+    events: Mapping[str, Sequence[Event]] = field(default_factory=dict)
 
-    def event(self, uid: str, type_: str, reason: str, message: str) -> None:
-        self.events.setdefault(uid, []).append(Event(type_, reason, message))
+
+@dataclass(frozen=True)
+class _Done:
+    """What one action did: the events it leaves, and for a submission the job id it got or
+    the cluster's refusal for lack of room."""
+
+    events: tuple[Event, ...] = ()
+    job_id: str | None = None
+    at_capacity: str | None = None
 
 
 def carry_out(
     plans: list[WorkflowPlan],
     *,
-    workflows: dict[str, ResolvedWorkflow],
+    workflows: Mapping[str, ResolvedWorkflow],
     client: SlurmClient,
     store: Store,
     outputs_dir: Path,
     stop: threading.Event,
     now: datetime,
 ) -> ClusterOutcome:
-    outcome = ClusterOutcome()
+    events: dict[str, list[Event]] = {}
+    at_capacity: dict[tuple[str, str], str] = {}
     submitted: dict[tuple[str, JobKey], str] = {}
-    for plan in plans:
+    for plan, action in ((p, a) for p in plans for a in p.actions):
+        if stop.is_set():
+            break
+        if isinstance(action, Submit) and at_capacity:
+            # The cluster said it is full: later submissions would be refused too.
+            at_capacity.setdefault((plan.uid, action.key.task), "the cluster is at capacity")
+            continue
         resolved = workflows[plan.uid]
-        for action in plan.actions:
-            if stop.is_set() or outcome.unavailable is not None:
-                return outcome
-            try:
-                if isinstance(action, Submit):
-                    if outcome.at_capacity:
-                        # The cluster said it is full: later submissions would be refused too.
-                        outcome.at_capacity.setdefault((plan.uid, action.key.task), "the cluster is at capacity")
-                        continue
-                    _submit(action, resolved=resolved, client=client, store=store, submitted=submitted,
-                            outcome=outcome, now=now)
-                elif isinstance(action, Cancel):
-                    client.cancel(action.job_ids)
-                    store.mark_cancelled(action.uid, job_ids=action.job_ids)
-                    outcome.event(plan.uid, "Normal", "Cancelled",
-                                  f"cancelled job(s) {', '.join(action.job_ids)} of task {action.task}: {action.reason}")
-                elif isinstance(action, Hold):
-                    client.hold(action.job_ids)
-                    outcome.event(plan.uid, "Normal", "Held", f"held job(s) {', '.join(action.job_ids)} of {action.task}")
-                elif isinstance(action, Release):
-                    client.release(action.job_ids)
-                    outcome.event(plan.uid, "Normal", "Released",
-                                  f"released job(s) {', '.join(action.job_ids)} of {action.task}")
-                elif isinstance(action, FetchOutputs):
-                    _fetch(action, resolved=resolved, client=client, outputs_dir=outputs_dir, outcome=outcome)
-            except SlurmUnavailable as exc:
-                log.warning("cluster %s unavailable: %s", client.name, exc)
-                outcome.unavailable = str(exc)
-            except SlurmError as exc:
-                log.warning("%s: %s", type(action).__name__, exc)
-                task = action.key.task if isinstance(action, Submit) else action.task
-                outcome.event(plan.uid, "Warning", "ActionFailed", f"{type(action).__name__} of {task}: {exc}")
-    return outcome
+        try:
+            done = _carry_out_one(action, resolved=resolved, client=client, store=store, outputs_dir=outputs_dir,
+                                  submitted=submitted, now=now)
+        except SlurmUnavailable as exc:
+            log.warning("cluster %s unavailable: %s", client.name, exc)
+            return ClusterOutcome(unavailable=str(exc), at_capacity=at_capacity, events=events)
+        except SlurmError as exc:
+            log.warning("%s: %s", type(action).__name__, exc)
+            done = _Done(events=(Event("Warning", "ActionFailed", f"{_described(action)}: {exc}"),))
+        except Exception as exc:  # one workflow's fault must not stop the other workflows' actions
+            meta = resolved.workflow.metadata
+            log.exception("workflow %s/%s: %s failed unexpectedly", meta.namespace, meta.name, _described(action))
+            done = _Done(events=(Event("Warning", "ActionFailed",
+                                       f"{_described(action)}: unexpected {type(exc).__name__}: {exc}"),))
+        events.setdefault(plan.uid, []).extend(done.events)
+        if isinstance(action, Submit) and done.job_id is not None:
+            submitted[(plan.uid, action.key)] = done.job_id
+        if isinstance(action, Submit) and done.at_capacity is not None:
+            at_capacity[(plan.uid, action.key.task)] = done.at_capacity
+    return ClusterOutcome(at_capacity=at_capacity, events=events)
+
+
+def _described(action: Action) -> str:
+    task = action.key.task if isinstance(action, Submit) else action.task
+    return f"{type(action).__name__} of {task}"
+
+
+def _carry_out_one(action: Action, *, resolved: ResolvedWorkflow, client: SlurmClient, store: Store,
+                   outputs_dir: Path, submitted: Mapping[tuple[str, JobKey], str], now: datetime) -> _Done:
+    if isinstance(action, Submit):
+        return _submit(action, resolved=resolved, client=client, store=store, submitted=submitted, now=now)
+    if isinstance(action, Cancel):
+        client.cancel(action.job_ids)
+        store.mark_cancelled(action.uid, job_ids=action.job_ids)
+        return _Done(events=(Event("Normal", "Cancelled", f"cancelled job(s) {', '.join(action.job_ids)} of task "
+                                                          f"{action.task}: {action.reason}"),))
+    if isinstance(action, Hold):
+        client.hold(action.job_ids)
+        return _Done(events=(Event("Normal", "Held", f"held job(s) {', '.join(action.job_ids)} of {action.task}"),))
+    if isinstance(action, Release):
+        client.release(action.job_ids)
+        return _Done(events=(Event("Normal", "Released",
+                                   f"released job(s) {', '.join(action.job_ids)} of {action.task}"),))
+    return _fetch(action, resolved=resolved, client=client, outputs_dir=outputs_dir)
 
 
 def _submit(action: Submit, *, resolved: ResolvedWorkflow, client: SlurmClient, store: Store,
-            submitted: dict[tuple[str, JobKey], str], outcome: ClusterOutcome, now: datetime) -> None:
+            submitted: Mapping[tuple[str, JobKey], str], now: datetime) -> _Done:
     upstream = [submitted.get((action.uid, key)) for key in action.after_submits]
     if any(job_id is None for job_id in upstream):
-        return  # its prerequisite did not go out this tick; the next tick plans it again
+        return _Done()  # its prerequisite did not go out this tick; the next tick plans it again
     meta = resolved.workflow.metadata
     task = resolved.tasks[action.key.task]
     tag = JobTag(uid=action.uid, task=action.key.task, attempt=action.key.attempt, part=action.key.part,
@@ -116,36 +144,35 @@ def _submit(action: Submit, *, resolved: ResolvedWorkflow, client: SlurmClient, 
     except SubmitRefused as exc:
         if exc.at_capacity:
             store.forget_intent(action.uid, key=action.key)
-            outcome.at_capacity[(action.uid, action.key.task)] = str(exc)
-            outcome.event(action.uid, "Normal", "ClusterAtCapacity", f"task {action.key.task} waits: {exc}")
-        else:
-            store.record_rejection(action.uid, key=action.key, reason="SubmitRejected", message=str(exc), now=now)
-            outcome.event(action.uid, "Warning", "SubmitRejected", str(exc))
-        return
+            return _Done(events=(Event("Normal", "ClusterAtCapacity", f"task {action.key.task} waits: {exc}"),),
+                         at_capacity=str(exc))
+        store.record_rejection(action.uid, key=action.key, reason="SubmitRejected", message=str(exc), now=now)
+        return _Done(events=(Event("Warning", "SubmitRejected", str(exc)),))
     # SlurmUnavailable propagates with the intent left unconfirmed: sbatch may or may not have
     # created the job, and the next observation (by identity tag) tells which.
     store.confirm_submission(action.uid, key=action.key, job_id=job_id, now=now)
-    submitted[(action.uid, action.key)] = job_id
     asked = action.resources
     what = ", ".join(filter(None, [f"attempt {action.key.attempt}",
                                    f"{action.elements} elements" if action.indices else "",
                                    f"time {asked.time}" if asked.time else "",
                                    f"memory {asked.memory}" if asked.memory else "",
                                    f"excluding {','.join(action.exclude_nodes)}" if action.exclude_nodes else ""]))
-    outcome.event(action.uid, "Normal", "Submitted", f"task {action.key.task} ({what}) submitted as job {job_id}")
+    return _Done(events=(Event("Normal", "Submitted", f"task {action.key.task} ({what}) submitted as job {job_id}"),),
+                 job_id=job_id)
 
 
-def _fetch(action: FetchOutputs, *, resolved: ResolvedWorkflow, client: SlurmClient, outputs_dir: Path,
-           outcome: ClusterOutcome) -> None:
+def _fetch(action: FetchOutputs, *, resolved: ResolvedWorkflow, client: SlurmClient, outputs_dir: Path) -> _Done:
     meta = resolved.workflow.metadata
     task = resolved.tasks[action.task]
     paths = task_paths(cluster_workdir=client.cluster.spec.workdir, namespace=meta.namespace, workflow=meta.name,
                        task=task, tag=JobTag(uid=action.uid, task=task.name, attempt=1, part=0, fingerprint="0"))
     destination = outputs_dir / meta.namespace / meta.name / task.name
     fetched = client.fetch_outputs(run_dir=paths.run_dir, patterns=action.patterns, destination=destination)
-    outcome.event(action.uid, "Normal" if fetched else "Warning", "OutputsFetched" if fetched else "OutputsMissing",
-                  f"task {task.name}: fetched {len(fetched)} file(s) into {destination}" if fetched
-                  else f"task {task.name}: no file matched {', '.join(action.patterns)}")
+    if fetched:
+        return _Done(events=(Event("Normal", "OutputsFetched",
+                                   f"task {task.name}: fetched {len(fetched)} file(s) into {destination}"),))
+    return _Done(events=(Event("Warning", "OutputsMissing",
+                               f"task {task.name}: no file matched {', '.join(action.patterns)}"),))
 
 
 def adjust_status(status: WorkflowStatus, *, uid: str, outcome: ClusterOutcome) -> WorkflowStatus:
