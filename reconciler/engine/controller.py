@@ -1,15 +1,23 @@
-"""The control loop of Git mode: one tick reads the source, observes every cluster once, lets
-the pure core plan, carries the plans out and writes status once.
+"""The control loop: one tick reads the desired state, observes every cluster once, lets the
+pure core plan, carries the plans out and writes status once.
 
-Called by ``reconciler run``. Guarantees:
+Called by ``reconciler run`` (Git mode: a directory or Git repository as source, status in the
+local store) and by ``reconciler operator`` (Kubernetes mode: the informers' caches as source,
+and a :class:`Publisher` that also writes status, events and finalizers to the API and hands
+out the credentials of each cluster). Guarantees:
 
 * level-triggered: every tick starts from the whole declared and observed state, so a missed
   wake-up, a crash or a restart only delays work;
 * one ``squeue`` and one ``sacct`` per cluster per tick, whatever the number of jobs;
+* a fault stays where it happened, and is logged with the cluster or workflow named. A cluster
+  that cannot be observed, whose connection cannot be set up (a Secret missing), or whose part of
+  the tick fails unexpectedly is retried with jittered exponential backoff; its workflows show
+  ``ClusterReachable=False`` with the reason and keep their last status otherwise. One action
+  that fails is a Warning event on its workflow. A status the publisher could not write is a
+  ``StatusWriteFailed`` event on its workflow and is written again next tick. Every other cluster
+  and workflow goes on in the same tick, and the statuses are saved and published;
 * nothing in a tick crashes the loop: a source that cannot be read keeps the last good
-  snapshot, a cluster that does not answer is retried with jittered exponential backoff (its
-  workflows keep their status, with ``ClusterReachable=False``), an unexpected error is logged
-  and the next tick tries again;
+  snapshot, and a tick that fails as a whole (the store) is logged and tried again with backoff;
 * one loop per state directory (a lock), and a stop request (SIGINT/SIGTERM) is honoured
   between two actions.
 """
@@ -19,26 +27,27 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import random
 import threading
-import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from .executor import adjust_status, carry_out
 from ..api import SlurmCluster, SlurmClusterSpec, WorkflowPhase, WorkflowStatus
+from ..backoff import NO_JITTER, Backoff, backoff_delay
 from ..core.desired import DesiredState, classify_desired
-from ..manifests.loader import ManifestError
-from ..core.plan import Event
-from ..core.planner import DesiredWorkflow, prune, plan_cluster
-from ..manifests.resolve import ResolvedWorkflow
-from ..slurm.client import SlurmClient, SlurmError
-from ..slurm.transport import open_transport
-from ..sources.base import Snapshot, Source, SourceError
+from ..core.observed import ClusterView, ObservedJob
+from ..core.plan import Event, WorkflowPlan
+from ..core.planner import DesiredWorkflow, plan_cluster, prune
 from ..core.status import invalid_status
+from ..manifests.loader import ManifestError
+from ..manifests.resolve import ResolvedWorkflow
+from ..slurm.client import Observation, SlurmClient, SlurmError
+from ..slurm.transport import Transport, TransportError, open_transport
+from ..sources.base import Snapshot, Source, SourceError
 from ..store.database import Store, StoredWorkflow
+from .executor import ClusterOutcome, adjust_status, carry_out
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +55,8 @@ log = logging.getLogger(__name__)
 # restarted loop was down, whose submission it may not have confirmed.
 DISCOVERY_WINDOW = timedelta(minutes=15)
 MAX_BACKOFF_SECONDS = 60.0
+# Clusters behind one network fault should not all be retried in the same tick.
+CLUSTER_JITTER = (0.8, 1.2)
 
 
 class StateLocked(RuntimeError):
@@ -78,32 +89,15 @@ class StateLock:
         self._file.close()
 
 
-@dataclass
-class Backoff:
-    failures: int = 0
-    retry_at: float = 0.0
-
-    def failed(self, *, base: float) -> float:
-        self.failures += 1
-        delay = min(MAX_BACKOFF_SECONDS, base * 2 ** (self.failures - 1)) * random.uniform(0.8, 1.2)
-        self.retry_at = time.monotonic() + delay
-        return delay
-
-    def succeeded(self) -> None:
-        self.failures = 0
-        self.retry_at = 0.0
-
-    @property
-    def waiting(self) -> bool:
-        return time.monotonic() < self.retry_at
+class ClusterConnectionError(Exception):
+    """A cluster's connection cannot be set up (its credentials are missing or unreadable); the
+    message says what to fix. Retried with the cluster's backoff like any unreachable cluster."""
 
 
-@dataclass
-class TickReport:
-    workflows: int = 0
-    source_error: str | None = None
-    unreachable: dict[str, str] = field(default_factory=dict)
-    requeue_after: float | None = None
+class Connect(Protocol):
+    """Opens the transport to a cluster's login node: ``open_transport``, or another way there."""
+
+    def __call__(self, spec: SlurmClusterSpec, *, private_key: str | None) -> Transport: ...
 
 
 class Publisher(Protocol):
@@ -113,20 +107,75 @@ class Publisher(Protocol):
         """Before planning: bring the store in line with what the source holds (runs, status,
         approvals), so a lost local state loses nothing."""
 
-    def publish(self, *, statuses: dict[str, WorkflowStatus], events: dict[str, list[Event]],
-                pruned: list[StoredWorkflow], store: Store) -> None: ...
+    def publish(self, *, statuses: Mapping[str, WorkflowStatus], events: Mapping[str, Sequence[Event]],
+                pruned: Sequence[StoredWorkflow], store: Store) -> Mapping[str, str]:
+        """Write every status, event and prune; the statuses that could not be written, by
+        workflow uid, with the reason (the others are written whatever happened to these)."""
+        ...
 
     def connection(self, cluster: SlurmCluster) -> tuple[SlurmClusterSpec, str | None]:
         """How to reach ``cluster``: its spec (with any file it needs put in place) and the SSH
-        private key, when the key comes from somewhere other than a file."""
+        private key, when the key comes from somewhere other than a file. Raises
+        :class:`ClusterConnectionError` when its credentials cannot be had."""
+        ...
+
+
+def status_write_failed(reason: str) -> Event:
+    """The event on a workflow whose status the publisher could not write."""
+    return Event("Warning", "StatusWriteFailed", f"status not written: {reason}; the next tick writes it again")
+
+
+@dataclass(frozen=True)
+class ClusterWork:
+    """One cluster's share of a tick: its declared workflows, and the removed ones to prune."""
+
+    workflows: tuple[tuple[StoredWorkflow, ResolvedWorkflow], ...] = ()
+    prune: tuple[StoredWorkflow, ...] = ()
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What part of a tick produced (one cluster's workflows, or the invalid ones), and what
+    the tick folds them into before recording it."""
+
+    statuses: Mapping[str, WorkflowStatus] = field(default_factory=dict)
+    events: Mapping[str, tuple[Event, ...]] = field(default_factory=dict)
+    pruned: tuple[StoredWorkflow, ...] = ()
+    requeue_after: float | None = None  # seconds until something planned is due (a retry, a backoff's end)
+
+    @classmethod
+    def combine(cls, parts: Iterable[TickResult]) -> TickResult:
+        statuses: dict[str, WorkflowStatus] = {}
+        events: dict[str, tuple[Event, ...]] = {}
+        pruned: list[StoredWorkflow] = []
+        requeue: float | None = None
+        for part in parts:
+            statuses.update(part.statuses)
+            for uid, items in part.events.items():
+                events[uid] = (*events.get(uid, ()), *items)
+            pruned.extend(part.pruned)
+            requeue = _earliest(requeue, part.requeue_after)
+        return cls(statuses=statuses, events=events, pruned=tuple(pruned), requeue_after=requeue)
+
+
+@dataclass(frozen=True)
+class TickReport:
+    """What the loop needs to know of a tick: when to run the next one."""
+
+    requeue_after: float | None = None
 
 
 class Controller:
+    """The loop over one source and one store. ``connect`` opens the transport of each cluster
+    (with the spec and key the publisher hands out, in Kubernetes mode); clients are kept across
+    ticks and opened again after a fault."""
+
     def __init__(self, *, source: Source, store: Store, state_dir: Path, interval: float,
-                 publisher: Publisher | None = None) -> None:
+                 publisher: Publisher | None = None, connect: Connect = open_transport) -> None:
         self.source = source
         self.store = store
         self.publisher = publisher
+        self.connect = connect
         self.outputs_dir = state_dir / "outputs"
         self.interval = interval
         self.stop = threading.Event()
@@ -148,7 +197,8 @@ class Controller:
                     delay = min(delay, max(0.5, report.requeue_after))
             except Exception:  # the loop must outlive any one bad tick
                 failures += 1
-                delay = min(MAX_BACKOFF_SECONDS, self.interval * 2 ** failures)
+                # Twice the interval after the first failed tick, doubling up to the cap.
+                delay = backoff_delay(failures, base=2 * self.interval, cap=MAX_BACKOFF_SECONDS, jitter=NO_JITTER)
                 log.exception("tick failed; next attempt in %.0fs", delay)
             if once:
                 return 0 if failures == 0 else 1
@@ -179,75 +229,45 @@ class Controller:
         return None
 
     def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
+        for name in list(self._clients):
+            self._drop_client(name)
 
     # -- one tick ----------------------------------------------------------------------------
 
     def tick(self) -> TickReport:
-        now = datetime.now(timezone.utc)
-        report = TickReport()
-        try:
-            self._snapshot = self.source.read()
-        except SourceError as exc:
-            report.source_error = str(exc)
-            log.warning("cannot read %s: %s (keeping the last good state)", self.source.description, exc)
-        if self._snapshot is None:
-            return report
-        snapshot = self._snapshot
+        now = datetime.now(UTC)
+        snapshot = self._read_source()
+        if snapshot is None:
+            return TickReport()
         if self.publisher is not None:
             self.publisher.prepare(snapshot, self.store, now=now)
         active = {(w.namespace, w.name): w for w in self.store.active_workflows()}
+        desired = self._classify(snapshot, active)
+        invalid = self._invalid(desired, active, snapshot, now=now)
+        work = self._share_out(desired, active, snapshot, now=now)
+        result = TickResult.combine([invalid, *self._tick_clusters(desired.clusters, work, now=now)])
+        self._record(result, now=now)
+        return TickReport(requeue_after=result.requeue_after)
+
+    def _read_source(self) -> Snapshot | None:
+        """The source's content, or the last good one when it cannot be read (None before any)."""
+        try:
+            self._snapshot = self.source.read()
+        except SourceError as exc:
+            log.warning("cannot read %s: %s (keeping the last good state)", self.source.description, exc)
+        return self._snapshot
+
+    def _classify(self, snapshot: Snapshot, active: Mapping[tuple[str, str], StoredWorkflow]) -> DesiredState:
         desired = classify_desired(snapshot.load, active={key: w.source_file for key, w in active.items()})
         self._manifest_errors = list(desired.errors)
         for error in desired.errors:
             log.warning("%s", error)
+        return desired
 
+    def _invalid(self, desired: DesiredState, active: Mapping[tuple[str, str], StoredWorkflow], snapshot: Snapshot,
+                 *, now: datetime) -> TickResult:
+        """The Invalid status of every workflow whose manifest is broken."""
         statuses: dict[str, WorkflowStatus] = {}
-        events: dict[str, list[Event]] = {}
-        self._invalid(desired, active, snapshot, statuses, now=now)
-        groups: dict[str, list[tuple[StoredWorkflow, ResolvedWorkflow]]] = {}
-        for resolved in desired.valid:
-            meta = resolved.workflow.metadata
-            stored = self.store.upsert_workflow(
-                namespace=meta.namespace, name=meta.name, resource=resolved.workflow.to_wire(),
-                revision=snapshot.revision, source_file=resolved.location.file if resolved.location else None, now=now,
-                uid=meta.uid,
-            )
-            assert resolved.cluster is not None
-            groups.setdefault(resolved.cluster.metadata.name, []).append((stored, resolved))
-        pruned: dict[str, list[StoredWorkflow]] = {}
-        for identity in desired.prune:
-            stored = active[identity]
-            pruned.setdefault(_cluster_of(stored, desired), []).append(stored)
-        report.workflows = len(desired.valid) + len(desired.invalid)
-
-        removed: list[StoredWorkflow] = []
-        for name in sorted(set(groups) | set(pruned)):
-            cluster = desired.clusters.get(name)
-            if cluster is None:
-                for stored in pruned.get(name, []):
-                    log.warning("workflow %s/%s removed, but its cluster %r is no longer declared: its jobs are "
-                                "left as they are", stored.namespace, stored.name, name)
-                    self.store.mark_removed(stored.uid, now=now)
-                    removed.append(stored)
-                continue
-            requeue = self._tick_cluster(cluster, groups.get(name, []), pruned.get(name, []),
-                                              statuses, events, report, removed, now=now)
-            if requeue is not None:
-                report.requeue_after = min(requeue, report.requeue_after or requeue)
-            if self.stop.is_set():
-                break
-        for uid, items in events.items():
-            self.store.add_events(uid, items, now=now)
-        self.store.save_statuses(statuses)
-        if self.publisher is not None:
-            self.publisher.publish(statuses=statuses, events=events, pruned=removed, store=self.store)
-        return report
-
-    def _invalid(self, desired: DesiredState, active: dict[tuple[str, str], StoredWorkflow], snapshot: Snapshot,
-                 statuses: dict[str, WorkflowStatus], *, now: datetime) -> None:
         for invalid in desired.invalid:
             stored = active.get((invalid.namespace, invalid.name))
             if stored is None:
@@ -263,64 +283,130 @@ class Controller:
             generation = ((invalid.resource or {}).get("metadata") or {}).get("generation") or stored.generation
             statuses[stored.uid] = invalid_status(previous=stored.status, errors=invalid.messages,
                                                   generation=generation, revision=snapshot.revision, now=now)
+        return TickResult(statuses=statuses)
 
-    def _tick_cluster(
-        self,
-        cluster: SlurmCluster,
-        workflows: list[tuple[StoredWorkflow, ResolvedWorkflow]],
-        removed: list[StoredWorkflow],
-        statuses: dict[str, WorkflowStatus],
-        events: dict[str, list[Event]],
-        report: TickReport,
-        pruned: list[StoredWorkflow],
-        *,
-        now: datetime,
-    ) -> float | None:
+    def _share_out(self, desired: DesiredState, active: Mapping[tuple[str, str], StoredWorkflow],
+                   snapshot: Snapshot, *, now: datetime) -> dict[str, ClusterWork]:
+        """Each cluster's work: the valid workflows (recorded in the store) and those to prune."""
+        workflows: dict[str, list[tuple[StoredWorkflow, ResolvedWorkflow]]] = {}
+        for resolved in desired.valid:
+            meta = resolved.workflow.metadata
+            stored = self.store.upsert_workflow(
+                namespace=meta.namespace, name=meta.name, resource=resolved.workflow.to_wire(),
+                revision=snapshot.revision, source_file=resolved.location.file if resolved.location else None, now=now,
+                uid=meta.uid,
+            )
+            assert resolved.cluster is not None
+            workflows.setdefault(resolved.cluster.metadata.name, []).append((stored, resolved))
+        removed: dict[str, list[StoredWorkflow]] = {}
+        for identity in desired.prune:
+            stored = active[identity]
+            removed.setdefault(_cluster_of(stored, desired), []).append(stored)
+        return {name: ClusterWork(workflows=tuple(workflows.get(name, ())), prune=tuple(removed.get(name, ())))
+                for name in sorted(set(workflows) | set(removed))}
+
+    def _tick_clusters(self, clusters: Mapping[str, SlurmCluster], work: Mapping[str, ClusterWork], *,
+                       now: datetime) -> list[TickResult]:
+        results = []
+        for name, share in work.items():
+            cluster = clusters.get(name)
+            results.append(self._tick_cluster(cluster, share, now=now) if cluster is not None
+                           else self._forsake(name, share.prune, now=now))
+            if self.stop.is_set():
+                break
+        return results
+
+    def _record(self, result: TickResult, *, now: datetime) -> None:
+        """Save the tick's events and statuses, then publish them; a status the publisher could
+        not write is a StatusWriteFailed event (the next tick writes it again)."""
+        for uid, items in result.events.items():
+            self.store.add_events(uid, items, now=now)
+        self.store.save_statuses(result.statuses)
+        if self.publisher is None:
+            return
+        failed = self.publisher.publish(statuses=result.statuses, events=result.events, pruned=result.pruned,
+                                        store=self.store)
+        for uid, reason in failed.items():
+            stored = self.store.workflow_by_uid(uid)
+            name = f"{stored.namespace}/{stored.name}" if stored is not None else uid
+            log.warning("workflow %s: status not written (%s); the next tick writes it again", name, reason)
+            self.store.add_events(uid, [status_write_failed(reason)], now=now)
+
+    # -- one cluster -------------------------------------------------------------------------
+
+    def _tick_cluster(self, cluster: SlurmCluster, work: ClusterWork, *, now: datetime) -> TickResult:
+        """One cluster's part of the tick. Whatever goes wrong here stays here: the cluster is
+        backed off and its workflows marked, and the tick goes on with the next cluster."""
         name = cluster.metadata.name
-        backoff = self._backoff.setdefault(name, Backoff())
+        backoff = self._backoff.setdefault(name, Backoff(base=self.interval, cap=MAX_BACKOFF_SECONDS,
+                                                         jitter=CLUSTER_JITTER))
         if backoff.waiting:
-            report.unreachable[name] = "backing off"
-            return max(0.0, backoff.retry_at - time.monotonic())
-        client = self._client(cluster)
-        since = self._observation_start(name, workflows, now=now)
-        observation = client.observe(since=since, job_ids=self.store.unfinished_job_ids(name))
+            return TickResult(requeue_after=backoff.remaining())
+        try:
+            client = self._client(cluster)
+            return self._reconcile_cluster(cluster, client, work, backoff, now=now)
+        except Exception as exc:  # one cluster's fault must not stop the others
+            delay = backoff.failed()
+            self._drop_client(name)
+            if isinstance(exc, ClusterConnectionError | TransportError):  # set-up: the message says what to fix
+                reason = f"cannot connect to cluster {name}: {exc}"
+                log.warning("%s; next try in %.0fs", reason, delay)
+            else:
+                reason = f"unexpected {type(exc).__name__} on cluster {name}: {exc} (see the reconciler's log)"
+                log.error("cluster %s: its part of the tick failed; next try in %.0fs", name, delay, exc_info=exc)
+            return self._unreachable(cluster, work, reason, now=now)
+
+    def _reconcile_cluster(self, cluster: SlurmCluster, client: SlurmClient, work: ClusterWork, backoff: Backoff, *,
+                           now: datetime) -> TickResult:
+        """Observe the cluster once, plan its workflows, carry the plans out, prune."""
+        name = cluster.metadata.name
+        observation = client.observe(since=self._observation_start(name, work.workflows, now=now),
+                                     job_ids=self.store.unfinished_job_ids(name))
         view = client.view(observation)
-        if not (observation.queue_ok and observation.accounting_ok):
-            delay = backoff.failed(base=self.interval)
-            report.unreachable[name] = observation.error or "cannot be observed"
-            log.warning("cluster %s cannot be observed (%s); next look in %.0fs", name, observation.error, delay)
-        else:
-            backoff.succeeded()
+        self._judge(name, observation, backoff)
         jobs = observation.jobs_by_workflow()
-
-        desired: list[DesiredWorkflow] = []
-        resolved_by_uid: dict[str, ResolvedWorkflow] = {}
-        for stored, resolved in workflows:
+        for stored, _ in work.workflows:
             self.store.update_from_observation(stored.uid, jobs.get(stored.uid, []), now=now, cluster=name)
-            resolved_by_uid[stored.uid] = resolved
-            desired.append(DesiredWorkflow(
-                uid=stored.uid, resolved=resolved, generation=resolved.workflow.metadata.generation or stored.generation,
-                revision=stored.revision,
-                approvals=self.store.approvals(stored.uid), previous=stored.status,
-                observed=tuple(jobs.get(stored.uid, [])), records=tuple(self.store.attempts(stored.uid)),
-            ))
+        desired = [self._desired(stored, resolved, jobs.get(stored.uid, ())) for stored, resolved in work.workflows]
         plans = plan_cluster(desired, view=view, capacity=cluster.spec.capacity, now=now)
-        outcome = carry_out(plans, workflows=resolved_by_uid, client=client, store=self.store,
-                            outputs_dir=self.outputs_dir, stop=self.stop, now=now)
+        outcome = carry_out(plans, workflows={stored.uid: resolved for stored, resolved in work.workflows},
+                            client=client, store=self.store, outputs_dir=self.outputs_dir, stop=self.stop, now=now)
         if outcome.unavailable:
-            backoff.failed(base=self.interval)
-            report.unreachable[name] = outcome.unavailable
-        requeue = None
-        for plan in plans:
-            statuses[plan.uid] = adjust_status(plan.status, uid=plan.uid, outcome=outcome)
-            events[plan.uid] = [*plan.events, *outcome.events.get(plan.uid, [])]
-            if plan.requeue_after is not None:
-                requeue = min(plan.requeue_after, requeue if requeue is not None else plan.requeue_after)
-        if view.reachable:
-            pruned.extend(self._prune(removed, jobs, client, now=now))
-        return requeue
+            backoff.failed()
+        pruned = self._prune(work.prune, jobs, client, now=now) if view.reachable else ()
+        return _result(plans, outcome, pruned=pruned)
 
-    def _observation_start(self, cluster: str, workflows: list[tuple[StoredWorkflow, ResolvedWorkflow]], *,
+    @staticmethod
+    def _judge(name: str, observation: Observation, backoff: Backoff) -> None:
+        if observation.queue_ok and observation.accounting_ok:
+            backoff.succeeded()
+            return
+        delay = backoff.failed()
+        log.warning("cluster %s cannot be observed (%s); next look in %.0fs", name, observation.error, delay)
+
+    def _unreachable(self, cluster: SlurmCluster, work: ClusterWork, reason: str, *, now: datetime) -> TickResult:
+        """The status of a cluster's workflows when nothing could be done on it: planned against
+        a view that says it cannot be observed, and why, with no action carried out."""
+        name = cluster.metadata.name
+        view = ClusterView(name=name, reachable=False, accounting=False, error=reason)
+        try:
+            desired = [self._desired(stored, resolved, ()) for stored, resolved in work.workflows]
+            plans = plan_cluster(desired, view=view, capacity=cluster.spec.capacity, now=now)
+        except Exception:
+            log.exception("cluster %s: the status of its workflows cannot be worked out either; they keep their "
+                          "last status", name)
+            return TickResult()
+        return _result(plans, ClusterOutcome())
+
+    def _desired(self, stored: StoredWorkflow, resolved: ResolvedWorkflow,
+                 observed: Iterable[ObservedJob]) -> DesiredWorkflow:
+        return DesiredWorkflow(
+            uid=stored.uid, resolved=resolved, generation=resolved.workflow.metadata.generation or stored.generation,
+            revision=stored.revision, approvals=self.store.approvals(stored.uid), previous=stored.status,
+            observed=tuple(observed), records=tuple(self.store.attempts(stored.uid)),
+        )
+
+    def _observation_start(self, cluster: str, workflows: Iterable[tuple[StoredWorkflow, ResolvedWorkflow]], *,
                            now: datetime) -> datetime:
         """Where sacct's window starts: the oldest unfinished attempt, and the start of every run
         the store has no attempt of (a fresh or lost local state: its jobs are found by their
@@ -334,8 +420,9 @@ class Controller:
                 starts.append(resolved.workflow.metadata.creation_timestamp or stored.created_at)
         return min(starts) - timedelta(minutes=1)
 
-    def _prune(self, removed: list[StoredWorkflow], jobs: dict, client: SlurmClient, *,
-               now: datetime) -> list[StoredWorkflow]:
+    def _prune(self, removed: Iterable[StoredWorkflow], jobs: Mapping[str, list[ObservedJob]], client: SlurmClient,
+               *, now: datetime) -> list[StoredWorkflow]:
+        """Cancel the jobs of each removed workflow; those done with (the others wait a tick)."""
         done = []
         for stored in removed:
             try:
@@ -352,17 +439,53 @@ class Controller:
             log.info("pruned %s/%s", stored.namespace, stored.name)
         return done
 
+    def _forsake(self, cluster: str, removed: Iterable[StoredWorkflow], *, now: datetime) -> TickResult:
+        """Removed workflows whose cluster is no longer declared: forgotten, their jobs left alone."""
+        for stored in removed:
+            log.warning("workflow %s/%s removed, but its cluster %r is no longer declared: its jobs are left as they "
+                        "are", stored.namespace, stored.name, cluster)
+            self.store.mark_removed(stored.uid, now=now)
+        return TickResult(pruned=tuple(removed))
+
     def _client(self, cluster: SlurmCluster) -> SlurmClient:
         name = cluster.metadata.name
         client = self._clients.get(name)
         if client is not None and client.cluster.spec == cluster.spec:
             return client
-        if client is not None:
-            client.close()
+        self._drop_client(name)
         spec, key = self.publisher.connection(cluster) if self.publisher is not None else (cluster.spec, None)
-        client = SlurmClient(cluster, open_transport(spec, private_key=key))
+        client = SlurmClient(cluster, self.connect(spec, private_key=key))
         self._clients[name] = client
         return client
+
+    def _drop_client(self, name: str) -> None:
+        """Close a cluster's client, so the next tick connects afresh."""
+        client = self._clients.pop(name, None)
+        if client is None:
+            return
+        try:
+            client.close()
+        except Exception as exc:  # a connection that is already broken may fail to close
+            log.warning("cluster %s: closing its connection: %s", name, exc)
+
+
+def _result(plans: Iterable[WorkflowPlan], outcome: ClusterOutcome,
+            pruned: Iterable[StoredWorkflow] = ()) -> TickResult:
+    """A cluster's plans, as carried out, as its part of the tick."""
+    plans = list(plans)
+    events = {plan.uid: (*plan.events, *outcome.events.get(plan.uid, ())) for plan in plans}
+    return TickResult(
+        statuses={plan.uid: adjust_status(plan.status, uid=plan.uid, outcome=outcome) for plan in plans},
+        events={uid: items for uid, items in events.items() if items},
+        pruned=tuple(pruned),
+        requeue_after=min((plan.requeue_after for plan in plans if plan.requeue_after is not None), default=None),
+    )
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
 
 
 def _cluster_of(stored: StoredWorkflow, desired: DesiredState) -> str:
@@ -373,4 +496,3 @@ def _cluster_of(stored: StoredWorkflow, desired: DesiredState) -> str:
     if len(desired.clusters) == 1:
         return next(iter(desired.clusters))
     return ""
-

@@ -11,25 +11,35 @@ Called by the controller (the ``Publisher`` hooks) in Kubernetes mode. Guarantee
   uid, its last status), so deleting the operator's state loses nothing;
 * approvals come from the ``hpc.reconciler.dev/approve`` annotation (comma-separated tasks)
   as well as from ``approved: true`` in the spec;
-* SSH private keys are read from the Secret a SlurmCluster names, kept in memory, never logged.
+* a status, event or finalizer that cannot be written affects only its workflow: ``publish``
+  writes every other one and returns the statuses it could not write (each also posted as a
+  ``StatusWriteFailed`` event), and the next tick writes them again;
+* SSH private keys are read from the Secret a SlurmCluster names, kept in memory, never logged;
+  a Secret that is missing or holds no key is a :class:`ClusterConnectionError` that says what
+  to fix.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import contextlib
 import logging
-import random
 import time
-from datetime import datetime, timezone
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
+from urllib3.exceptions import HTTPError
 
 from ..api import API_VERSION, GROUP, VERSION, SlurmCluster, SlurmClusterSpec, WorkflowStatus
+from ..backoff import backoff_delay
 from ..core.plan import Event
+from ..engine.controller import ClusterConnectionError, status_write_failed
 from ..sources.base import Snapshot
 from ..store.database import Store, StoredWorkflow
 from .informer import custom_object
@@ -42,6 +52,12 @@ FINALIZER = f"{GROUP}/slurm-jobs"
 APPROVE_ANNOTATION = f"{GROUP}/approve"
 COMPONENT = "slurm-reconciler"
 CONFLICT_RETRIES = 10
+# Between two conflicting status writes: up to 50 ms, doubling to at most 1.6 s, drawn from the
+# whole range so that writers that collided once do not collide again.
+CONFLICT_BACKOFF_BASE = 0.05
+CONFLICT_BACKOFF_CAP = 1.6
+# What a call to the API server can fail with: its answer, or no answer at all.
+API_ERRORS = (ApiException, HTTPError, OSError)
 # Secret keys: kubernetes.io/ssh-auth's own, then a plain name.
 KEY_FIELDS = ("ssh-privatekey", "privateKey")
 KNOWN_HOSTS_FIELD = "known_hosts"
@@ -49,6 +65,12 @@ KNOWN_HOSTS_FIELD = "known_hosts"
 
 def _status_document(status: WorkflowStatus) -> dict[str, Any]:
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _api_error(exc: Exception) -> str:
+    if isinstance(exc, ApiException):
+        return f"{exc.status} {exc.reason}"
+    return f"the API server did not answer: {exc}"
 
 
 class KubernetesPublisher:
@@ -85,10 +107,9 @@ class KubernetesPublisher:
             if stored is None or stored.uid != uid or not stored.active:
                 self._adopt(obj, store, now=now)
             for task in _approvals(meta):
-                try:
+                # No active run (a Workflow being deleted): nothing left to approve.
+                with contextlib.suppress(KeyError):
                     store.approve(namespace, name, task, by=f"annotation {APPROVE_ANNOTATION}", now=now)
-                except KeyError:
-                    pass  # no active run (a Workflow being deleted): nothing left to approve
 
     def _adopt(self, obj: dict[str, Any], store: Store, *, now: datetime) -> None:
         """A run the local store does not know yet (new, or a lost state): recorded under the
@@ -119,20 +140,27 @@ class KubernetesPublisher:
                 GROUP, VERSION, meta.get("namespace", "default"), "workflows", meta["name"], patch,
                 _content_type="application/json-patch+json"))
             self.source.workflows.remember(updated)
-        except ApiException as exc:
-            if exc.status not in (404, 409, 422):
-                raise
-            log.info("%s: finalizers changed meanwhile (%s); next tick", origin("Workflow", obj), exc.status)
+        except API_ERRORS as exc:
+            if isinstance(exc, ApiException) and exc.status in (404, 409, 422):
+                log.info("%s: finalizers changed meanwhile (%s); next tick", origin("Workflow", obj), exc.status)
+            else:
+                # Only this workflow waits: the next tick, which sees it again, tries again.
+                log.warning("%s: finalizers not updated (%s); next tick tries again", origin("Workflow", obj),
+                            _api_error(exc))
 
     # -- after the tick ----------------------------------------------------------------------
 
-    def publish(self, *, statuses: dict[str, WorkflowStatus], events: dict[str, list[Event]],
-                pruned: list[StoredWorkflow], store: Store) -> None:
+    def publish(self, *, statuses: Mapping[str, WorkflowStatus], events: Mapping[str, Sequence[Event]],
+                pruned: Sequence[StoredWorkflow], store: Store) -> dict[str, str]:
+        failed: dict[str, str] = {}
         for uid, status in statuses.items():
             stored = store.workflow_by_uid(uid)
-            if stored is not None:
-                self._write_status(stored, _status_document(status))
-        for uid, items in events.items():
+            if stored is not None and (reason := self._write_status(stored, _status_document(status))):
+                failed[uid] = reason
+        posted = {uid: list(items) for uid, items in events.items()}
+        for uid, reason in failed.items():
+            posted.setdefault(uid, []).append(status_write_failed(reason))
+        for uid, items in posted.items():
             stored = store.workflow_by_uid(uid)
             obj = self.source.workflows.get(stored.namespace, stored.name) if stored else None
             if obj is not None and obj["metadata"]["uid"] == uid:
@@ -143,43 +171,54 @@ class KubernetesPublisher:
             if obj is not None and obj["metadata"]["uid"] == stored.uid and FINALIZER in (
                     obj["metadata"].get("finalizers") or []):
                 self._set_finalizers(obj, [f for f in obj["metadata"]["finalizers"] if f != FINALIZER])
-        self.metrics.tick(seconds=time.monotonic() - self._tick_started, statuses=statuses, events=events)
+        self.metrics.tick(seconds=time.monotonic() - self._tick_started, statuses=dict(statuses), events=posted)
+        return failed
 
-    def _write_status(self, stored: StoredWorkflow, document: dict[str, Any]) -> None:
+    def _write_status(self, stored: StoredWorkflow, document: dict[str, Any]) -> str | None:
+        """Write one workflow's status; why it could not be written, or None."""
+        try:
+            return self._replace_status(stored, document)
+        except API_ERRORS as exc:
+            return _api_error(exc)
+        except Exception as exc:  # one workflow's status must not keep the others from being written
+            log.exception("workflow %s/%s: writing its status failed", stored.namespace, stored.name)
+            return f"unexpected {type(exc).__name__}: {exc}"
+
+    def _replace_status(self, stored: StoredWorkflow, document: dict[str, Any]) -> str | None:
         obj = self.source.workflows.get(stored.namespace, stored.name)
         if obj is not None and (obj.get("status") == document or self._written.get(stored.uid) == (
                 document, obj.get("status"))):
-            return
-        for attempt in range(CONFLICT_RETRIES):
+            return None
+        for attempt in range(1, CONFLICT_RETRIES + 1):
             if obj is None or obj["metadata"]["uid"] != stored.uid:
-                return
+                return None  # the object is gone: nothing to write to
             body = {**obj, "status": document}
             try:
                 updated = custom_object(self.custom.replace_namespaced_custom_object_status(
                     GROUP, VERSION, stored.namespace, "workflows", stored.name, body))
                 self.source.workflows.remember(updated)
                 self._written[stored.uid] = (document, updated.get("status"))
-                return
+                return None
             except ApiException as exc:
                 if exc.status == 404:
-                    return
+                    return None
                 if exc.status != 409:
                     raise
                 self.metrics.conflicts.inc()
-                time.sleep(random.uniform(0, 0.05 * 2 ** min(attempt, 5)))
+                time.sleep(backoff_delay(attempt, base=CONFLICT_BACKOFF_BASE, cap=CONFLICT_BACKOFF_CAP,
+                                         jitter=(0.0, 1.0)))
                 try:
                     obj = custom_object(self.custom.get_namespaced_custom_object(
                         GROUP, VERSION, stored.namespace, "workflows", stored.name))
                 except ApiException as read_error:
                     if read_error.status == 404:
-                        return
+                        return None
                     raise
-        log.warning("workflow %s/%s: status still conflicting after %d tries; next tick", stored.namespace,
-                    stored.name, CONFLICT_RETRIES)
+        return f"409 Conflict: still conflicting after {CONFLICT_RETRIES} tries"
 
     def _event(self, obj: dict[str, Any], event: Event) -> None:
         meta = obj["metadata"]
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace", "default")},
@@ -193,9 +232,9 @@ class KubernetesPublisher:
         try:
             # The client serializes a dict body as it is; only its type hints ask for a CoreV1Event.
             self.core.create_namespaced_event(meta.get("namespace", "default"), cast(k8s.CoreV1Event, body))
-        except ApiException as exc:
+        except API_ERRORS as exc:
             # Events are for people; losing one must not stop the loop.
-            log.warning("could not record event %s on %s: %s", event.reason, origin("Workflow", obj), exc.reason)
+            log.warning("could not record event %s on %s: %s", event.reason, origin("Workflow", obj), _api_error(exc))
 
     # -- credentials -------------------------------------------------------------------------
 
@@ -204,19 +243,44 @@ class KubernetesPublisher:
         if spec.ssh is None or spec.ssh.key_secret_ref is None:
             return spec, None
         namespace = cluster.metadata.namespace
-        secret = self.core.read_namespaced_secret(spec.ssh.key_secret_ref, namespace)
-        data = secret.data or {}
+        data = self._secret_data(namespace, spec.ssh.key_secret_ref)
+        where = f"Secret {namespace}/{spec.ssh.key_secret_ref}"
         field = next((f for f in KEY_FIELDS if f in data), None)
         if field is None:
-            raise ValueError(f"Secret {namespace}/{spec.ssh.key_secret_ref} has no {' or '.join(KEY_FIELDS)} key")
-        key = base64.b64decode(data[field]).decode()
+            raise ClusterConnectionError(f"{where} has no {' or '.join(KEY_FIELDS)} key: put the SSH private key "
+                                         "under one of them")
+        try:
+            key = _decoded(data[field], what=f"{where}, key {field}").decode()
+        except UnicodeDecodeError:
+            raise ClusterConnectionError(f"{where}, key {field} does not hold a private key in text (OpenSSH or "
+                                         "PEM) form") from None
         if KNOWN_HOSTS_FIELD in data:
             # The transport checks host keys against a file; the pod's one writable place holds it.
             path = self.state_dir / "known_hosts" / f"{namespace}.{cluster.metadata.name}"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(base64.b64decode(data[KNOWN_HOSTS_FIELD]))
+            path.write_bytes(_decoded(data[KNOWN_HOSTS_FIELD], what=f"{where}, key {KNOWN_HOSTS_FIELD}"))
             spec = spec.model_copy(update={"ssh": spec.ssh.model_copy(update={"known_hosts_file": str(path)})})
         return spec, key
+
+    def _secret_data(self, namespace: str, name: str) -> dict[str, bytes | str]:
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except API_ERRORS as exc:
+            if isinstance(exc, ApiException) and exc.status == 404:
+                raise ClusterConnectionError(f"Secret {namespace}/{name} not found: create it or fix "
+                                             "spec.ssh.keySecretRef") from exc
+            if isinstance(exc, ApiException) and exc.status == 403:
+                raise ClusterConnectionError(f"Secret {namespace}/{name} cannot be read (403 Forbidden): the "
+                                             "operator's Role must grant get on secrets") from exc
+            raise ClusterConnectionError(f"Secret {namespace}/{name} cannot be read: {_api_error(exc)}") from exc
+        return dict(secret.data or {})
+
+
+def _decoded(value: bytes | str, *, what: str) -> bytes:
+    try:
+        return base64.b64decode(value)
+    except binascii.Error:
+        raise ClusterConnectionError(f"{what} is not valid base64") from None
 
 
 def _approvals(meta: dict[str, Any]) -> list[str]:
