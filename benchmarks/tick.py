@@ -17,7 +17,7 @@ from pathlib import Path
 from reconciler.api import Capacity, TaskPhase
 from reconciler.core.fingerprint import fingerprints
 from reconciler.manifests.loader import load_text
-from reconciler.core.observed import ClusterView, JobKey, ObservedJob
+from reconciler.core.observed import ClusterView, JobKey, JobOutcome, ObservedJob
 from reconciler.core.planner import DesiredWorkflow, plan_cluster
 from reconciler.manifests.resolve import resolve
 from reconciler.store.database import Store
@@ -73,12 +73,15 @@ def median(action: Callable[[], object], *, repeat: int = 5) -> float:
 def half_done_array(workflow, count: int) -> list[ObservedJob]:
     """The tile done, half the array succeeded element by element, the rest pending as one record."""
     fps = fingerprints(workflow.graph)
-    jobs = [ObservedJob(JobKey("tile", 1), "1", fps["tile"], None, TaskPhase.SUCCEEDED, exit_code=0)]
-    jobs += [ObservedJob(JobKey("process", 1, part), str(10 + part), fps["process"], (i,), TaskPhase.SUCCEEDED,
-                         exit_code=0, finished_at=NOW, core_hours=0.01)
+    jobs = [ObservedJob(key=JobKey("tile", 1), job_id="1", fingerprint=fps["tile"], indices=None,
+                        outcome=JobOutcome(phase=TaskPhase.SUCCEEDED, exit_code=0))]
+    element = JobOutcome(phase=TaskPhase.SUCCEEDED, exit_code=0, finished_at=NOW, core_hours=0.01)
+    jobs += [ObservedJob(key=JobKey("process", 1, part), job_id=str(10 + part), fingerprint=fps["process"],
+                         indices=(i,), outcome=element)
              for part in range(0, count, 1001) for i in range(part, min(part + 1001, count // 2))]
     pending = tuple(range(count // 2, count))
-    jobs.append(ObservedJob(JobKey("process", 1, 0), "10", fps["process"], pending, TaskPhase.SUBMITTED))
+    jobs.append(ObservedJob(key=JobKey("process", 1, 0), job_id="10", fingerprint=fps["process"], indices=pending,
+                            outcome=JobOutcome(phase=TaskPhase.SUBMITTED)))
     return jobs
 
 

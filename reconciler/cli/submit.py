@@ -132,7 +132,7 @@ def summarize(jobs: list[ObservedJob], *, elements: int) -> TaskProgress:
         return TaskProgress(TaskPhase.UNKNOWN, f"{detail}; {elements - sum(counts.values())} not reported yet")
     if set(counts) == {TaskPhase.SUCCEEDED}:
         return TaskProgress(TaskPhase.SUCCEEDED, detail)
-    first = next(j for j in jobs if j.phase is not TaskPhase.SUCCEEDED)
+    first = next(j.outcome for j in jobs if j.phase is not TaskPhase.SUCCEEDED)
     what = first.failure.value if first.failure else first.reason or first.phase.value
     exit_part = f", exit code {first.exit_code}" if first.exit_code else ""
     phase = TaskPhase.FAILED if TaskPhase.FAILED in counts else TaskPhase.CANCELLED

@@ -1,7 +1,15 @@
 """What the reconcile core knows about the world, as plain data.
 
-The controller builds these from one batched Slurm observation per cluster and from the
-store's attempt history; the core never sees a transport, a client or a database.
+The observed jobs are built by ``reconciler.slurm.observation`` from one batched squeue and sacct
+per cluster and tick; the attempt records by the store (``reconciler.store``) from the history of
+every submission. The core never sees a transport, a client or a database.
+
+How a job ended or stands is one value, ``JobOutcome``, held by whatever has one: an observed job,
+an attempt record (``None`` while nothing is known of it), a group of array elements in the store,
+and a sighting in the task-runs merge. It is composed into them rather than inherited because an
+outcome is a value that moves on its own: the merge takes it from either source unchanged, the
+store keeps one per group of elements that share no identity, and an attempt record may have none
+yet, which a subclass could only say by making every outcome's phase optional.
 """
 
 from __future__ import annotations
@@ -25,7 +33,25 @@ class JobKey:
     part: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class JobOutcome:
+    """How one job, or a group of array elements, ended or stands as Slurm last told it."""
+
+    phase: TaskPhase  # a live or final phase; UNKNOWN where Slurm does not say
+    failure: FailureKind | None = None  # what kind of failure a FAILED end was, for the retry policy
+    exit_code: int | None = None  # None until the job ended
+    reason: str | None = None  # Slurm's pending reason; a finished job keeps the last one it gave
+    node_list: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    core_hours: float = 0.0  # of a group of elements: the sum over them
+
+    @property
+    def done(self) -> bool:
+        return self.phase in DONE_PHASES
+
+
+@dataclass(frozen=True, kw_only=True)
 class ObservedJob:
     """One of the reconciler's Slurm jobs: a whole job, one array element, or array elements
     still pending together (``indices`` holds them all)."""
@@ -34,17 +60,15 @@ class ObservedJob:
     job_id: str  # the id to depend on, hold, release or cancel (the array's id for arrays)
     fingerprint: str | None
     indices: tuple[int, ...] | None  # task indices (chunk offset applied); None when not an array
-    phase: TaskPhase
-    failure: FailureKind | None = None
-    exit_code: int | None = None
-    reason: str | None = None
-    node_list: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    core_hours: float = 0.0
+    outcome: JobOutcome
+
+    @property
+    def phase(self) -> TaskPhase:
+        """The outcome's phase: all the planner needs of a job to know whether Slurm still has it."""
+        return self.outcome.phase
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AttemptRecord:
     """What the store remembers of a submission, for jobs Slurm no longer reports and for
     submissions whose outcome is not known yet (an intent recorded before ``sbatch``)."""
@@ -54,15 +78,13 @@ class AttemptRecord:
     indices: tuple[int, ...] | None
     job_id: str | None  # None: the intent was recorded but the submission not confirmed
     recorded_at: datetime
-    phase: TaskPhase | None = None  # last phase seen, None when never observed
-    failure: FailureKind | None = None
-    exit_code: int | None = None
-    reason: str | None = None
-    node_list: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    core_hours: float = 0.0
+    outcome: JobOutcome | None = None  # the last one seen; None when never observed
     cancelled_by_reconciler: bool = False
+
+    @property
+    def phase(self) -> TaskPhase | None:
+        """The last phase seen, None when never observed."""
+        return None if self.outcome is None else self.outcome.phase
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ the core can cancel them, and every attempt's core-hours count towards the bill.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from ..api import FailureKind, TaskPhase
-from .observed import LIVE_PHASES, AttemptRecord, JobKey, ObservedJob
+from .observed import LIVE_PHASES, AttemptRecord, JobKey, JobOutcome, ObservedJob
 
 # Slurm's pending reason (22.05) of a job whose dependency can never be satisfied; with
 # --kill-on-invalid-dep=yes such a job ends CANCELLED with it.
@@ -64,16 +64,106 @@ class TaskRuns:
 
 @dataclass(frozen=True)
 class _Sighting:
+    """One attempt's outcome for one element, as Slurm reported it or the history remembers it."""
+
     attempt: int
     job_id: str | None
-    phase: TaskPhase
-    failure: FailureKind | None
-    exit_code: int | None
-    reason: str | None
-    node_list: str | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    by_reconciler: bool
+    outcome: JobOutcome
+    by_reconciler: bool  # the reconciler cancelled the job
+
+    @property
+    def cancelled_by_dependency(self) -> bool:
+        """Slurm cancelled the job because a prerequisite failed (--kill-on-invalid-dep).
+
+        The reason is not always there to say so: on 22.05.8, sacct shows such a job as CANCELLED
+        with reason None for a moment before "Dependency" is written. A job that never got a node
+        and was not cancelled by the reconciler ended the same way, so it counts too (a pending job
+        someone cancelled by hand is then submitted again, as the declared state asks).
+        """
+        outcome = self.outcome
+        if outcome.phase is not TaskPhase.CANCELLED or self.by_reconciler:
+            return False
+        return (outcome.reason or "") in DEPENDENCY_REASONS or (outcome.reason is None and outcome.node_list is None)
+
+    @property
+    def failed(self) -> bool:
+        """A failure of this task. A job Slurm cancelled because its prerequisite failed is none:
+        it is submitted again against the prerequisite's retry."""
+        return self.outcome.phase is TaskPhase.FAILED or (
+            self.outcome.phase is TaskPhase.CANCELLED and not self.cancelled_by_dependency)
+
+    def failure(self) -> Failure:
+        outcome = self.outcome
+        return Failure(attempt=self.attempt, kind=outcome.failure, finished_at=outcome.finished_at,
+                       node_list=outcome.node_list, exit_code=outcome.exit_code)
+
+
+@dataclass
+class _Merge:
+    """What ``task_runs`` gathers from Slurm's report and the history before it sums up each
+    element: the observation first, so the history speaks only for what Slurm no longer shows."""
+
+    fingerprint: str
+    accounting: bool
+    sightings: dict[Index, list[_Sighting]] = field(default_factory=dict)
+    seen: dict[JobKey, set[Index]] = field(default_factory=dict)  # elements each observed key covered
+    core_hours: float = 0.0
+    obsolete: set[str] = field(default_factory=set)
+    last_attempt: int = 0
+    # Each attempt made for the current fingerprint, with the job ids it is known by.
+    current: dict[int, set[str]] = field(default_factory=dict)
+
+    def observe(self, job: ObservedJob) -> None:
+        self.last_attempt = max(self.last_attempt, job.key.attempt)
+        self.core_hours += job.outcome.core_hours
+        covered = job.indices if job.indices is not None else (None,)
+        self.seen.setdefault(job.key, set()).update(covered)
+        if job.fingerprint != self.fingerprint:
+            if job.phase in LIVE_PHASES:
+                self.obsolete.add(job.job_id)
+            return
+        self._sighted(covered, _Sighting(job.key.attempt, job.job_id, job.outcome, by_reconciler=False))
+
+    def recall(self, record: AttemptRecord) -> None:
+        covered = record.indices if record.indices is not None else (None,)
+        seen = self.seen.get(record.key, set())
+        unseen = [i for i in covered if i not in seen]
+        if not unseen:
+            return
+        outcome = record.outcome
+        if outcome is not None and outcome.phase not in LIVE_PHASES:
+            # Finished before this observation window: the history is the only witness, and its
+            # core-hours have not been counted from an observed job.
+            self.core_hours += outcome.core_hours * len(unseen) / max(1, len(covered))
+        elif record.job_id is None and self.accounting:
+            return  # an intent that never reached Slurm: nothing was submitted
+        else:
+            # Submitted (or maybe submitted), but Slurm does not say.
+            outcome = JobOutcome(phase=TaskPhase.UNKNOWN) if outcome is None else replace(
+                outcome, phase=TaskPhase.UNKNOWN)
+        self.last_attempt = max(self.last_attempt, record.key.attempt)
+        if record.fingerprint != self.fingerprint:
+            return
+        self._sighted(unseen, _Sighting(record.key.attempt, record.job_id, outcome,
+                                        by_reconciler=record.cancelled_by_reconciler))
+
+    def _sighted(self, indices: Iterable[Index], sighting: _Sighting) -> None:
+        job_ids = self.current.setdefault(sighting.attempt, set())
+        if sighting.job_id:
+            job_ids.add(sighting.job_id)
+        for index in indices:
+            self.sightings.setdefault(index, []).append(sighting)
+
+    def runs(self, indices: Iterable[Index]) -> TaskRuns:
+        newest = max(self.current, default=None)
+        return TaskRuns(
+            elements={index: _element(index, self.sightings.get(index, [])) for index in indices},
+            last_attempt=self.last_attempt,
+            current_attempts=len(self.current),
+            obsolete_live_jobs=tuple(sorted(self.obsolete)),
+            core_hours=self.core_hours,
+            latest_job_ids=tuple(sorted(self.current[newest])) if newest is not None else (),
+        )
 
 
 def task_runs(
@@ -90,107 +180,30 @@ def task_runs(
     finished jobs could be read this tick: when they could not, a submitted job that left the
     queue is Unknown, never done.
     """
-    observed = list(observed)
-    records = list(records)
-    sightings: dict[Index, list[_Sighting]] = {}
-    seen_keys: dict[JobKey, set[Index]] = {}
-    core_hours = 0.0
-    obsolete: set[str] = set()
-    last_attempt = 0
-    current: set[int] = set()
-    latest: dict[int, set[str]] = {}
-
+    merge = _Merge(fingerprint=fingerprint, accounting=accounting)
     for job in observed:
-        last_attempt = max(last_attempt, job.key.attempt)
-        core_hours += job.core_hours
-        covered = job.indices if job.indices is not None else (None,)
-        seen_keys.setdefault(job.key, set()).update(covered)
-        if job.fingerprint != fingerprint:
-            if job.phase in LIVE_PHASES:
-                obsolete.add(job.job_id)
-            continue
-        current.add(job.key.attempt)
-        latest.setdefault(job.key.attempt, set()).add(job.job_id)
-        for index in covered:
-            sightings.setdefault(index, []).append(_Sighting(
-                job.key.attempt, job.job_id, job.phase, job.failure, job.exit_code, job.reason, job.node_list,
-                job.started_at, job.finished_at, False,
-            ))
-
+        merge.observe(job)
     for record in records:
-        covered_by_record = record.indices if record.indices is not None else (None,)
-        unseen = [i for i in covered_by_record if i not in seen_keys.get(record.key, set())]
-        if not unseen:
-            continue
-        if record.phase is not None and record.phase not in LIVE_PHASES:
-            # Finished before this observation window: the history is the only witness, and its
-            # core-hours have not been counted from an observed job.
-            core_hours += record.core_hours * len(unseen) / max(1, len(covered_by_record))
-            phase = record.phase
-        elif record.job_id is None and accounting:
-            continue  # an intent that never reached Slurm: nothing was submitted
-        else:
-            phase = TaskPhase.UNKNOWN  # submitted (or maybe submitted), but Slurm does not say
-        last_attempt = max(last_attempt, record.key.attempt)
-        if record.fingerprint != fingerprint:
-            continue
-        current.add(record.key.attempt)
-        if record.job_id:
-            latest.setdefault(record.key.attempt, set()).add(record.job_id)
-        for index in unseen:
-            sightings.setdefault(index, []).append(_Sighting(
-                record.key.attempt, record.job_id, phase, record.failure, record.exit_code, record.reason,
-                record.node_list, record.started_at, record.finished_at, record.cancelled_by_reconciler,
-            ))
-
-    elements = {index: _element(index, sightings.get(index, [])) for index in indices}
-    newest = max(current) if current else None
-    return TaskRuns(
-        elements=elements,
-        last_attempt=last_attempt,
-        current_attempts=len(current),
-        obsolete_live_jobs=tuple(sorted(obsolete)),
-        core_hours=core_hours,
-        latest_job_ids=tuple(sorted(latest.get(newest, set()))) if newest is not None else (),
-    )
-
-
-def _cancelled_by_dependency(sighting: _Sighting) -> bool:
-    """Slurm cancelled the job because a prerequisite failed (--kill-on-invalid-dep).
-
-    The reason is not always there to say so: on 22.05.8, sacct shows such a job as CANCELLED
-    with reason None for a moment before "Dependency" is written. A job that never got a node
-    and was not cancelled by the reconciler ended the same way, so it counts too (a pending job
-    someone cancelled by hand is then submitted again, as the declared state asks).
-    """
-    if sighting.phase is not TaskPhase.CANCELLED or sighting.by_reconciler:
-        return False
-    return (sighting.reason or "") in DEPENDENCY_REASONS or (sighting.reason is None and sighting.node_list is None)
+        merge.recall(record)
+    return merge.runs(indices)
 
 
 def _element(index: Index, sightings: list[_Sighting]) -> Element:
     if not sightings:
         return Element(index=index, phase=TaskPhase.WAITING)
-    sightings.sort(key=lambda s: s.attempt)
-    # A job Slurm cancelled because its prerequisite failed is no failure of this task: it is
-    # submitted again against the prerequisite's retry.
-    failures = tuple(
-        Failure(s.attempt, s.failure, s.finished_at, s.node_list, s.exit_code)
-        for s in sightings
-        if s.phase is TaskPhase.FAILED or (s.phase is TaskPhase.CANCELLED and not _cancelled_by_dependency(s))
-    )
+    sightings = sorted(sightings, key=lambda s: s.attempt)
     last = sightings[-1]
     return Element(
         index=index,
-        phase=last.phase,
+        phase=last.outcome.phase,
         attempt=last.attempt,
         job_id=last.job_id,
-        reason=last.reason,
-        exit_code=last.exit_code,
-        started_at=min((s.started_at for s in sightings if s.started_at), default=None),
-        finished_at=last.finished_at,
-        failures=failures,
-        cancelled_by_dependency=_cancelled_by_dependency(last),
+        reason=last.outcome.reason,
+        exit_code=last.outcome.exit_code,
+        started_at=min((s.outcome.started_at for s in sightings if s.outcome.started_at), default=None),
+        finished_at=last.outcome.finished_at,
+        failures=tuple(s.failure() for s in sightings if s.failed),
+        cancelled_by_dependency=last.cancelled_by_dependency,
         submissions=len({s.attempt for s in sightings}),
-        tries=len({s.attempt for s in sightings if not _cancelled_by_dependency(s)}),
+        tries=len({s.attempt for s in sightings if not s.cancelled_by_dependency}),
     )

@@ -18,7 +18,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from ..api import TaskPhase
-from ..core.observed import DONE_PHASES, LIVE_PHASES, ClusterView, ObservedJob
+from ..core.observed import DONE_PHASES, LIVE_PHASES, ClusterView, JobOutcome, ObservedJob
 from .commands import ClusterLimits, JobRecord, PartitionInfo
 from .states import job_phase
 from .tags import JobTag, parse_tag
@@ -127,13 +127,15 @@ def _observed(record: JobRecord, tag: JobTag, *, now: datetime) -> ObservedJob:
         job_id=record.array_job_id or record.job_id,
         fingerprint=tag.fingerprint,
         indices=indices,
-        phase=phase,
-        failure=failure,
-        # sacct prints "0:0" for jobs that have not ended: that is no exit code yet.
-        exit_code=record.exit_code if phase in DONE_PHASES else None,
-        reason=record.reason,
-        node_list=record.node_list,
-        started_at=record.started_at,
-        finished_at=record.finished_at,
-        core_hours=core_hours,
+        outcome=JobOutcome(
+            phase=phase,
+            failure=failure,
+            # sacct prints "0:0" for jobs that have not ended: that is no exit code yet.
+            exit_code=record.exit_code if phase in DONE_PHASES else None,
+            reason=record.reason,
+            node_list=record.node_list,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            core_hours=core_hours,
+        ),
     )

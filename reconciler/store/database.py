@@ -38,14 +38,14 @@ from ..api import FailureKind, TaskPhase, WorkflowStatus
 from .array_outcomes import (
     MAX_ELEMENTS,
     Group,
-    Signature,
+    Groups,
     apply_to_groups,
     array_summary,
     decode_groups,
     encode_groups,
 )
 from ..core.indexranges import compress, expand
-from ..core.observed import DONE_PHASES, AttemptRecord, JobKey, ObservedJob
+from ..core.observed import AttemptRecord, JobKey, JobOutcome, ObservedJob
 from ..core.plan import Event
 from .encoding import canonical_json, from_iso, iso, iso_or_none
 from .rows import EventRow, WorkflowRow
@@ -231,85 +231,103 @@ def _stored(values: tuple) -> StoredWorkflow:
 
 # -- attempts ------------------------------------------------------------------------------------
 
-_ATTEMPT_COLUMNS = ("task, attempt, part, fingerprint, indices, resources, cluster, recorded_at, job_id, "
-                    "submitted_at, phase, failure, exit_code, reason, message, node_list, started_at, "
-                    "finished_at, core_hours, outcomes, done, cancelled_by_reconciler")
+# The columns of an attempt's outcome, named as ``JobOutcome``'s fields. An array's hold the
+# outcome that speaks for the whole attempt; each group's own is in the ``outcomes`` column.
+_OUTCOME_COLUMNS = ("phase", "failure", "exit_code", "reason", "node_list", "started_at", "finished_at", "core_hours")
+_ATTEMPT_COLUMNS = ", ".join(("task", "attempt", "part", "fingerprint", "indices", "resources", "cluster",
+                              "recorded_at", "job_id", "submitted_at", "message", "outcomes", "done",
+                              "cancelled_by_reconciler", *_OUTCOME_COLUMNS))
+
+
+def _outcome_columns(outcome: JobOutcome | None) -> dict[str, Any]:
+    """The outcome columns as written; all empty, with no core-hours, for an attempt never observed."""
+    if outcome is None:
+        return {**dict.fromkeys(_OUTCOME_COLUMNS), "core_hours": 0.0}
+    return {"phase": outcome.phase.value, "failure": outcome.failure.value if outcome.failure else None,
+            "exit_code": outcome.exit_code, "reason": outcome.reason, "node_list": outcome.node_list,
+            "started_at": iso_or_none(outcome.started_at), "finished_at": iso_or_none(outcome.finished_at),
+            "core_hours": outcome.core_hours}
+
+
+def _outcome_from_columns(phase: str | None, failure: str | None, exit_code: int | None, reason: str | None,
+                          node_list: str | None, started_at: str | None, finished_at: str | None,
+                          core_hours: float) -> JobOutcome | None:
+    if phase is None:
+        return None
+    return JobOutcome(phase=TaskPhase(phase), failure=FailureKind(failure) if failure else None,
+                      exit_code=exit_code, reason=reason, node_list=node_list, started_at=from_iso(started_at),
+                      finished_at=from_iso(finished_at), core_hours=core_hours)
 
 
 @dataclass(frozen=True)
 class _AttemptRow:
-    task: str
-    attempt: int
-    part: int
+    """One row of ``attempts`` as read, with its outcome columns as one value."""
+
+    key: JobKey
     fingerprint: str | None
-    indices: str | None
+    indices: str | None  # an array's task indices as ranges; None for a plain job
     resources: str
     cluster: str
-    recorded_at: str
+    recorded_at: datetime
     job_id: str | None
-    submitted_at: str | None
-    phase: str | None
-    failure: str | None
-    exit_code: int | None
-    reason: str | None
+    submitted_at: datetime | None
     message: str | None
-    node_list: str | None
-    started_at: str | None
-    finished_at: str | None
-    core_hours: float
-    outcomes: str | None
-    done: int
-    cancelled_by_reconciler: int
+    outcomes: str | None  # an array's groups (``reconciler.store.array_outcomes``)
+    done: bool
+    cancelled_by_reconciler: bool
+    outcome: JobOutcome | None
 
-    @property
-    def key(self) -> JobKey:
-        return JobKey(task=self.task, attempt=self.attempt, part=self.part)
+    @classmethod
+    def read(cls, values: tuple) -> _AttemptRow:
+        (task, attempt, part, fingerprint, indices, resources, cluster, recorded_at, job_id, submitted_at, message,
+         outcomes, done, cancelled, *outcome) = values
+        return cls(key=JobKey(task=task, attempt=attempt, part=part), fingerprint=fingerprint, indices=indices,
+                   resources=resources, cluster=cluster, recorded_at=datetime.fromisoformat(recorded_at),
+                   job_id=job_id, submitted_at=from_iso(submitted_at), message=message, outcomes=outcomes,
+                   done=bool(done), cancelled_by_reconciler=bool(cancelled), outcome=_outcome_from_columns(*outcome))
 
     def records(self) -> list[AttemptRecord]:
         """One record per group of elements with the same outcome, plus one for elements never
-        reported (phase None), so the core sees every finished element's final phase."""
+        reported (no outcome), so the core sees every finished element's final phase."""
         # What every record of this row shares; each adds what is known of its elements.
         base = AttemptRecord(key=self.key, fingerprint=self.fingerprint, indices=None, job_id=self.job_id,
-                             recorded_at=datetime.fromisoformat(self.recorded_at),
-                             cancelled_by_reconciler=bool(self.cancelled_by_reconciler))
+                             recorded_at=self.recorded_at, cancelled_by_reconciler=self.cancelled_by_reconciler)
         if self.indices is None:
-            return [replace(
-                base, phase=TaskPhase(self.phase) if self.phase else None,
-                failure=FailureKind(self.failure) if self.failure else None, exit_code=self.exit_code,
-                reason=self.reason, node_list=self.node_list, started_at=from_iso(self.started_at),
-                finished_at=from_iso(self.finished_at), core_hours=self.core_hours)]
-        groups = decode_groups(self.outcomes)
+            return [replace(base, outcome=self.outcome)]
         unseen = set(expand(self.indices, limit=MAX_ELEMENTS))
         records = []
-        for (phase, failure, exit_code, reason, node_list), group in groups.items():
+        for key, group in decode_groups(self.outcomes).items():
             unseen -= group.indices
-            records.append(replace(
-                base, indices=tuple(sorted(group.indices)), phase=TaskPhase(phase),
-                failure=FailureKind(failure) if failure else None, exit_code=exit_code, reason=reason,
-                node_list=node_list, started_at=group.started_at, finished_at=group.finished_at,
-                core_hours=group.core_hours))
+            records.append(replace(base, indices=tuple(sorted(group.indices)), outcome=group.outcome(key)))
         if unseen:
             records.append(replace(base, indices=tuple(sorted(unseen))))
         records.sort(key=lambda r: r.indices[0] if r.indices else 0)
         return records
 
     def history(self) -> dict[str, Any]:
-        groups = decode_groups(self.outcomes) if self.indices is not None else {}
-        states: dict[str, set[int]] = {}
-        for signature, group in groups.items():
-            states.setdefault(signature[0], set()).update(group.indices)
+        outcome = self.outcome or JobOutcome(phase=TaskPhase.UNKNOWN)
+        states = self._states()
         return {
-            "task": self.task, "attempt": self.attempt, "part": self.part, "fingerprint": self.fingerprint,
-            "cluster": self.cluster, "job_id": self.job_id, "indices": self.indices,
-            "resources": json.loads(self.resources), "recorded_at": from_iso(self.recorded_at),
-            "submitted_at": from_iso(self.submitted_at), "phase": self.phase, "failure": self.failure,
-            "exit_code": self.exit_code, "reason": self.reason, "message": self.message,
-            "node_list": self.node_list, "started_at": from_iso(self.started_at),
-            "finished_at": from_iso(self.finished_at), "core_hours": self.core_hours,
-            "cancelled_by_reconciler": bool(self.cancelled_by_reconciler),
+            "task": self.key.task, "attempt": self.key.attempt, "part": self.key.part,
+            "fingerprint": self.fingerprint, "cluster": self.cluster, "job_id": self.job_id, "indices": self.indices,
+            "resources": json.loads(self.resources), "recorded_at": self.recorded_at,
+            "submitted_at": self.submitted_at, "phase": self.outcome.phase.value if self.outcome else None,
+            "failure": outcome.failure.value if outcome.failure else None, "exit_code": outcome.exit_code,
+            "reason": outcome.reason, "message": self.message, "node_list": outcome.node_list,
+            "started_at": outcome.started_at, "finished_at": outcome.finished_at, "core_hours": outcome.core_hours,
+            "cancelled_by_reconciler": self.cancelled_by_reconciler,
             # Arrays: phase -> element ranges ("0-9,12"); None for a plain job.
-            "states": {p: compress(i) for p, i in sorted(states.items())} if self.indices is not None else None,
+            "states": None if states is None else {phase.value: ranges for phase, ranges in states.items()},
         }
+
+    def _states(self) -> dict[TaskPhase, str] | None:
+        """An array's element ranges per phase ("0-9,12")."""
+        if self.indices is None:
+            return None
+        states: dict[TaskPhase, set[int]] = {}
+        for key, group in decode_groups(self.outcomes).items():
+            states.setdefault(key.phase, set()).update(group.indices)
+        return {phase: compress(indices) for phase, indices in sorted(states.items())}
 
 
 # -- the store -----------------------------------------------------------------------------------
@@ -462,8 +480,7 @@ class Store:
                                        "finished_at": iso(now), "done": 1}
             if found.indices is not None:
                 universe = set(expand(found.indices, limit=MAX_ELEMENTS))
-                groups: dict[Signature, Group] = {
-                    (TaskPhase.FAILED.value, None, None, reason, None): Group(universe, finished_at=now)}
+                groups: Groups = {JobOutcome(phase=TaskPhase.FAILED, reason=reason): Group(universe, finished_at=now)}
                 columns["outcomes"] = encode_groups(groups)
             self._update_key(db, uid, key, **columns)
 
@@ -517,7 +534,7 @@ class Store:
 
     @staticmethod
     def _observed_columns(found: _AttemptRow, observed: list[ObservedJob]) -> dict[str, Any]:
-        newest = sorted(observed, key=lambda j: j.phase in DONE_PHASES)[-1]
+        newest = sorted(observed, key=lambda j: j.outcome.done)[-1]
         columns: dict[str, Any] = {}
         if found.job_id != newest.job_id:
             columns["job_id"] = newest.job_id
@@ -526,16 +543,14 @@ class Store:
         if found.indices is None and all(job.indices is None for job in observed):
             # A plain job: the latest report is the whole truth (Slurm may requeue it, so a
             # finished state can legitimately become pending again).
-            columns.update(
-                phase=newest.phase.value, failure=newest.failure.value if newest.failure else None,
-                exit_code=newest.exit_code, reason=newest.reason, node_list=newest.node_list,
-                started_at=iso_or_none(newest.started_at), finished_at=iso_or_none(newest.finished_at),
-                core_hours=newest.core_hours, done=int(newest.phase in DONE_PHASES))
+            columns.update(_outcome_columns(newest.outcome), done=int(newest.outcome.done))
             return columns
         universe = set(expand(found.indices, limit=MAX_ELEMENTS)) if found.indices else set()
         groups = decode_groups(found.outcomes)
         if apply_to_groups(groups, observed, universe):
-            columns.update(array_summary(groups, universe))
+            summary = array_summary(groups, universe)
+            columns.update(_outcome_columns(summary.outcome), outcomes=encode_groups(groups), done=int(summary.done),
+                           indices=compress(universe))
         return columns
 
     def mark_cancelled(self, uid: str, *, job_ids: Iterable[str]) -> None:
@@ -564,12 +579,12 @@ class Store:
         with self._lock:
             rows = self._db.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE uid = ? "
                                     "ORDER BY recorded_at, task, attempt, part", (uid,)).fetchall()
-        return [_AttemptRow(*values) for values in rows]
+        return [_AttemptRow.read(values) for values in rows]
 
     def _attempt_row(self, db: sqlite3.Connection, uid: str, key: JobKey) -> _AttemptRow | None:
         values = db.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE uid = ? AND task = ? AND attempt = ? "
                             "AND part = ?", (uid, key.task, key.attempt, key.part)).fetchone()
-        return None if values is None else _AttemptRow(*values)
+        return None if values is None else _AttemptRow.read(values)
 
     def _update_key(self, db: sqlite3.Connection, uid: str, key: JobKey, **columns: Any) -> None:
         assignments = ", ".join(f"{name} = ?" for name in columns)

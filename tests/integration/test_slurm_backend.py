@@ -115,8 +115,8 @@ def test_three_step_chain_runs_to_completion_with_native_dependencies(client: Sl
     assert queued["postprocess"].phase is TaskPhase.SUBMITTED
     # slurmctld states the pending reason once it has evaluated the job (reason None until then).
     [waiting] = wait_for(client, Submission(uid=submission.uid, jobs={"postprocess": submission.jobs["postprocess"]}),
-                         lambda jobs: len(jobs) == 1 and jobs[0].reason is not None, timeout=30)
-    assert waiting.phase is TaskPhase.SUBMITTED and waiting.reason == "Dependency"
+                         lambda jobs: len(jobs) == 1 and jobs[0].outcome.reason is not None, timeout=30)
+    assert waiting.phase is TaskPhase.SUBMITTED and waiting.outcome.reason == "Dependency"
 
     outcomes = follow_all(client, submission)
     assert {t: o.phase for t, o in outcomes.items()} == dict.fromkeys(submission.jobs, TaskPhase.SUCCEEDED)
@@ -151,7 +151,7 @@ def test_exit_code_three_is_a_failure_with_that_exit_code(client: SlurmClient):
     outcomes = follow_all(client, submission)
     assert outcomes["main"].phase is TaskPhase.FAILED
     [job] = wait_for(client, submission, lambda jobs: len(jobs) == 1 and jobs[0].phase in DONE_PHASES)
-    assert job.phase is TaskPhase.FAILED and job.failure is FailureKind.FAILED and job.exit_code == 3
+    assert job.phase is TaskPhase.FAILED and job.outcome.failure is FailureKind.FAILED and job.outcome.exit_code == 3
 
 
 def test_finished_jobs_are_observed_from_accounting(client: SlurmClient):
@@ -164,7 +164,7 @@ def test_finished_jobs_are_observed_from_accounting(client: SlurmClient):
     from_accounting = [r for r in observation.records if r.job_id == job_id and r.source == "sacct"]
     assert not from_queue and len(from_accounting) == 1
     [job] = [j for j in observation.jobs() if j.job_id == job_id]
-    assert job.phase is TaskPhase.SUCCEEDED and job.exit_code == 0 and job.core_hours >= 0
+    assert job.phase is TaskPhase.SUCCEEDED and job.outcome.exit_code == 0 and job.outcome.core_hours >= 0
     assert job.key.task == "main" and job.key.attempt == 1 and job.fingerprint
 
 
@@ -185,7 +185,7 @@ def test_hold_release_and_cancel(client: SlurmClient):
     wait_for(client, submission, lambda jobs: [j.phase for j in jobs] == [TaskPhase.RUNNING])
     client.cancel(submission.jobs["main"])
     [job] = wait_for(client, submission, lambda jobs: [j.phase for j in jobs] == [TaskPhase.CANCELLED])
-    assert job.failure is None
+    assert job.outcome.failure is None
     # Acting on a job that already ended is not an error: the next observation shows the truth.
     client.cancel(submission.jobs["main"])
     client.hold(submission.jobs["main"])
@@ -194,7 +194,7 @@ def test_hold_release_and_cancel(client: SlurmClient):
 def test_a_job_past_its_time_limit_times_out(timeout_submission):
     submission, client = timeout_submission
     [job] = wait_for(client, submission, lambda jobs: len(jobs) == 1 and jobs[0].phase in DONE_PHASES, timeout=180)
-    assert job.phase is TaskPhase.FAILED and job.failure is FailureKind.TIMEOUT
+    assert job.phase is TaskPhase.FAILED and job.outcome.failure is FailureKind.TIMEOUT
 
 
 def test_since_bounds_what_accounting_reports(client: SlurmClient):
@@ -211,4 +211,4 @@ def test_a_job_over_its_memory_request_is_out_of_memory(client: SlurmClient):
     submission = submit_workflow(resolved_from(one_task("hungry", hog).replace("memory: 50M", "memory: 20M"),
                                                client.cluster), client)
     [job] = wait_for(client, submission, lambda jobs: len(jobs) == 1 and jobs[0].phase in DONE_PHASES)
-    assert job.phase is TaskPhase.FAILED and job.failure is FailureKind.OUT_OF_MEMORY
+    assert job.phase is TaskPhase.FAILED and job.outcome.failure is FailureKind.OUT_OF_MEMORY

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from reconciler.api import Capacity, FailureKind, TaskPhase
 from reconciler.core.fingerprint import fingerprints
 from reconciler.manifests.loader import load_text
-from reconciler.core.observed import ClusterView, JobKey, ObservedJob
+from reconciler.core.observed import ClusterView, JobKey, JobOutcome, ObservedJob
 from reconciler.core.planner import DesiredWorkflow, plan_cluster
 from reconciler.manifests.resolve import resolve
 
@@ -42,8 +42,9 @@ def job(resolved_workflow, task: str, *, attempt: int = 1, phase: TaskPhase, job
     fp = fingerprint or fingerprints(resolved_workflow.graph)[task]
     return ObservedJob(
         key=JobKey(task, attempt, part), job_id=job_id or f"{100 + attempt}{task}", fingerprint=fp,
-        indices=tuple(indices) if indices is not None else None, phase=phase, failure=failure, exit_code=exit_code,
-        reason=reason, finished_at=finished, node_list=node_list, core_hours=core_hours,
+        indices=tuple(indices) if indices is not None else None,
+        outcome=JobOutcome(phase=phase, failure=failure, exit_code=exit_code, reason=reason, finished_at=finished,
+                           node_list=node_list, core_hours=core_hours),
     )
 
 

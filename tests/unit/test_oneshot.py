@@ -1,13 +1,13 @@
 """How ``reconciler submit --wait`` sums up a task from the jobs Slurm reports."""
 
 from reconciler.api import FailureKind, TaskPhase
-from reconciler.core.observed import JobKey, ObservedJob
+from reconciler.core.observed import JobKey, JobOutcome, ObservedJob
 from reconciler.cli.submit import summarize
 
 
 def element_jobs(phase: TaskPhase, indices, **extra) -> ObservedJob:
-    return ObservedJob(key=JobKey("tiles", 1), job_id="40", fingerprint="f", indices=tuple(indices), phase=phase,
-                       **extra)
+    return ObservedJob(key=JobKey("tiles", 1), job_id="40", fingerprint="f", indices=tuple(indices),
+                       outcome=JobOutcome(phase=phase, **extra))
 
 
 def test_an_array_is_done_only_when_every_element_is_reported():

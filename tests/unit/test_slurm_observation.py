@@ -47,22 +47,24 @@ def test_one_captured_tick_squeue_and_sacct_together():
     assert {j.key for j in tiles} == {JobKey("tiles", 1, 1000)}
     indices = sorted(i for j in tiles for i in j.indices)
     assert indices == list(range(1000, 1010))  # Slurm's 0-9 shifted by the tag's part
-    phase_of = {j.indices: (j.phase, j.failure, j.exit_code) for j in tiles}
+    phase_of = {j.indices: (j.phase, j.outcome.failure, j.outcome.exit_code) for j in tiles}
     assert phase_of[(1004,)] == (TaskPhase.FAILED, FailureKind.FAILED, 2)
     assert phase_of[(1000,)] == (TaskPhase.SUCCEEDED, None, 0)
     assert phase_of[(1008,)] == phase_of[(1009,)] == (TaskPhase.RUNNING, None, None)  # from squeue
-    assert sum(j.core_hours for j in tiles) == (8 * 15 + 2 * 9) / 3600
+    assert sum(j.outcome.core_hours for j in tiles) == (8 * 15 + 2 * 9) / 3600
 
     [irregular] = jobs["irregular"]
     assert (irregular.key, irregular.job_id, irregular.phase) == (JobKey("irregular", 3, 2000), "44", TaskPhase.HELD)
-    assert irregular.indices[:3] == (2000, 2002, 2005) and irregular.exit_code is None
+    assert irregular.indices[:3] == (2000, 2002, 2005) and irregular.outcome.exit_code is None
     [held] = jobs["held"]
-    assert (held.job_id, held.indices, held.phase, held.started_at) == ("26", None, TaskPhase.HELD, None)
+    assert (held.job_id, held.indices, held.phase, held.outcome.started_at) == ("26", None, TaskPhase.HELD, None)
     [exit3] = jobs["exit3"]
-    assert (exit3.key.attempt, exit3.phase, exit3.failure, exit3.exit_code) == (2, TaskPhase.FAILED, FailureKind.FAILED, 3)
+    assert (exit3.key.attempt, exit3.phase, exit3.outcome.failure, exit3.outcome.exit_code) == (
+        2, TaskPhase.FAILED, FailureKind.FAILED, 3)
     [slow] = jobs["slow"]
-    assert (slow.phase, slow.failure, slow.core_hours) == (TaskPhase.FAILED, FailureKind.TIMEOUT, 65 / 3600)
-    assert slow.fingerprint == "fp0123456789abcd" and slow.node_list == "dev1"
+    assert (slow.phase, slow.outcome.failure, slow.outcome.core_hours) == (
+        TaskPhase.FAILED, FailureKind.TIMEOUT, 65 / 3600)
+    assert slow.fingerprint == "fp0123456789abcd" and slow.outcome.node_list == "dev1"
 
 
 def test_pending_remainder_and_running_elements_in_one_squeue():
@@ -70,12 +72,12 @@ def test_pending_remainder_and_running_elements_in_one_squeue():
     tiles = sorted(jobs["tiles"], key=lambda j: j.indices)
     assert [(j.indices[:2], j.phase) for j in tiles] == [
         ((1000,), TaskPhase.RUNNING), ((1001,), TaskPhase.RUNNING), ((1002, 1003), TaskPhase.SUBMITTED)]
-    assert len(tiles[-1].indices) == 8 and tiles[-1].core_hours == 0
+    assert len(tiles[-1].indices) == 8 and tiles[-1].outcome.core_hours == 0
 
 
 def test_sacct_sees_what_squeue_no_longer_shows_cancelled_and_dependency_kills():
     jobs = by_task(observed_jobs(captured("sacct-jobs.txt", "sacct-cancelled.txt"), now=NOW))
-    assert jobs["dep2"][0].phase is TaskPhase.CANCELLED and jobs["dep2"][0].reason == "Dependency"
+    assert jobs["dep2"][0].phase is TaskPhase.CANCELLED and jobs["dep2"][0].outcome.reason == "Dependency"
     assert [j.phase for j in jobs["killed"]] == [TaskPhase.CANCELLED]
     # Array 44: the element split off by a hold and the remainder, each once.
     irregular = jobs["irregular"]
@@ -86,7 +88,7 @@ def test_squeue_wins_over_lagging_sacct_for_the_same_job():
     live = record(state="RUNNING")
     lagging = record(state="PENDING", source="sacct", started_at=None, elapsed_seconds=0)
     [job] = observed_jobs([lagging, live], now=NOW)
-    assert job.phase is TaskPhase.RUNNING and job.core_hours == 600 * 4 / 3600
+    assert job.phase is TaskPhase.RUNNING and job.outcome.core_hours == 600 * 4 / 3600
 
 
 def test_array_elements_merge_per_index():
@@ -112,7 +114,7 @@ def test_sacct_remainder_shrinks_to_what_nothing_else_covers():
 
 def test_running_job_without_time_used_counts_from_its_start():
     [job] = observed_jobs([record(elapsed_seconds=0)], now=NOW)
-    assert job.core_hours == 600 * 4 / 3600
+    assert job.outcome.core_hours == 600 * 4 / 3600
 
 
 def test_jobs_are_grouped_by_workflow_uid():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.api import FailureKind, TaskPhase, Workflow, WorkflowPhase, WorkflowStatus
-from reconciler.core.observed import JobKey, ObservedJob
+from reconciler.core.observed import JobKey, JobOutcome, ObservedJob
 from reconciler.core.plan import Event
 from reconciler.store.database import MAX_EVENTS, SCHEMA_VERSION, Store, state_dir_default
 from reconciler.core.taskruns import task_runs
@@ -42,9 +42,11 @@ def uid(store: Store) -> str:
 
 def observed(key: JobKey, phase: TaskPhase, *, job_id: str = "100", indices=None, failure=None, exit_code=None,
              reason=None, node_list=None, core_hours: float = 0.0, finished=None) -> ObservedJob:
-    return ObservedJob(key=key, job_id=job_id, fingerprint=FP, indices=indices, phase=phase, failure=failure,
-                       exit_code=exit_code, reason=reason, node_list=node_list, core_hours=core_hours,
-                       started_at=T0 if phase is not TaskPhase.SUBMITTED else None, finished_at=finished)
+    return ObservedJob(key=key, job_id=job_id, fingerprint=FP, indices=indices,
+                       outcome=JobOutcome(phase=phase, failure=failure, exit_code=exit_code, reason=reason,
+                                          node_list=node_list, core_hours=core_hours,
+                                          started_at=T0 if phase is not TaskPhase.SUBMITTED else None,
+                                          finished_at=finished))
 
 
 def runs(store: Store, uid: str, *, indices=(None,), observed_jobs=(), accounting: bool = True, task: str = "prep"):
