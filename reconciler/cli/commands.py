@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .output import describe, dump, resource, workflows_table
-from ..store.database import Store, state_dir_default
+from ..store.database import Store, StoredWorkflow, state_dir_default
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def get_workflows(*, state: str | None, selector: str | None, output: str) -> in
     return 0
 
 
-def _find(store: Store, name: str):
+def _find(store: Store, name: str) -> StoredWorkflow | None:
     namespace, _, short = name.rpartition("/")
     stored = store.workflow(namespace or "default", short)
     if stored is None:
@@ -124,7 +124,7 @@ def describe_workflow(*, state: str | None, name: str) -> int:
         if stored is None:
             return 1
         sys.stdout.write(describe(stored.as_row(), store.events(stored.uid, limit=20), now=now,
-                                        attempts=store.history(stored.uid)))
+                                  attempts=store.history(stored.uid)))
     return 0
 
 

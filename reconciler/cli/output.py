@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from ruamel.yaml import YAML
 
 from ..api import API_VERSION, TaskPhase, WorkflowStatus
-from ..store.rows import EventRow, WorkflowRow
+from ..store.rows import AttemptHistory, EventRow, WorkflowRow
 
 
 def age(since: datetime | None, now: datetime) -> str:
@@ -110,8 +109,16 @@ def dump(documents: dict | list, *, output: str) -> str:
 
 
 def describe(row: WorkflowRow, events: Sequence[EventRow], *, now: datetime,
-             attempts: Sequence[Mapping[str, Any]] = ()) -> str:
+             attempts: Sequence[AttemptHistory] = ()) -> str:
     status = row.status or WorkflowStatus()
+    sections = [_header(row, status, now=now), _conditions(status), _tasks(status)]
+    if attempts:
+        sections.append(_attempts(status, attempts))
+    sections += [_waiting(row, status), _events(events, now=now)]
+    return "".join(sections)
+
+
+def _header(row: WorkflowRow, status: WorkflowStatus, *, now: datetime) -> str:
     out = io.StringIO()
     out.write(f"Name:         {row.name}\nNamespace:    {row.namespace}\nUID:          {row.uid}\n")
     if row.labels:
@@ -120,10 +127,15 @@ def describe(row: WorkflowRow, events: Sequence[EventRow], *, now: datetime,
         out.write(f"Source:       {row.source_file}" + (f" @ {status.revision[:12]}" if status.revision else "") + "\n")
     out.write(f"Phase:        {status.phase.value}\nProgress:     {status.progress or ''}\n")
     out.write(f"Core-hours:   {status.core_hours:.4f}\nAge:          {age(row.created_at, now)}\n")
-    out.write("Conditions:\n")
-    for cond in status.conditions:
-        out.write(f"  {cond.type}={cond.status.value}  {cond.reason}: {cond.message}\n")
-    out.write("Tasks:\n")
+    return out.getvalue()
+
+
+def _conditions(status: WorkflowStatus) -> str:
+    return "Conditions:\n" + "".join(f"  {cond.type}={cond.status.value}  {cond.reason}: {cond.message}\n"
+                                      for cond in status.conditions)
+
+
+def _tasks(status: WorkflowStatus) -> str:
     rows = []
     for name, task in status.tasks.items():
         detail = task.reason or ""
@@ -132,39 +144,54 @@ def describe(row: WorkflowRow, events: Sequence[EventRow], *, now: datetime,
                 f"  {task.reason}" if task.reason else "")
         rows.append([name, task.phase.value, task.job_id or "-", str(task.attempts),
                      "-" if task.exit_code is None else str(task.exit_code), f"{task.core_hours:.4f}", detail])
-    out.write(_indent(table(["TASK", "PHASE", "JOB", "ATTEMPTS", "EXIT", "CORE-HOURS", "DETAIL"], rows)))
-    if attempts:
-        # In the order of the task table (the DAG's), each task's attempts oldest first.
-        order = {name: position for position, name in enumerate(status.tasks)}
-        ordered = sorted(attempts, key=lambda a: (order.get(a["task"], len(order)), a["attempt"], a.get("part") or 0))
-        out.write("Attempts:\n")
-        out.write(_indent(table(["TASK", "ATTEMPT", "JOB", "REQUESTED", "OUTCOME", "EXIT", "CORE-HOURS"],
-                                [_attempt_row(a) for a in ordered])))
+    return "Tasks:\n" + _indent(table(["TASK", "PHASE", "JOB", "ATTEMPTS", "EXIT", "CORE-HOURS", "DETAIL"], rows))
+
+
+def _attempts(status: WorkflowStatus, attempts: Sequence[AttemptHistory]) -> str:
+    # In the order of the task table (the DAG's), each task's attempts oldest first.
+    order = {name: position for position, name in enumerate(status.tasks)}
+    ordered = sorted(attempts, key=lambda a: (order.get(a.key.task, len(order)), a.key.attempt, a.key.part))
+    return "Attempts:\n" + _indent(table(["TASK", "ATTEMPT", "JOB", "REQUESTED", "OUTCOME", "EXIT", "CORE-HOURS"],
+                                         [_attempt_row(a) for a in ordered]))
+
+
+def _waiting(row: WorkflowRow, status: WorkflowStatus) -> str:
     waiting = awaiting_approval(status)
-    if waiting:
-        out.write("Waiting for a person:\n")
-        for task_name in waiting:
-            out.write(f"  reconciler approve {row.name} {task_name}\n")
-    out.write("Events:\n")
+    if not waiting:
+        return ""
+    return "Waiting for a person:\n" + "".join(f"  reconciler approve {row.name} {task}\n" for task in waiting)
+
+
+def _events(events: Sequence[EventRow], *, now: datetime) -> str:
     if not events:
-        out.write("  <none>\n")
-    else:
-        out.write(_indent(table(["AGE", "TYPE", "REASON", "MESSAGE"],
-                                [[age(e.at, now), e.type, e.reason, e.message] for e in events])))
-    return out.getvalue()
+        return "Events:\n  <none>\n"
+    return "Events:\n" + _indent(table(["AGE", "TYPE", "REASON", "MESSAGE"],
+                                       [[age(e.at, now), e.type, e.reason, e.message] for e in events]))
 
 
-def _attempt_row(attempt: Mapping[str, Any]) -> list[str]:
-    requested = attempt.get("resources") or {}
-    asked = " ".join(f"{key}={requested[key]}" for key in ("time", "memory", "cpus", "partition") if key in requested)
-    outcome = attempt.get("failure") or attempt.get("phase") or ("submitting" if not attempt.get("job_id") else "")
+# The parts of a request the attempts table shows, in this order.
+_REQUESTED = ("time", "memory", "cpus", "partition")
+
+
+def _attempt_row(attempt: AttemptHistory) -> list[str]:
+    requested = attempt.resources.model_dump(exclude_none=True)
+    asked = " ".join(f"{key}={requested[key]}" for key in _REQUESTED if key in requested)
+    outcome = attempt.outcome
+    return [f"{attempt.key.task}.p{attempt.key.part}" if attempt.key.part else attempt.key.task,
+            str(attempt.key.attempt), attempt.job_id or "-", asked or "-", _outcome_text(attempt),
+            "-" if outcome is None or outcome.exit_code is None else str(outcome.exit_code),
+            f"{outcome.core_hours if outcome else 0:.4f}"]
+
+
+def _outcome_text(attempt: AttemptHistory) -> str:
+    outcome = attempt.outcome
+    if outcome is None:
+        return "" if attempt.job_id else "submitting"
+    text = outcome.failure.value if outcome.failure else outcome.phase.value
     # A finished job keeps the last reason it waited for; only an unsuccessful end needs one.
-    if attempt.get("reason") and attempt.get("reason") != outcome and attempt.get("phase") != "Succeeded":
-        outcome = f"{outcome} ({attempt['reason']})"
-    part = f".p{attempt['part']}" if attempt.get("part") else ""
-    exit_code = attempt.get("exit_code")
-    return [f"{attempt['task']}{part}", str(attempt["attempt"]), attempt.get("job_id") or "-", asked or "-", outcome,
-            "-" if exit_code is None else str(exit_code), f"{attempt.get('core_hours') or 0:.4f}"]
+    if outcome.reason and outcome.reason != text and outcome.phase is not TaskPhase.SUCCEEDED:
+        text = f"{text} ({outcome.reason})"
+    return text
 
 
 def _indent(text: str) -> str:

@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..api import FailureKind, TaskPhase, WorkflowStatus
+from ..api import FailureKind, Resources, TaskPhase, WorkflowStatus
 from .array_outcomes import (
     MAX_ELEMENTS,
     Group,
@@ -48,7 +48,7 @@ from ..core.indexranges import compress, expand
 from ..core.observed import AttemptRecord, JobKey, JobOutcome, ObservedJob
 from ..core.plan import Event
 from .encoding import canonical_json, from_iso, iso, iso_or_none
-from .rows import EventRow, WorkflowRow
+from .rows import AttemptHistory, EventRow, WorkflowRow
 
 STATE_DB = "state.db"
 SCHEMA_VERSION = 1
@@ -304,21 +304,13 @@ class _AttemptRow:
         records.sort(key=lambda r: r.indices[0] if r.indices else 0)
         return records
 
-    def history(self) -> dict[str, Any]:
-        outcome = self.outcome or JobOutcome(phase=TaskPhase.UNKNOWN)
-        states = self._states()
-        return {
-            "task": self.key.task, "attempt": self.key.attempt, "part": self.key.part,
-            "fingerprint": self.fingerprint, "cluster": self.cluster, "job_id": self.job_id, "indices": self.indices,
-            "resources": json.loads(self.resources), "recorded_at": self.recorded_at,
-            "submitted_at": self.submitted_at, "phase": self.outcome.phase.value if self.outcome else None,
-            "failure": outcome.failure.value if outcome.failure else None, "exit_code": outcome.exit_code,
-            "reason": outcome.reason, "message": self.message, "node_list": outcome.node_list,
-            "started_at": outcome.started_at, "finished_at": outcome.finished_at, "core_hours": outcome.core_hours,
-            "cancelled_by_reconciler": self.cancelled_by_reconciler,
-            # Arrays: phase -> element ranges ("0-9,12"); None for a plain job.
-            "states": None if states is None else {phase.value: ranges for phase, ranges in states.items()},
-        }
+    def history(self) -> AttemptHistory:
+        return AttemptHistory(
+            key=self.key, fingerprint=self.fingerprint, cluster=self.cluster, job_id=self.job_id,
+            resources=Resources.model_validate(json.loads(self.resources)), recorded_at=self.recorded_at,
+            submitted_at=self.submitted_at, outcome=self.outcome, message=self.message,
+            cancelled_by_reconciler=self.cancelled_by_reconciler, indices=self.indices, states=self._states(),
+        )
 
     def _states(self) -> dict[TaskPhase, str] | None:
         """An array's element ranges per phase ("0-9,12")."""
@@ -571,8 +563,8 @@ class Store:
         with self._lock:
             return self._db.execute("SELECT 1 FROM attempts WHERE uid = ? LIMIT 1", (uid,)).fetchone() is not None
 
-    def history(self, uid: str) -> list[dict[str, Any]]:
-        """Attempt rows for ``describe``, oldest first: request, job id, states, times, core-hours."""
+    def history(self, uid: str) -> list[AttemptHistory]:
+        """Every submission of the workflow for ``describe``, oldest first: request, job id, outcome."""
         return [found.history() for found in self._attempt_rows(uid)]
 
     def _attempt_rows(self, uid: str) -> list[_AttemptRow]:

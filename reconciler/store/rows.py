@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..api import WorkflowStatus
+from ..api import Resources, TaskPhase, WorkflowStatus
+from ..core.observed import JobKey, JobOutcome
 
 
 @dataclass(frozen=True)
@@ -28,3 +29,23 @@ class EventRow:
     type: str
     reason: str
     message: str
+
+
+@dataclass(frozen=True)
+class AttemptHistory:
+    """One submission as ``describe`` lists it: what was asked, where, and how it went."""
+
+    key: JobKey
+    fingerprint: str | None
+    cluster: str
+    job_id: str | None  # None: the submission was never confirmed (or sbatch refused it)
+    resources: Resources  # the request as submitted
+    recorded_at: datetime
+    submitted_at: datetime | None
+    # None while nothing was observed; an array's is the outcome that speaks for it (see
+    # ``reconciler.store.array_outcomes.array_summary``).
+    outcome: JobOutcome | None
+    message: str | None  # why sbatch refused the submission
+    cancelled_by_reconciler: bool
+    indices: str | None  # an array's task indices as ranges ("0-9,12"); None for a plain job
+    states: dict[TaskPhase, str] | None  # an array's element ranges per phase; None for a plain job

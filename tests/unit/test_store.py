@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.api import FailureKind, TaskPhase, Workflow, WorkflowPhase, WorkflowStatus
+from reconciler.api import FailureKind, Resources, TaskPhase, Workflow, WorkflowPhase, WorkflowStatus
 from reconciler.core.observed import JobKey, JobOutcome, ObservedJob
 from reconciler.core.plan import Event
 from reconciler.store.database import MAX_EVENTS, SCHEMA_VERSION, Store, state_dir_default
@@ -189,8 +189,8 @@ def test_intent_confirm_observe_feeds_the_core(store: Store, uid: str):
     assert store.unfinished_job_ids("dev") == [] and store.oldest_unfinished_at("dev") is None
 
     [entry] = store.history(uid)
-    assert entry["job_id"] == "100" and entry["resources"] == {"cpus": 2} and entry["phase"] == "Succeeded"
-    assert entry["exit_code"] == 0 and entry["core_hours"] == 2.0 and entry["submitted_at"] == T0
+    assert entry.job_id == "100" and entry.resources == Resources(cpus=2) and entry.outcome.phase is TaskPhase.SUCCEEDED
+    assert entry.outcome.exit_code == 0 and entry.outcome.core_hours == 2.0 and entry.submitted_at == T0
 
 
 def test_intents_are_idempotent_rejections_fail_and_forgotten_intents_vanish(store: Store, uid: str):
@@ -215,8 +215,8 @@ def test_intents_are_idempotent_rejections_fail_and_forgotten_intents_vanish(sto
     result = runs(store, uid, indices=range(10), task="fan")
     assert {e.phase for e in result.elements.values()} == {TaskPhase.FAILED}
     assert result.elements[3].reason == "SubmitRejected"
-    [entry] = [h for h in store.history(uid) if h["task"] == "fan"]
-    assert (entry["message"], entry["job_id"], entry["states"]) == ("Invalid account", None, {"Failed": "0-9"})
+    [entry] = [h for h in store.history(uid) if h.key.task == "fan"]
+    assert (entry.message, entry.job_id, entry.states) == ("Invalid account", None, {TaskPhase.FAILED: "0-9"})
     assert store.unconfirmed_intents("dev") == 0
     with pytest.raises(KeyError):
         store.confirm_submission(uid, key=JobKey("prep", 9), job_id="1", now=T0)
@@ -288,8 +288,9 @@ def test_array_elements_with_mixed_outcomes(store: Store, uid: str):
     store.update_from_observation(uid, [observed(key, TaskPhase.SUCCEEDED, job_id="300", indices=(8, 9),
                                                  exit_code=0, core_hours=1.0, finished=end)], now=end)
     assert store.unfinished_job_ids("dev") == []
-    [entry] = [h for h in store.history(uid) if h["task"] == "fan"]
-    assert entry["states"] == {"Failed": "6-7", "Succeeded": "0-5,8-9"} and entry["phase"] == "Failed"
+    [entry] = [h for h in store.history(uid) if h.key.task == "fan"]
+    assert entry.states == {TaskPhase.FAILED: "6-7", TaskPhase.SUCCEEDED: "0-5,8-9"}
+    assert entry.outcome.phase is TaskPhase.FAILED
     store.update_from_observation(uid, [observed(key, TaskPhase.SUBMITTED, job_id="300", indices=(0,))], now=end)
     assert store.unfinished_job_ids("dev") == ["300"]
     assert runs(store, uid, indices=range(10), task="fan").core_hours == pytest.approx(4.0)

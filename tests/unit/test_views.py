@@ -1,8 +1,16 @@
 from datetime import timedelta
 
-from reconciler.api import TaskPhase, TaskStatus, WorkflowPhase, WorkflowStatus
+from reconciler.api import FailureKind, Resources, TaskPhase, TaskStatus, WorkflowPhase, WorkflowStatus
 from reconciler.cli.output import EventRow, WorkflowRow, age, describe, dump, resource, workflows_table
+from reconciler.core.observed import JobKey, JobOutcome
+from reconciler.store.rows import AttemptHistory
 from tests.unit.reconcile_world import T0
+
+
+def attempt(task: str, number: int, *, job_id: str, resources: Resources, outcome: JobOutcome) -> AttemptHistory:
+    return AttemptHistory(key=JobKey(task, number), fingerprint="f", cluster="dev", job_id=job_id, resources=resources,
+                          recorded_at=T0, submitted_at=T0, outcome=outcome, message=None, cancelled_by_reconciler=False,
+                          indices=None, states=None)
 
 
 def row(name: str, status: WorkflowStatus | None) -> WorkflowRow:
@@ -56,12 +64,12 @@ def test_describe_lists_attempts_in_dag_order_with_request_and_outcome():
     status = WorkflowStatus(phase=WorkflowPhase.SUCCEEDED, tasks={"simulate": TaskStatus(phase=TaskPhase.SUCCEEDED),
                                                                   "report": TaskStatus(phase=TaskPhase.SUCCEEDED)})
     attempts = [
-        {"task": "report", "attempt": 1, "job_id": "12", "resources": {"time": "00:05:00"}, "phase": "Succeeded",
-         "reason": "Dependency", "exit_code": 0, "core_hours": 0.01},
-        {"task": "simulate", "attempt": 2, "job_id": "11", "resources": {"time": "00:02:00", "memory": "1G"},
-         "phase": "Succeeded", "exit_code": 0, "core_hours": 0.5},
-        {"task": "simulate", "attempt": 1, "job_id": "10", "resources": {"time": "00:01:00", "memory": "1G"},
-         "phase": "Failed", "failure": "TIMEOUT", "exit_code": 0, "core_hours": 0.25},
+        attempt("report", 1, job_id="12", resources=Resources(time="00:05:00"),
+                outcome=JobOutcome(phase=TaskPhase.SUCCEEDED, reason="Dependency", exit_code=0, core_hours=0.01)),
+        attempt("simulate", 2, job_id="11", resources=Resources(time="00:02:00", memory="1G"),
+                outcome=JobOutcome(phase=TaskPhase.SUCCEEDED, exit_code=0, core_hours=0.5)),
+        attempt("simulate", 1, job_id="10", resources=Resources(time="00:01:00", memory="1G"),
+                outcome=JobOutcome(phase=TaskPhase.FAILED, failure=FailureKind.TIMEOUT, exit_code=0, core_hours=0.25)),
     ]
     text = describe(row("plan", status), [], now=T0, attempts=attempts)
     assert text.count("Attempts:") == 1
