@@ -11,18 +11,19 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from reconciler.api import Capacity, TaskPhase
 from reconciler.core.fingerprint import fingerprints
-from reconciler.manifests.loader import load_text
 from reconciler.core.observed import ClusterView, JobKey, JobOutcome, ObservedJob
 from reconciler.core.planner import DesiredWorkflow, plan_cluster
+from reconciler.manifests.loader import load_text
 from reconciler.manifests.resolve import resolve
 from reconciler.store.database import Store
 
-NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 CLUSTER = """\
 apiVersion: hpc.reconciler.dev/v1alpha1
 kind: SlurmCluster
@@ -103,17 +104,18 @@ def main() -> None:
     rows = []
     for count in (1_000, 30_000):
         text = tiles(count)
-        baseline = median(lambda: resolved(text))
+        baseline = median(partial(resolved, text))
         workflow = resolved(text)
         observed = half_done_array(workflow, count)
-        rows.append((f"{count}-tile array: one tick", median(lambda: tick(workflow, observed)) / baseline))
-        rows.append((f"{count}-tile array: store update and read", median(lambda: store_round_trip(observed),
-                                                                        repeat=3) / baseline))
+        rows.append((f"{count}-tile array: one tick", median(partial(tick, workflow, observed)) / baseline))
+        rows.append((f"{count}-tile array: store update and read",
+                     median(partial(store_round_trip, observed), repeat=3) / baseline))
     for width, depth in ((10, 10), (20, 50)):
         text = dag(width, depth)
-        baseline = median(lambda: resolved(text))
+        baseline = median(partial(resolved, text))
         workflow = resolved(text)
-        rows.append((f"{width * depth}-task DAG: one tick, nothing run yet", median(lambda: tick(workflow, [])) / baseline))
+        rows.append((f"{width * depth}-task DAG: one tick, nothing run yet",
+                     median(partial(tick, workflow, [])) / baseline))
     print("cost relative to loading and resolving the same manifest (median of repeated runs)")
     for name, ratio in rows:
         print(f"  {name:45} {ratio:6.2f}x")

@@ -11,11 +11,11 @@ import getpass
 import logging
 import signal
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from .output import describe, dump, resource, workflows_table
 from ..store.database import Store, StoredWorkflow, state_dir_default
+from .output import describe, dump, resource, workflows_table
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def _matches(labels: dict[str, str], selector: list[str]) -> bool:
 
 
 def get_workflows(*, state: str | None, selector: str | None, output: str) -> int:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     terms = [t.strip() for t in (selector or "").split(",") if t.strip()]
     with open_store(state_dir(state)) as store:
         rows = [w.as_row() for w in store.active_workflows() if _matches(w.labels, terms)]
@@ -104,7 +104,7 @@ def _find(store: Store, name: str) -> StoredWorkflow | None:
 
 
 def get_workflow(*, state: str | None, name: str, output: str) -> int:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with open_store(state_dir(state)) as store:
         stored = _find(store, name)
         if stored is None:
@@ -118,7 +118,7 @@ def get_workflow(*, state: str | None, name: str, output: str) -> int:
 
 
 def describe_workflow(*, state: str | None, name: str) -> int:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with open_store(state_dir(state)) as store:
         stored = _find(store, name)
         if stored is None:
@@ -144,6 +144,6 @@ def approve(*, state: str | None, name: str, task: str) -> int:
             print(f"Error: workflow {name} has no approval task {task!r} (approval tasks: "
                   f"{', '.join(approvals) or 'none'})", file=sys.stderr)
             return 1
-        store.approve(stored.namespace, stored.name, task, by=getpass.getuser(), now=datetime.now(timezone.utc))
+        store.approve(stored.namespace, stored.name, task, by=getpass.getuser(), now=datetime.now(UTC))
     print(f"workflow.hpc.reconciler.dev/{short} task {task} approved")
     return 0

@@ -27,7 +27,7 @@ def age(since: datetime | None, now: datetime) -> str:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+    lines = ["   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
              for row in [list(headers), *rows]]
     return "\n".join(lines) + "\n"
 

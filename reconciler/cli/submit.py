@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from ..api import TaskPhase, TaskType
 from ..core.fingerprint import fingerprints
@@ -29,7 +29,7 @@ class Submission:
     jobs: dict[str, list[str]] = field(default_factory=dict)  # task -> job ids (one per array chunk)
     elements: dict[str, int] = field(default_factory=dict)  # task -> array elements (1 for a plain job)
     blocked: dict[str, str] = field(default_factory=dict)  # task -> why it was not submitted
-    submitted_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    submitted_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 def new_uid() -> str:

@@ -35,6 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from ..api import FailureKind, Resources, TaskPhase, WorkflowStatus
+from ..core.indexranges import compress, expand
+from ..core.observed import AttemptRecord, JobKey, JobOutcome, ObservedJob
+from ..core.plan import Event
 from .array_outcomes import (
     MAX_ELEMENTS,
     Group,
@@ -44,9 +47,6 @@ from .array_outcomes import (
     decode_groups,
     encode_groups,
 )
-from ..core.indexranges import compress, expand
-from ..core.observed import AttemptRecord, JobKey, JobOutcome, ObservedJob
-from ..core.plan import Event
 from .encoding import canonical_json, from_iso, iso, iso_or_none
 from .rows import AttemptHistory, EventRow, WorkflowRow
 

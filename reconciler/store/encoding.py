@@ -10,7 +10,7 @@ comes back as a timezone-aware datetime; a naive datetime is refused. JSON writt
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -18,7 +18,7 @@ def iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment!r}: the store keeps UTC times only")
     # Fixed width (always microseconds) so the text sorts as the times do.
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def iso_or_none(moment: datetime | None) -> str | None:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from reconciler.api import Capacity, FailureKind, TaskPhase
 from reconciler.core.fingerprint import fingerprints
-from reconciler.manifests.loader import load_text
 from reconciler.core.observed import ClusterView, JobKey, JobOutcome, ObservedJob
 from reconciler.core.planner import DesiredWorkflow, plan_cluster
+from reconciler.manifests.loader import load_text
 from reconciler.manifests.resolve import resolve
 
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 CLUSTER = """\
 apiVersion: hpc.reconciler.dev/v1alpha1
 kind: SlurmCluster
@@ -30,7 +30,8 @@ def resolved(workflow_yaml: str):
 
 
 def view(**overrides) -> ClusterView:
-    base = dict(name="dev", reachable=True, accounting=True, partition_max_time={"debug": 3600}, default_partition="debug")
+    base = {"name": "dev", "reachable": True, "accounting": True, "partition_max_time": {"debug": 3600},
+            "default_partition": "debug"}
     base.update(overrides)
     return ClusterView(**base)
 

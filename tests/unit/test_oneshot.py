@@ -1,8 +1,8 @@
 """How ``reconciler submit --wait`` sums up a task from the jobs Slurm reports."""
 
 from reconciler.api import FailureKind, TaskPhase
-from reconciler.core.observed import JobKey, JobOutcome, ObservedJob
 from reconciler.cli.submit import summarize
+from reconciler.core.observed import JobKey, JobOutcome, ObservedJob
 
 
 def element_jobs(phase: TaskPhase, indices, **extra) -> ObservedJob:

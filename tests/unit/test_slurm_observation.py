@@ -1,7 +1,7 @@
 """From squeue and sacct records to the core's ObservedJobs, on output captured from Slurm 22.05."""
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from reconciler.api import FailureKind, TaskPhase
@@ -11,7 +11,7 @@ from reconciler.slurm.commands import ClusterLimits, JobRecord, PartitionInfo
 from reconciler.slurm.observation import cluster_view, observed_by_workflow, observed_jobs, queue_load
 
 DATA = Path(__file__).parent / "data" / "slurm-22.05"
-NOW = datetime.fromtimestamp(1795413440, tz=timezone.utc)
+NOW = datetime.fromtimestamp(1795413440, tz=UTC)
 TAG = "slurm-reconciler.v1:uid-1:tiles:1:0:fp"
 
 
@@ -24,9 +24,10 @@ def captured(*names: str) -> list[JobRecord]:
 
 
 def record(**fields) -> JobRecord:
-    base = dict(job_id="5", array_job_id=None, array_indices=None, state="RUNNING", reason=None, exit_code=None,
-                signal=None, node_list="n1", started_at=NOW - timedelta(minutes=10), finished_at=None,
-                elapsed_seconds=600, cpus=4, name="wf.tiles", comment=TAG, source="squeue")
+    base = {"job_id": "5", "array_job_id": None, "array_indices": None, "state": "RUNNING", "reason": None,
+            "exit_code": None, "signal": None, "node_list": "n1", "started_at": NOW - timedelta(minutes=10),
+            "finished_at": None, "elapsed_seconds": 600, "cpus": 4, "name": "wf.tiles", "comment": TAG,
+            "source": "squeue"}
     base.update(fields)
     return JobRecord(**base)
 
@@ -136,7 +137,8 @@ def test_cluster_view():
     partitions = c.parse_partitions((DATA / "scontrol-show-partition.txt").read_text())
     partitions.append(PartitionInfo(name="long", max_time_seconds=None, default=False, state="UP", total_cpus=1))
     view = cluster_view(name="dev", records_ok=True, accounting_ok=False, error="sacct: timed out",
-                        records=captured("squeue-running.txt"), limits=ClusterLimits(max_array_size=501, max_job_count=10),
+                        records=captured("squeue-running.txt"),
+                        limits=ClusterLimits(max_array_size=501, max_job_count=10),
                         partitions=partitions, submit_limit=40)
     assert view == ClusterView(name="dev", reachable=True, accounting=False, error="sacct: timed out",
                                queued_jobs=24 + 101 + 1 + 2 + 1, queued_cores=129, max_array_size=501,

@@ -13,8 +13,8 @@ import pytest
 from reconciler.api import FailureKind, Resources, TaskPhase, Workflow, WorkflowPhase, WorkflowStatus
 from reconciler.core.observed import JobKey, JobOutcome, ObservedJob
 from reconciler.core.plan import Event
-from reconciler.store.database import MAX_EVENTS, SCHEMA_VERSION, Store, state_dir_default
 from reconciler.core.taskruns import task_runs
+from reconciler.store.database import MAX_EVENTS, SCHEMA_VERSION, Store, state_dir_default
 from tests.unit.reconcile_world import T0
 
 FP = "fp-1"
@@ -278,7 +278,7 @@ def test_array_elements_with_mixed_outcomes(store: Store, uid: str):
     }
     result = runs(store, uid, indices=range(10), task="fan")
     phases = {i: e.phase for i, e in result.elements.items()}
-    assert phases == {**{i: TaskPhase.SUCCEEDED for i in range(6)}, 6: TaskPhase.FAILED, 7: TaskPhase.FAILED,
+    assert phases == {**dict.fromkeys(range(6), TaskPhase.SUCCEEDED), 6: TaskPhase.FAILED, 7: TaskPhase.FAILED,
                       8: TaskPhase.UNKNOWN, 9: TaskPhase.UNKNOWN}
     assert result.elements[6].failures[0].kind is FailureKind.OUT_OF_MEMORY
     assert result.elements[7].failures[0].node_list == "n2" and result.elements[7].failures[0].finished_at == end
