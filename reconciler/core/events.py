@@ -1,0 +1,65 @@
+"""The events a plan reports when a task or a workflow changes phase.
+
+Pure. Called by the planner once per task and once per workflow each tick; an event is emitted
+only on a change of phase (compared with the status stored by the previous tick), so a phase
+that holds for many ticks is reported once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..api import TaskPhase, TaskType, WorkflowPhase, WorkflowStatus
+from .plan import Event
+from .status import TaskDecision
+
+
+@dataclass(frozen=True)
+class _Announcement:
+    type: str  # Normal | Warning
+    reason: str
+    message: Callable[[str, TaskDecision], str]  # from the task's name and decision
+
+
+_TASK_ANNOUNCEMENTS: dict[TaskPhase, _Announcement] = {
+    TaskPhase.SUCCEEDED: _Announcement("Normal", "TaskSucceeded", lambda name, _: f"task {name} succeeded"),
+    TaskPhase.FAILED: _Announcement(
+        "Warning", "TaskFailed", lambda name, decision: f"task {name} failed: {decision.failure_summary()}"),
+    TaskPhase.RETRYING: _Announcement(
+        "Warning", "TaskRetrying", lambda name, decision: f"task {name} {decision.failure_summary()}; retrying"),
+    TaskPhase.AWAITING_APPROVAL: _Announcement(
+        "Normal", "AwaitingApproval", lambda name, _: f"task {name} is waiting for a person to approve it"),
+    TaskPhase.CANCELLED: _Announcement(
+        "Warning", "TaskCancelled", lambda name, _: f"task {name} was cancelled outside the reconciler"),
+    TaskPhase.QUEUED: _Announcement(
+        "Normal", "ClusterAtCapacity", lambda name, _: f"task {name} waits for the cluster's capacity"),
+}
+# An approval task that succeeds was approved: that is what its reader wants to hear.
+_APPROVED = _Announcement("Normal", "Approved", lambda name, _: f"task {name} was approved")
+
+
+def task_events(name: str, *, before: TaskPhase | None, decision: TaskDecision) -> tuple[Event, ...]:
+    """The event for a task that entered ``decision.phase`` this tick (``before`` is the phase
+    in the previous status, None when the task is new); phases nobody needs to hear of have none."""
+    if before is decision.phase:
+        return ()
+    approved = decision.phase is TaskPhase.SUCCEEDED and decision.task.type is TaskType.APPROVAL
+    announcement = _APPROVED if approved else _TASK_ANNOUNCEMENTS.get(decision.phase)
+    if announcement is None:
+        return ()
+    return (Event(announcement.type, announcement.reason, announcement.message(name, decision)),)
+
+
+_WORKFLOW_EVENTS = {
+    WorkflowPhase.SUCCEEDED: Event("Normal", "WorkflowSucceeded", "workflow succeeded"),
+    WorkflowPhase.FAILED: Event("Warning", "WorkflowFailed", "workflow failed"),
+}
+
+
+def workflow_events(*, previous: WorkflowStatus | None, status: WorkflowStatus) -> tuple[Event, ...]:
+    """The event for a workflow that ended this tick, one way or the other."""
+    if previous is not None and previous.phase == status.phase:
+        return ()
+    event = _WORKFLOW_EVENTS.get(status.phase)
+    return (event,) if event is not None else ()
