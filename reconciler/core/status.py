@@ -1,22 +1,24 @@
 """Status computation: task and workflow status, progress, core-hours and conditions.
 
 Pure. Called by the reconcile core after it has decided each task's phase, and for workflows
-whose manifest is broken (``invalid_status``).
+whose manifest is broken (``invalid_status``). A task's status is its decision's phase with a
+reason and message looked up by phase (``_REASONS``); a workflow's status counts its tasks'
+phases once (``_Tally``), derives the workflow's phase from them, then its kstatus conditions.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..api import ArrayStatus, Task, TaskPhase, TaskStatus, WorkflowPhase, WorkflowStatus
+from ..api import ArrayStatus, Condition, Task, TaskPhase, TaskStatus, WorkflowPhase, WorkflowStatus
+from ..manifests.resolve import ResolvedWorkflow
 from .conditions import READY, RECONCILING, STALLED, condition, merge_conditions
 from .indexranges import compress
-from .observed import LIVE_PHASES, ClusterView
-from ..manifests.resolve import ResolvedWorkflow
-from .taskruns import TaskRuns
+from .observed import DONE_PHASES, LIVE_PHASES, ClusterView
+from .taskruns import Element, TaskRuns
 
 CLUSTER_REACHABLE = "ClusterReachable"
 # Pending reasons (Slurm 22.05) that no amount of waiting clears: the request exceeds a limit.
@@ -32,6 +34,8 @@ PROGRESSING = frozenset({TaskPhase.WAITING, TaskPhase.QUEUED, TaskPhase.SUBMITTE
 
 @dataclass(frozen=True)
 class TaskDecision:
+    """One task's phase for this tick and the facts its status and events are told from."""
+
     phase: TaskPhase
     runs: TaskRuns
     fingerprint: str
@@ -53,68 +57,137 @@ class TaskDecision:
 
 
 def task_status(outcome: TaskDecision, *, now: datetime) -> TaskStatus:
-    elements = list(outcome.runs.elements.values())
-    phase = outcome.phase
+    elements = tuple(outcome.runs.elements.values())
     reason, message = _reason(outcome)
-    finished = [e.finished_at for e in elements if e.finished_at]
-    exit_codes = [e.exit_code for e in elements if e.exit_code is not None]
-    nonzero = [code for code in exit_codes if code != 0]
     status = TaskStatus(
-        phase=phase,
+        phase=outcome.phase,
         job_id=",".join(outcome.runs.latest_job_ids) or None,
         attempts=max((e.tries for e in elements), default=0),
-        exit_code=(nonzero[0] if nonzero else 0 if len(exit_codes) == len(elements) else None) if exit_codes else None,
+        exit_code=_exit_code(elements),
         reason=reason,
         message=message,
         started_at=min((e.started_at for e in elements if e.started_at), default=None),
-        finished_at=max(finished) if phase in (TaskPhase.SUCCEEDED, TaskPhase.FAILED, TaskPhase.CANCELLED)
-        and finished else None,
+        finished_at=_finished_at(outcome.phase, elements),
         core_hours=round(outcome.runs.core_hours, 6),
         fingerprint=outcome.fingerprint,
     )
     if outcome.task.array is not None:
-        by_phase: dict[str, list[int]] = {}
-        for element in elements:
-            by_phase.setdefault(element.phase.value, []).append(element.array_index)
-        status.array = ArrayStatus(
-            total=len(elements),
-            counts={name: len(indices) for name, indices in sorted(by_phase.items())},
-            indices={name: compress(indices) for name, indices in sorted(by_phase.items())},
-        )
+        status.array = _array_status(elements)
     return status
 
 
-def _reason(outcome: TaskDecision) -> tuple[str | None, str | None]:
-    phase = outcome.phase
-    elements = list(outcome.runs.elements.values())
-    if phase is TaskPhase.SUBMITTED or phase is TaskPhase.HELD:
-        reasons = Counter(e.reason for e in elements if e.phase in LIVE_PHASES and e.reason and e.reason != "None")
-        if reasons:
-            reason = reasons.most_common(1)[0][0]
-            return reason, f"Slurm: {reason}"
+def _exit_code(elements: Sequence[Element]) -> int | None:
+    """The first non-zero exit code; 0 only once every element exited 0; None while none exited."""
+    exit_codes = [e.exit_code for e in elements if e.exit_code is not None]
+    nonzero = [code for code in exit_codes if code != 0]
+    if nonzero:
+        return nonzero[0]
+    return 0 if exit_codes and len(exit_codes) == len(elements) else None
+
+
+def _finished_at(phase: TaskPhase, elements: Sequence[Element]) -> datetime | None:
+    """When the last element finished, for a task that has ended."""
+    if phase not in DONE_PHASES:
+        return None
+    return max((e.finished_at for e in elements if e.finished_at), default=None)
+
+
+def _array_status(elements: Sequence[Element]) -> ArrayStatus:
+    by_phase: dict[str, list[int]] = {}
+    for element in elements:
+        by_phase.setdefault(element.phase.value, []).append(element.array_index)
+    return ArrayStatus(
+        total=len(elements),
+        counts={name: len(indices) for name, indices in sorted(by_phase.items())},
+        indices={name: compress(indices) for name, indices in sorted(by_phase.items())},
+    )
+
+
+# A task status's reason and message; (None, None) where the phase says it all.
+Reason = tuple[str | None, str | None]
+
+
+def _reason(outcome: TaskDecision) -> Reason:
+    explain = _REASONS.get(outcome.phase)
+    return explain(outcome) if explain is not None else (None, None)
+
+
+def _slurm_reason(outcome: TaskDecision) -> Reason:
+    """Slurm's most common pending reason among the live elements."""
+    reasons = Counter(e.reason for e in outcome.runs.elements.values()
+                      if e.phase in LIVE_PHASES and e.reason and e.reason != "None")
+    if not reasons:
         return None, None
-    if phase is TaskPhase.FAILED or phase is TaskPhase.CANCELLED:
-        failed = next((e for e in elements if e.failures), None)
-        last = failed.failures[-1] if failed else None
-        if last is not None and last.kind is not None:
-            return last.kind.value, outcome.failure_summary()
-        return (failed.reason if failed and failed.reason else phase.value), outcome.failure_summary()
-    if phase is TaskPhase.RETRYING:
-        when = outcome.next_retry.isoformat() if outcome.next_retry else "now"
-        return "RetryBackoff", f"{outcome.failure_summary()}; next attempt at {when}"
-    if phase is TaskPhase.QUEUED:
-        return "ClusterAtCapacity", "waiting in the reconciler's queue until the cluster has room"
-    if phase is TaskPhase.AWAITING_APPROVAL:
-        return "WaitingForApproval", "a person has to approve this step"
-    if phase is TaskPhase.UNKNOWN:
-        if not outcome.view_reachable:
-            return "ClusterUnreachable", "the cluster cannot be observed; the job's outcome is not known yet"
-        return "JobNotFound", "submitted, but Slurm reports the job neither queued nor finished yet"
-    if phase is TaskPhase.SKIPPED:
-        return "UpstreamFailed", "a task this one depends on did not succeed"
-    if phase is TaskPhase.WAITING:
-        return ("Suspended", "the workflow is suspended") if outcome.suspended else (None, None)
-    return None, None
+    reason = reasons.most_common(1)[0][0]
+    return reason, f"Slurm: {reason}"
+
+
+def _failure_reason(outcome: TaskDecision) -> Reason:
+    """The failure kind of the first failed element, else Slurm's reason, else the phase."""
+    failed = next((e for e in outcome.runs.elements.values() if e.failures), None)
+    if failed is None:
+        return outcome.phase.value, outcome.failure_summary()
+    last = failed.failures[-1]
+    if last.kind is not None:
+        return last.kind.value, outcome.failure_summary()
+    return failed.reason or outcome.phase.value, outcome.failure_summary()
+
+
+def _retry_reason(outcome: TaskDecision) -> Reason:
+    when = outcome.next_retry.isoformat() if outcome.next_retry else "now"
+    return "RetryBackoff", f"{outcome.failure_summary()}; next attempt at {when}"
+
+
+def _unknown_reason(outcome: TaskDecision) -> Reason:
+    if not outcome.view_reachable:
+        return "ClusterUnreachable", "the cluster cannot be observed; the job's outcome is not known yet"
+    return "JobNotFound", "submitted, but Slurm reports the job neither queued nor finished yet"
+
+
+def _waiting_reason(outcome: TaskDecision) -> Reason:
+    return ("Suspended", "the workflow is suspended") if outcome.suspended else (None, None)
+
+
+def _fixed(reason: str, message: str) -> Callable[[TaskDecision], Reason]:
+    return lambda _: (reason, message)
+
+
+_REASONS: dict[TaskPhase, Callable[[TaskDecision], Reason]] = {
+    TaskPhase.SUBMITTED: _slurm_reason,
+    TaskPhase.HELD: _slurm_reason,
+    TaskPhase.FAILED: _failure_reason,
+    TaskPhase.CANCELLED: _failure_reason,
+    TaskPhase.RETRYING: _retry_reason,
+    TaskPhase.QUEUED: _fixed("ClusterAtCapacity", "waiting in the reconciler's queue until the cluster has room"),
+    TaskPhase.AWAITING_APPROVAL: _fixed("WaitingForApproval", "a person has to approve this step"),
+    TaskPhase.UNKNOWN: _unknown_reason,
+    TaskPhase.SKIPPED: _fixed("UpstreamFailed", "a task this one depends on did not succeed"),
+    TaskPhase.WAITING: _waiting_reason,
+}
+
+
+@dataclass(frozen=True)
+class _Tally:
+    """A workflow's task phases, counted the ways its status needs them."""
+
+    total: int
+    succeeded: int
+    broken: tuple[str, ...]  # failed or cancelled, sorted by name
+    progressing: tuple[str, ...]
+    awaiting_approval: tuple[str, ...]
+    started: bool  # some task got further than waiting, queued or skipped
+
+    @classmethod
+    def of(cls, phases: Mapping[str, TaskPhase]) -> _Tally:
+        not_started = (TaskPhase.WAITING, TaskPhase.QUEUED, TaskPhase.SKIPPED)
+        return cls(
+            total=len(phases),
+            succeeded=sum(1 for p in phases.values() if p is TaskPhase.SUCCEEDED),
+            broken=tuple(sorted(n for n, p in phases.items() if p in (TaskPhase.FAILED, TaskPhase.CANCELLED))),
+            progressing=tuple(n for n, p in phases.items() if p in PROGRESSING),
+            awaiting_approval=tuple(n for n, p in phases.items() if p is TaskPhase.AWAITING_APPROVAL),
+            started=any(p not in not_started for p in phases.values()),
+        )
 
 
 def workflow_status(
@@ -127,68 +200,94 @@ def workflow_status(
     revision: str | None,
     now: datetime,
 ) -> WorkflowStatus:
+    """The workflow's status: each task's, the workflow's phase, its kstatus conditions merged
+    with the previous ones, and when it started and finished."""
     tasks = {name: task_status(outcomes[name], now=now) for name in resolved.order}
-    phases = {name: status.phase for name, status in tasks.items()}
-    succeeded = sum(1 for p in phases.values() if p is TaskPhase.SUCCEEDED)
-    broken = sorted(n for n, p in phases.items() if p in (TaskPhase.FAILED, TaskPhase.CANCELLED))
-    progressing = [n for n, p in phases.items() if p in PROGRESSING]
-    waiting_for_person = [n for n, p in phases.items() if p is TaskPhase.AWAITING_APPROVAL]
-    started = any(p not in (TaskPhase.WAITING, TaskPhase.QUEUED, TaskPhase.SKIPPED) for p in phases.values())
-
-    if succeeded == len(phases):
-        phase = WorkflowPhase.SUCCEEDED
-    elif broken and not progressing:
-        phase = WorkflowPhase.FAILED
-    elif resolved.spec.suspend:
-        phase = WorkflowPhase.SUSPENDED
-    elif started:
-        phase = WorkflowPhase.RUNNING
-    else:
-        phase = WorkflowPhase.PENDING
-
-    stall = _unclearable_wait(tasks)
-    wanted = []
-    if phase is WorkflowPhase.SUCCEEDED:
-        wanted.append(condition(READY, True, "Succeeded", f"all {len(phases)} tasks succeeded", now=now,
-                                generation=generation))
-    else:
-        if phase is WorkflowPhase.FAILED:
-            ready = ("Failed", f"failed tasks: {', '.join(broken)}")
-        elif phase is WorkflowPhase.SUSPENDED:
-            ready = ("Suspended", "spec.suspend is true: nothing new is submitted and pending jobs are held")
-        elif not (view.reachable and view.accounting):
-            ready = ("ClusterUnreachable", view.error or f"cluster {view.name} cannot be observed")
-        elif waiting_for_person:
-            ready = ("AwaitingApproval", f"waiting for approval of: {', '.join(waiting_for_person)}")
-        else:
-            ready = ("Progressing", f"{succeeded}/{len(phases)} tasks succeeded")
-        wanted.append(condition(READY, False, *ready, now=now, generation=generation))
-        if phase in (WorkflowPhase.PENDING, WorkflowPhase.RUNNING):
-            wanted.append(condition(RECONCILING, True, ready[0], ready[1], now=now, generation=generation))
-        if phase is WorkflowPhase.FAILED:
-            wanted.append(condition(STALLED, True, "TaskFailed", ready[1], now=now, generation=generation))
-        elif stall is not None:
-            wanted.append(condition(STALLED, True, stall[0], stall[1], now=now, generation=generation))
-    if not (view.reachable and view.accounting):
-        wanted.append(condition(CLUSTER_REACHABLE, False, "ObservationFailed",
-                                view.error or f"cluster {view.name} cannot be observed", now=now, generation=generation))
+    tally = _Tally.of({name: status.phase for name, status in tasks.items()})
+    phase = _workflow_phase(tally, suspended=resolved.spec.suspend)
+    wanted = _conditions(phase, tally=tally, tasks=tasks, view=view, generation=generation, now=now)
     previous_conditions = previous.conditions if previous else []
-    started_at = previous.started_at if previous and previous.started_at else (now if started else None)
-    terminal = phase in (WorkflowPhase.SUCCEEDED, WorkflowPhase.FAILED)
+    started_at, finished_at = _times(phase, started=tally.started, previous=previous, now=now)
     return WorkflowStatus(
         observed_generation=generation,
         phase=phase,
         conditions=merge_conditions(previous_conditions, wanted, now=now),
-        progress=f"{succeeded}/{len(phases)}",
+        progress=f"{tally.succeeded}/{tally.total}",
         started_at=started_at,
-        finished_at=(previous.finished_at if previous and previous.finished_at else now) if terminal else None,
+        finished_at=finished_at,
         core_hours=round(sum(t.core_hours for t in tasks.values()), 6),
         revision=revision,
         tasks=tasks,
     )
 
 
+def _workflow_phase(tally: _Tally, *, suspended: bool) -> WorkflowPhase:
+    """Failed only once nothing is progressing any more, so independent branches finish first."""
+    if tally.succeeded == tally.total:
+        return WorkflowPhase.SUCCEEDED
+    if tally.broken and not tally.progressing:
+        return WorkflowPhase.FAILED
+    if suspended:
+        return WorkflowPhase.SUSPENDED
+    return WorkflowPhase.RUNNING if tally.started else WorkflowPhase.PENDING
+
+
+def _conditions(
+    phase: WorkflowPhase, *, tally: _Tally, tasks: Mapping[str, TaskStatus], view: ClusterView, generation: int,
+    now: datetime,
+) -> list[Condition]:
+    """Ready always; Reconciling and Stalled only while true; ClusterReachable only while false."""
+    if phase is WorkflowPhase.SUCCEEDED:
+        wanted = [condition(READY, True, "Succeeded", f"all {tally.total} tasks succeeded", now=now,
+                            generation=generation)]
+    else:
+        reason, message = _not_ready(phase, tally=tally, view=view)
+        wanted = [condition(READY, False, reason, message, now=now, generation=generation)]
+        if phase in (WorkflowPhase.PENDING, WorkflowPhase.RUNNING):
+            wanted.append(condition(RECONCILING, True, reason, message, now=now, generation=generation))
+        stall = ("TaskFailed", message) if phase is WorkflowPhase.FAILED else _unclearable_wait(tasks)
+        if stall is not None:
+            wanted.append(condition(STALLED, True, *stall, now=now, generation=generation))
+    if not _observable(view):
+        wanted.append(condition(CLUSTER_REACHABLE, False, "ObservationFailed", _unobservable(view), now=now,
+                                generation=generation))
+    return wanted
+
+
+def _not_ready(phase: WorkflowPhase, *, tally: _Tally, view: ClusterView) -> tuple[str, str]:
+    """Why a workflow that has not succeeded is not Ready, the most pressing reason first."""
+    if phase is WorkflowPhase.FAILED:
+        return "Failed", f"failed tasks: {', '.join(tally.broken)}"
+    if phase is WorkflowPhase.SUSPENDED:
+        return "Suspended", "spec.suspend is true: nothing new is submitted and pending jobs are held"
+    if not _observable(view):
+        return "ClusterUnreachable", _unobservable(view)
+    if tally.awaiting_approval:
+        return "AwaitingApproval", f"waiting for approval of: {', '.join(tally.awaiting_approval)}"
+    return "Progressing", f"{tally.succeeded}/{tally.total} tasks succeeded"
+
+
+def _observable(view: ClusterView) -> bool:
+    return view.reachable and view.accounting
+
+
+def _unobservable(view: ClusterView) -> str:
+    return view.error or f"cluster {view.name} cannot be observed"
+
+
+def _times(
+    phase: WorkflowPhase, *, started: bool, previous: WorkflowStatus | None, now: datetime
+) -> tuple[datetime | None, datetime | None]:
+    """When the workflow started (its first tick past waiting) and finished; both are kept once
+    set, so a later tick does not move them."""
+    started_at = previous.started_at if previous and previous.started_at else (now if started else None)
+    if phase not in (WorkflowPhase.SUCCEEDED, WorkflowPhase.FAILED):
+        return started_at, None
+    return started_at, previous.finished_at if previous and previous.finished_at else now
+
+
 def _unclearable_wait(tasks: Mapping[str, TaskStatus]) -> tuple[str, str] | None:
+    """The first task that waits for something only a change of its request can bring."""
     for name, status in tasks.items():
         if status.phase is TaskPhase.SUBMITTED and status.reason in UNCLEARABLE_REASONS:
             return status.reason, f"task {name} cannot start: Slurm says {status.reason}; change its request"
