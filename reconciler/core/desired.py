@@ -13,21 +13,22 @@ workflows the store holds as active. Guarantees, so bad input loses nothing:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..api import SlurmCluster
-from ..manifests.loader import LoadResult, ManifestError
+from ..manifests.loader import BrokenDocument, LoadResult, ManifestError
 from ..manifests.resolve import InvalidWorkflow, ResolvedWorkflow, resolve
 
 Identity = tuple[str, str]  # (namespace, name)
+Errors = tuple[ManifestError, ...]
 
 
 @dataclass(frozen=True)
 class Invalid:
     namespace: str
     name: str
-    errors: tuple[ManifestError, ...]
+    errors: Errors
     resource: dict | None = None  # the parsed resource, when the document itself was readable
 
     @property
@@ -46,35 +47,72 @@ class DesiredState:
 
 def classify_desired(load: LoadResult, *, active: Mapping[Identity, str | None]) -> DesiredState:
     """``active`` maps each active stored workflow to the file it was last read from."""
-    state = DesiredState()
     resolution = resolve(load.resources)
-    state.valid = list(resolution.workflows)
-    state.clusters = dict(resolution.clusters)
-    state.errors = list(resolution.errors)
-    invalid: dict[Identity, Invalid] = {}
-    for item in resolution.invalid:
-        invalid[_identity(item)] = Invalid(item.workflow.metadata.namespace, item.workflow.metadata.name,
-                                           item.errors, item.workflow.to_wire())
-    unreadable_files: dict[str, list[ManifestError]] = {}
-    for broken in load.broken:
-        if broken.kind == "Workflow" and broken.name:
-            key = (broken.namespace or "default", broken.name)
-            previous = invalid.get(key)
-            errors = (previous.errors if previous else ()) + broken.errors
-            invalid[key] = Invalid(key[0], key[1], errors, previous.resource if previous else None)
-        elif broken.kind is None or broken.name is None:
-            for error in broken.errors:
-                unreadable_files.setdefault(error.file, []).append(error)
-        else:
-            state.errors.extend(broken.errors)
-    for identity, source_file in active.items():
-        if identity not in invalid and source_file in unreadable_files:
-            invalid[identity] = Invalid(identity[0], identity[1], tuple(unreadable_files[source_file]))
-    state.errors.extend(e for errors in unreadable_files.values() for e in errors)
-    state.invalid = sorted(invalid.values(), key=lambda i: (i.namespace, i.name))
-    declared = {(w.workflow.metadata.namespace, w.workflow.metadata.name) for w in state.valid} | set(invalid)
-    state.prune = sorted(identity for identity in active if identity not in declared)
-    return state
+    broken = _BrokenDocuments.sort(load.broken)
+    invalid = _with_broken_workflows(
+        {_identity(item): Invalid(item.workflow.metadata.namespace, item.workflow.metadata.name, item.errors,
+                                  item.workflow.to_wire()) for item in resolution.invalid},
+        broken.workflows,
+    )
+    invalid.update(_hidden_by_unreadable_files(active, known=invalid, unreadable=broken.unreadable))
+    declared = {(w.workflow.metadata.namespace, w.workflow.metadata.name) for w in resolution.workflows} | set(invalid)
+    return DesiredState(
+        valid=list(resolution.workflows),
+        invalid=sorted(invalid.values(), key=lambda i: (i.namespace, i.name)),
+        prune=sorted(identity for identity in active if identity not in declared),
+        clusters=dict(resolution.clusters),
+        errors=[*resolution.errors, *broken.other,
+                *(error for errors in broken.unreadable.values() for error in errors)],
+    )
+
+
+@dataclass(frozen=True)
+class _BrokenDocuments:
+    """The documents that failed to load, sorted by what they stand for."""
+
+    workflows: tuple[tuple[Identity, Errors], ...]  # workflows whose identity could be read
+    unreadable: Mapping[str, Errors]  # by file: documents of no readable kind or name
+    other: Errors  # documents of another kind (clusters, templates)
+
+    @classmethod
+    def sort(cls, documents: Iterable[BrokenDocument]) -> _BrokenDocuments:
+        workflows: list[tuple[Identity, Errors]] = []
+        unreadable: dict[str, Errors] = {}
+        other: list[ManifestError] = []
+        for document in documents:
+            if document.kind == "Workflow" and document.name:
+                workflows.append(((document.namespace or "default", document.name), document.errors))
+            elif document.kind is None or document.name is None:
+                for error in document.errors:
+                    unreadable[error.file] = (*unreadable.get(error.file, ()), error)
+            else:
+                other.extend(document.errors)
+        return cls(workflows=tuple(workflows), unreadable=unreadable, other=tuple(other))
+
+
+def _with_broken_workflows(
+    invalid: Mapping[Identity, Invalid], broken: Iterable[tuple[Identity, Errors]]
+) -> dict[Identity, Invalid]:
+    """Each broken workflow document makes its workflow invalid, adding to the errors it has."""
+    result = dict(invalid)
+    for key, document_errors in broken:
+        previous = result.get(key)
+        errors = (previous.errors if previous else ()) + document_errors
+        result[key] = Invalid(key[0], key[1], errors, previous.resource if previous else None)
+    return result
+
+
+def _hidden_by_unreadable_files(
+    active: Mapping[Identity, str | None], *, known: Mapping[Identity, Invalid],
+    unreadable: Mapping[str, Errors],
+) -> dict[Identity, Invalid]:
+    """An active workflow last read from a file that cannot be parsed may still be declared
+    there: it is invalid with the file's errors, never pruned."""
+    return {
+        identity: Invalid(identity[0], identity[1], unreadable[source_file])
+        for identity, source_file in active.items()
+        if identity not in known and source_file is not None and source_file in unreadable
+    }
 
 
 def _identity(item: InvalidWorkflow) -> Identity:
