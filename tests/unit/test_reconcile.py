@@ -1,9 +1,9 @@
 """Table and step-the-world tests of the pure reconcile core: status and actions from plain data."""
 
-from reconciler.api import Capacity, FailureKind, TaskPhase, WorkflowPhase
+from reconciler.api import Capacity, FailureKind, TaskPhase, WorkflowPhase, WorkflowStatus
 from reconciler.core.observed import AttemptRecord, JobKey
 from reconciler.core.plan import Cancel, FetchOutputs, Hold, Release, Submit
-
+from reconciler.core.planner import DesiredWorkflow, plan_cluster
 from tests.unit.reconcile_world import T0, job, later, plan, resolved, view
 
 CHAIN = """\
@@ -45,6 +45,19 @@ def test_live_upstream_jobs_become_afterok_dependencies():
     [b, c] = submits(result)
     assert b.after_jobs == ("7",) and c.after_submits == (JobKey("b", 1),)
     assert phases(result)["a"] is TaskPhase.RUNNING
+
+
+def test_workflows_on_one_cluster_share_its_capacity_oldest_first():
+    older = resolved(CHAIN.replace("{name: chain}", "{name: zeta}"))
+    newer = resolved(CHAIN.replace("{name: chain}", "{name: alpha}"))
+    desired = [
+        DesiredWorkflow(uid="new", resolved=newer, generation=1),
+        DesiredWorkflow(uid="old", resolved=older, generation=1, previous=WorkflowStatus(started_at=T0)),
+    ]
+    plans = plan_cluster(desired, view=view(), capacity=Capacity(max_submitted_jobs=4), now=later(60))
+    assert [p.uid for p in plans] == ["old", "new"]
+    assert [len(submits(p)) for p in plans] == [3, 1]
+    assert phases(plans[1]) == {"a": TaskPhase.SUBMITTED, "b": TaskPhase.QUEUED, "c": TaskPhase.WAITING}
 
 
 def test_capacity_of_one_job_queues_the_rest():
@@ -210,7 +223,8 @@ def test_approval_blocks_until_approved():
     assert ("Approved", "task ok was approved") in [(e.reason, e.message) for e in approved.events]
     assert [s.key.task for s in submits(approved)] == ["z"]
     declared = resolved(APPROVAL.replace("type: approval,", "type: approval, approved: true,"))
-    assert [s.key.task for s in submits(plan(declared, observed=[job(declared, "a", phase=TaskPhase.SUCCEEDED)]))] == ["z"]
+    approved_up_front = plan(declared, observed=[job(declared, "a", phase=TaskPhase.SUCCEEDED)])
+    assert [s.key.task for s in submits(approved_up_front)] == ["z"]
 
 
 def test_a_changed_task_reruns_with_its_downstream_only():
