@@ -26,7 +26,7 @@ def time_to_seconds(value: str) -> int:
         day_part, value = value.split("-", 1)
         days = int(day_part)
         parts = [int(p) for p in value.split(":")]
-        hours, minutes, seconds = (parts + [0, 0])[:3]
+        hours, minutes, seconds = ([*parts, 0, 0])[:3]
     else:
         parts = [int(p) for p in value.split(":")]
         if len(parts) == 1:

@@ -95,9 +95,9 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from .submit import follow, submit_workflow
     from ..slurm.client import SlurmClient, SlurmError
     from ..slurm.transport import TransportError, open_transport
+    from .submit import follow, submit_workflow
 
     resolved = _load_workflow(args.source, args.workflow, require_cluster=True)
     if isinstance(resolved, str):
@@ -170,8 +170,8 @@ def _cmd_approve(args: argparse.Namespace) -> int:
 
 
 def _cmd_operator(args: argparse.Namespace) -> int:
-    from .commands import state_dir
     from ..kube.operator import run_operator
+    from .commands import state_dir
 
     return run_operator(namespace=None if args.all_namespaces else args.namespace, kubeconfig=args.kubeconfig,
                         state_dir=state_dir(args.state_dir), interval=args.interval, metrics_port=args.metrics_port,
@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = commands.add_parser("submit", help="submit every job of a workflow once, chained with Slurm dependencies")
     submit.add_argument("workflow", help="workflow name (or namespace/name)")
-    submit.add_argument("--source", required=True, metavar="PATH", help="manifest file or folder (with its SlurmCluster)")
+    submit.add_argument("--source", required=True, metavar="PATH",
+                        help="manifest file or folder (with its SlurmCluster)")
     submit.add_argument("--wait", action="store_true", help="follow the jobs until Slurm reports each one finished")
     submit.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="give up waiting after this")
     submit.set_defaults(func=_cmd_submit)

@@ -13,6 +13,7 @@ when associations are enforced), the cluster's registration, slurmctld, slurmd, 
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import secrets
@@ -185,7 +186,8 @@ class DevCluster:
         if not layout.host_key.exists():
             _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dev-cluster-host", "-f", str(layout.host_key)])
         if not layout.client_key.exists():
-            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dev-cluster-client", "-f", str(layout.client_key)])
+            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dev-cluster-client",
+                  "-f", str(layout.client_key)])
         _write(layout.authorized_keys, layout.client_key.with_suffix(".pub").read_text(), mode=0o600)
         host_public = layout.host_key.with_suffix(".pub").read_text().split()
         _write(layout.known_hosts, f"[127.0.0.1]:{ports.sshd} {host_public[0]} {host_public[1]}\n")
@@ -194,8 +196,8 @@ class DevCluster:
                    configs.cluster_manifest(layout, ports, transport=transport, user=self.user))
         if not (layout.mariadb_data / "mysql").exists():
             layout.mariadb_data.mkdir(parents=True, exist_ok=True)
-            _run(["mariadb-install-db", f"--defaults-file={layout.mariadb_conf}", "--auth-root-authentication-method=socket",
-                  "--skip-test-db"], timeout=120)
+            _run(["mariadb-install-db", f"--defaults-file={layout.mariadb_conf}",
+                  "--auth-root-authentication-method=socket", "--skip-test-db"], timeout=120)
         # sshd checks for its privilege separation directory even when it is not used.
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
         return changed
@@ -284,17 +286,13 @@ def _terminate(pid: int, *, grace: float = 15.0) -> None:
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         if _zombie(pid) or not Path(f"/proc/{pid}").exists():
             return
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _write(path: Path, text: str, *, mode: int = 0o644) -> bool:
@@ -315,7 +313,8 @@ def _run(argv: Sequence[str], *, env: dict[str, str] | None = None, timeout: flo
     except subprocess.TimeoutExpired as exc:
         raise DevClusterError(f"{argv[0]} did not finish within {timeout:.0f}s") from exc
     if done.returncode != 0:
-        raise DevClusterError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+        output = done.stderr.strip() or done.stdout.strip()
+        raise DevClusterError(f"{' '.join(argv)} failed ({done.returncode}): {output}")
     return done.stdout
 
 
@@ -370,16 +369,16 @@ def _sbin(name: str) -> str:
 
 
 DAEMONS: tuple[Daemon, ...] = (
-    Daemon("munged", lambda l: [_sbin("munged"), "--foreground", f"--key-file={l.munge_key}",
-                                f"--socket={l.munge_socket}", f"--pid-file={l.run / 'munged.daemon.pid'}",
-                                f"--log-file={l.log_file('munged')}", f"--seed-file={l.state / 'munged.seed'}",
+    Daemon("munged", lambda lay: [_sbin("munged"), "--foreground", f"--key-file={lay.munge_key}",
+                                f"--socket={lay.munge_socket}", f"--pid-file={lay.run / 'munged.daemon.pid'}",
+                                f"--log-file={lay.log_file('munged')}", f"--seed-file={lay.state / 'munged.seed'}",
                                 "--force"], _munge_ready),
-    Daemon("mariadb", lambda l: [_sbin("mariadbd"), f"--defaults-file={l.mariadb_conf}"], _database_ready),
-    Daemon("slurmdbd", lambda l: [_sbin("slurmdbd"), "-D"], _slurmdbd_ready),
-    Daemon("slurmctld", lambda l: [_sbin("slurmctld"), "-D", "-f", str(l.slurm_conf)], _slurmctld_ready),
-    Daemon("slurmd", lambda l: [_sbin("slurmd"), "-D", "-N", configs.NODE_NAME, "-f", str(l.slurm_conf)],
+    Daemon("mariadb", lambda lay: [_sbin("mariadbd"), f"--defaults-file={lay.mariadb_conf}"], _database_ready),
+    Daemon("slurmdbd", lambda lay: [_sbin("slurmdbd"), "-D"], _slurmdbd_ready),
+    Daemon("slurmctld", lambda lay: [_sbin("slurmctld"), "-D", "-f", str(lay.slurm_conf)], _slurmctld_ready),
+    Daemon("slurmd", lambda lay: [_sbin("slurmd"), "-D", "-N", configs.NODE_NAME, "-f", str(lay.slurm_conf)],
            _slurmd_ready),
-    Daemon("sshd", lambda l: [_sbin("sshd"), "-D", "-f", str(l.sshd_conf), "-E", str(l.log_file("sshd"))],
+    Daemon("sshd", lambda lay: [_sbin("sshd"), "-D", "-f", str(lay.sshd_conf), "-E", str(lay.log_file("sshd"))],
            _sshd_ready),
 )
 

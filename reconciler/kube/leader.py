@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from kubernetes import client as k8s
@@ -24,14 +24,14 @@ log = logging.getLogger(__name__)
 
 
 def _micro_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _parse(value: Any) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
@@ -72,21 +72,21 @@ class LeaderElector:
 
     def keep_renewing(self, on_lost: Callable[[], None]) -> None:
         def renew() -> None:
-            last_renewal = datetime.now(timezone.utc)
+            last_renewal = datetime.now(UTC)
             while not self._stop.wait(self.renew_seconds):
                 try:
                     if self._try_acquire_or_renew():
-                        last_renewal = datetime.now(timezone.utc)
+                        last_renewal = datetime.now(UTC)
                         continue
                     log.error("lease %s/%s taken over by another replica", self.namespace, self.name)
                 except ApiException as exc:
                     log.warning("renewing lease %s/%s: %s %s", self.namespace, self.name, exc.status, exc.reason)
-                    if datetime.now(timezone.utc) - last_renewal < timedelta(seconds=self.lease_seconds):
+                    if datetime.now(UTC) - last_renewal < timedelta(seconds=self.lease_seconds):
                         continue
                     log.error("lease %s/%s could not be renewed in time", self.namespace, self.name)
                 except Exception:  # a dropped connection: retried until the lease would expire
                     log.exception("renewing lease %s/%s", self.namespace, self.name)
-                    if datetime.now(timezone.utc) - last_renewal < timedelta(seconds=self.lease_seconds):
+                    if datetime.now(UTC) - last_renewal < timedelta(seconds=self.lease_seconds):
                         continue
                 on_lost()
                 return
@@ -98,7 +98,7 @@ class LeaderElector:
         self._stop.set()
 
     def _try_acquire_or_renew(self) -> bool:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         try:
             lease = self.api.read_namespaced_lease(self.name, self.namespace)
         except ApiException as exc:

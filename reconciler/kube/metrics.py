@@ -62,7 +62,7 @@ class Metrics:
         metrics = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 if self.path.split("?")[0] == "/metrics":
                     body, status, kind = generate_latest(metrics.registry), 200, CONTENT_TYPE_LATEST
                 elif self.path.split("?")[0] == "/healthz":

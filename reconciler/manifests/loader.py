@@ -8,6 +8,7 @@ arbitrary objects, expand an alias bomb, or read an unbounded file.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -116,20 +117,16 @@ class _Plain:
             result: dict[Any, Any] = {}
             for key, item in value.items():
                 child = (*path, str(key))
-                try:
+                with contextlib.suppress(KeyError, TypeError):
                     self.lines[child] = value.lc.key(key)[0] + 1
-                except (KeyError, TypeError):
-                    pass
                 result[key if isinstance(key, str) else str(key)] = self.convert(item, child)
             return result
         if isinstance(value, CommentedSeq):
             items = []
             for index, item in enumerate(value):
                 child = (*path, index)
-                try:
+                with contextlib.suppress(KeyError, TypeError, IndexError):
                     self.lines[child] = value.lc.item(index)[0] + 1
-                except (KeyError, TypeError, IndexError):
-                    pass
                 items.append(self.convert(item, child))
             return items
         if isinstance(value, str):
@@ -223,7 +220,8 @@ def _load_document(raw: Any, *, filename: str, index: int, start_line: int | Non
     model = KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
         return broken(
-            plain.line_of(("kind",), start_line), "kind", f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}", data
+            plain.line_of(("kind",), start_line), "kind",
+            f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}", data,
         )
     try:
         resource = model.model_validate(data)
@@ -312,6 +310,8 @@ def load_paths(paths: Iterable[Path], *, relative_to: Path | None = None) -> Loa
             result.extend(_single_error(str(root), "no such file or directory"))
             continue
         for path in manifest_files(root):
-            display = str(path.relative_to(relative_to)) if relative_to and path.is_relative_to(relative_to) else str(path)
+            display = str(path)
+            if relative_to is not None and path.is_relative_to(relative_to):
+                display = str(path.relative_to(relative_to))
             result.extend(load_file(path, display=display))
     return result

@@ -90,7 +90,8 @@ def instantiate(workflow: Workflow, template: WorkflowTemplate) -> WorkflowSpec:
         })
     except ValidationError as exc:
         raise TemplateError([
-            f"after substitution: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
+            f"after substitution: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False)
         ]) from exc
 
 

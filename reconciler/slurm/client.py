@@ -23,7 +23,7 @@ import posixpath
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..api import Resources, SlurmCluster, Task
@@ -184,7 +184,7 @@ class SlurmClient:
         on 22.05.8: for about a second after a job leaves squeue, sacct by id already has it but
         the time window does not.)
         """
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         records: list[JobRecord] = []
         errors: list[str] = []
         queue_ok = accounting_ok = True

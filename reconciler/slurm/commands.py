@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from enum import Enum
 
 from ..api.units import time_to_seconds
@@ -416,8 +416,8 @@ def _instant(text: str) -> datetime | None:
         return None
     try:
         if _DIGITS.fullmatch(text):
-            return None if int(text) == 0 else datetime.fromtimestamp(int(text), tz=timezone.utc)
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").astimezone(timezone.utc)
+            return None if int(text) == 0 else datetime.fromtimestamp(int(text), tz=UTC)
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").astimezone(UTC)
     except (ValueError, OverflowError, OSError):
         raise ValueError(f"unreadable time {text[:50]!r}") from None
 

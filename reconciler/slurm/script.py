@@ -126,7 +126,8 @@ def _body(*, workflow: str, namespace: str, task: Task, tag: JobTag, indices: tu
             if max(indices) >= len(items):
                 raise ValueError(f"task {task.name} has {len(items)} items, no index {max(indices)}")
             # Only this chunk's items, keyed by Slurm's array task id.
-            entries = " ".join(f"[{slurm}]={shlex.quote(items[index])}" for slurm, index in zip(slurm_indices, indices))
+            entries = " ".join(f"[{slurm}]={shlex.quote(items[index])}"
+                               for slurm, index in zip(slurm_indices, indices, strict=True))
             lines.append(f"RECONCILER_ITEMS=({entries})")
             lines.append('export TASK_ITEM="${RECONCILER_ITEMS[$SLURM_ARRAY_TASK_ID]}"')
             lines.append("unset RECONCILER_ITEMS")

@@ -96,10 +96,9 @@ class Wakeup:
         weakref.finalize(self, _close_all, self._reader, self._writer)
 
     def wake(self) -> None:
-        try:
+        # A full pipe holds earlier wakes: the loop is already awake.
+        with contextlib.suppress(BlockingIOError):
             os.write(self._writer, b"!")
-        except BlockingIOError:
-            pass  # the pipe is full of earlier wakes: already awake
 
     def wait(self, timeout: float) -> bool:
         if not self._poll.poll(max(0, int(timeout * 1000))):
@@ -164,7 +163,7 @@ class ChangeWatcher:
                 # Only the very first watch starts before any read; any later one starts after a
                 # gap in which changes went unseen, so it rings once in place.
                 self._watch(root, ring_when_ready=self._settled.is_set())
-            except Exception as exc:  # noqa: BLE001 - the thread must outlive any watch failure
+            except Exception as exc:
                 log.debug("watching %s failed: %s; watching again in %.0fs", root, exc, RETRY_SECONDS)
                 self._settled.set()
                 self._stop.wait(RETRY_SECONDS)

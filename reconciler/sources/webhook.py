@@ -83,13 +83,13 @@ class WebhookReceiver:
             sys_version = ""
             timeout = REQUEST_TIMEOUT  # a socket timeout: a stalled client cannot hold a thread
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 if self.path.split("?", 1)[0] == "/healthz":
                     self._answer(HTTPStatus.OK, "ok\n")
                 else:
                     self._answer(HTTPStatus.NOT_FOUND, "not found\n")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 route = self.path.split("?", 1)[0]
                 if route != HOOK_PATH and not route.startswith(HOOK_PATH + "/"):
                     self._answer(HTTPStatus.NOT_FOUND, "not found\n")
@@ -123,10 +123,10 @@ class WebhookReceiver:
                     return
                 self._answer(HTTPStatus.ACCEPTED, "accepted\n")
 
-            def do_PUT(self) -> None:  # noqa: N802
+            def do_PUT(self) -> None:
                 self._answer(HTTPStatus.NOT_FOUND, "not found\n")
 
-            do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_PUT  # noqa: N815
+            do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_PUT
 
             def _answer(self, status: HTTPStatus, text: str) -> None:
                 payload = text.encode()
@@ -142,7 +142,7 @@ class WebhookReceiver:
                 route = "/hook/..." if self.path.startswith(HOOK_PATH + "/") else self.path.split("?", 1)[0]
                 log.debug("%s %s %s from %s", self.command, route, code, self.client_address[0])
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base signature
+            def log_message(self, format: str, *args: object) -> None:
                 log.debug("webhook: " + format, *args)
 
         return Handler

@@ -1,5 +1,6 @@
 """What kube-apiserver does to an object between receiving it and storing it: decoding (type
-checks, pruning, defaulting), ObjectMeta validation, the built-in types' own preparation and validation, and the two views of Events.
+checks, pruning, defaulting), ObjectMeta validation, the built-in types' own preparation and
+validation, and the two views of Events.
 
 Called by storage on every write, after pruning and defaulting. Guarantees, as the real registry
 strategies do:
@@ -26,7 +27,7 @@ import base64
 import copy
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from . import schema
@@ -185,7 +186,7 @@ def _render_time(value: Any, micro: bool) -> Any:
     when = parse_time(value)
     if when is None:
         return value
-    when = when.astimezone(timezone.utc) if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -198,7 +199,7 @@ def _rerender(obj: JSON, path: tuple[str, ...], micro: bool) -> None:
 
 
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- Events: two views of one object ----------------------------------------------------------------

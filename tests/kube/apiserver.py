@@ -29,6 +29,7 @@ conversion between versions), and no controllers beyond the namespace and CRD-cl
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -87,10 +88,8 @@ class ApiServer:
             self._httpd.shutdown()
             self._httpd.server_close()
         for conn in list(self.connections):
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
 

@@ -309,7 +309,7 @@ def _operation(
         types = ["application/json-patch+json", "application/merge-patch+json"]
         if not rt.custom:
             types.append("application/strategic-merge-patch+json")
-        op["requestBody"] = {"content": {t: patch_schema for t in types}, "required": True}
+        op["requestBody"] = {"content": dict.fromkeys(types, patch_schema), "required": True}
     elif body:
         op["requestBody"] = {"content": {"*/*": {"schema": {"$ref": _REF + str(body)}}}, "required": True}
     if action in ("post", "put"):
@@ -339,18 +339,18 @@ def _paths(rt: ResourceType) -> dict[str, JSON]:
                 f"{META}.Status",
                 body=f"{META}.DeleteOptions",
             ),
-            "parameters": scope_params + [_param("pretty")],
+            "parameters": [*scope_params, _param("pretty")],
         },
         f"{base}/{{name}}": {
             "get": _operation(rt, "get", f"read{stem}{ns}{rt.kind}", [_param("resourceVersion")], obj),
             "put": _operation(rt, "put", f"replace{stem}{ns}{rt.kind}", _WRITE_PARAMS, obj, body=obj),
             "patch": _operation(
-                rt, "patch", f"patch{stem}{ns}{rt.kind}", _WRITE_PARAMS + [_param("force")], obj, body="patch"
+                rt, "patch", f"patch{stem}{ns}{rt.kind}", [*_WRITE_PARAMS, _param("force")], obj, body="patch"
             ),
             "delete": _operation(
                 rt, "delete", f"delete{stem}{ns}{rt.kind}", delete_params, obj, body=f"{META}.DeleteOptions"
             ),
-            "parameters": name_params + [_param("pretty")],
+            "parameters": [*name_params, _param("pretty")],
         },
     }
     if rt.status_subresource:
@@ -358,9 +358,9 @@ def _paths(rt: ResourceType) -> dict[str, JSON]:
             "get": _operation(rt, "get", f"read{stem}{ns}{rt.kind}Status", [_param("resourceVersion")], obj),
             "put": _operation(rt, "put", f"replace{stem}{ns}{rt.kind}Status", _WRITE_PARAMS, obj, body=obj),
             "patch": _operation(
-                rt, "patch", f"patch{stem}{ns}{rt.kind}Status", _WRITE_PARAMS + [_param("force")], obj, body="patch"
+                rt, "patch", f"patch{stem}{ns}{rt.kind}Status", [*_WRITE_PARAMS, _param("force")], obj, body="patch"
             ),
-            "parameters": name_params + [_param("pretty")],
+            "parameters": [*name_params, _param("pretty")],
         }
     if rt.namespaced:
         paths[f"{rt.path_prefix}/{rt.plural}"] = {

@@ -24,8 +24,8 @@ that owns the listening socket. Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import json
-import socket
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
@@ -104,12 +104,10 @@ class ApiHandler(BaseHTTPRequestHandler):
 
     def finish(self) -> None:
         self.api.connections.discard(self.connection)
-        try:
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         # Quiet: the request record is the log tests read.
         return
 
@@ -457,7 +455,7 @@ class ApiHandler(BaseHTTPRequestHandler):
                 if bookmarks and time.monotonic() - last_bookmark >= self.api.bookmark_interval:
                     bookmark()
                     last_bookmark = time.monotonic()
-        except (BrokenPipeError, ConnectionResetError, socket.timeout, OSError):
+        except (TimeoutError, BrokenPipeError, ConnectionResetError, OSError):
             return
         finally:
             try:

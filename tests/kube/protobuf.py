@@ -16,7 +16,7 @@ Responses are always JSON, which every client-go client also accepts.
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .errors import ApiError, unsupported_media_type
@@ -201,7 +201,7 @@ def _time(data: bytes, micro: bool) -> str | None:
             nanos = value
     if seconds == 0 and nanos == 0:
         return None
-    when = datetime.fromtimestamp(seconds + nanos / 1e9, tz=timezone.utc)
+    when = datetime.fromtimestamp(seconds + nanos / 1e9, tz=UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -9,9 +9,10 @@ pruning, defaulting and validation, whether ``generation`` is tracked and how, w
 selectable, which table columns it prints).
 
 Deviations: ServiceAccounts, Services, Pods, Deployments and the RBAC types are stored as sent,
-without a schema (no pruning or type checks). The other built-in types' schemas are small hand-written subsets of the real ones (enough for
-pruning unknown fields and type checks); their type errors surface as 400 decode errors, as the real
-typed decoders do, but with apimachinery's Go field names replaced by JSON paths.
+without a schema (no pruning or type checks). The other built-in types' schemas are small
+hand-written subsets of the real ones (enough for pruning unknown fields and type checks); their
+type errors surface as 400 decode errors, as the real typed decoders do, but with apimachinery's
+Go field names replaced by JSON paths.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ _STRMAP: Schema = {"type": "object", "additionalProperties": _STR}
 _ANY: Schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 _OBJREF: Schema = {
     "type": "object",
-    "properties": {k: _STR for k in ("apiVersion", "kind", "name", "namespace", "uid", "resourceVersion", "fieldPath")},
+    "properties": dict.fromkeys(
+        ("apiVersion", "kind", "name", "namespace", "uid", "resourceVersion", "fieldPath"), _STR),
 }
 _TOP: dict[str, Schema] = {"apiVersion": _STR, "kind": _STR, "metadata": {"type": "object"}}
 

@@ -286,8 +286,8 @@ class Store:
     ) -> WriteResult:
         with self.lock:
             if (
-                patch_type == STRATEGIC_PATCH
-                and rt.custom
+                (patch_type == STRATEGIC_PATCH
+                and rt.custom)
                 or patch_type == APPLY_PATCH
                 or patch_type not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH)
             ):
@@ -408,7 +408,8 @@ class Store:
                 raise conflict(
                     rt.qualified,
                     name,
-                    f"Precondition failed: UID in precondition: {preconditions['uid']}, UID in object meta: {meta['uid']}",
+                    f"Precondition failed: UID in precondition: {preconditions['uid']}, "
+                    f"UID in object meta: {meta['uid']}",
                 )
             if preconditions.get("resourceVersion") and preconditions["resourceVersion"] != meta["resourceVersion"]:
                 raise conflict(

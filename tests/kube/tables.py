@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .gofmt import go_number
@@ -170,7 +170,7 @@ def age(timestamp: Any) -> str:
     when = parse_time(str(timestamp))
     if when is None:
         return "<invalid>"
-    return human_duration((datetime.now(timezone.utc) - when).total_seconds())
+    return human_duration((datetime.now(UTC) - when).total_seconds())
 
 
 def _print_string(value: Any) -> str:

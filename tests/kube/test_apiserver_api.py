@@ -9,7 +9,7 @@ import re
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -272,7 +272,7 @@ def test_unknown_fields_schema_validation_and_openapi(crds: None, apiserver: Api
 
 def test_leases_events_and_secrets(kube_api: client.ApiClient, apiserver: ApiServer) -> None:
     coordination = client.CoordinationV1Api(kube_api)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     lease = coordination.create_namespaced_lease(
         "default",
         client.V1Lease(

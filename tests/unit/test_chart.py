@@ -194,7 +194,8 @@ def expanded(rules: list[dict]) -> list[tuple[str, str, tuple[str, ...]]]:
         assert set(rule) == {"apiGroups", "resources", "verbs"}, f"unexpected keys in {rule}"
         for field in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[field], f"wildcard in {rule}"
-        out += [(group, resource, tuple(rule["verbs"])) for group in rule["apiGroups"] for resource in rule["resources"]]
+        out += [(group, resource, tuple(rule["verbs"]))
+                for group in rule["apiGroups"] for resource in rule["resources"]]
     return out
 
 
@@ -310,7 +311,8 @@ def test_scheduling_values_reach_the_pod():
         "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
             {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
         "resources": {"limits": {"cpu": "1", "memory": "1Gi"}},
-        "image": {"repository": "registry.example.org/hpc/slurm-reconciler", "tag": "0.1.0-rc1", "pullPolicy": "Always"},
+        "image": {"repository": "registry.example.org/hpc/slurm-reconciler", "tag": "0.1.0-rc1",
+                  "pullPolicy": "Always"},
         "replicas": 3,
         "logLevel": "DEBUG",
     }
@@ -336,7 +338,8 @@ def test_replicas_spread_across_nodes_by_default():
     pod = the(docs, "Deployment")["spec"]["template"]["spec"]
     [term] = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
     assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
-    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == the(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    selector = the(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == selector
     assert operator_container(docs)["image"] == f"slurm-reconciler:{pyproject_version()}"
 
 
@@ -514,7 +517,7 @@ def test_every_copied_source_exists_in_the_build_context():
         for source in sources:
             path = ROOT / source
             assert path.exists(), f"COPY {source}: no such file in the repository"
-            files = [path] if path.is_file() else [p for p in path.rglob("*.py")]
+            files = [path] if path.is_file() else list(path.rglob("*.py"))
             for file in files:
                 relative = file.relative_to(ROOT).as_posix()
                 assert not dockerignore_excludes(relative), f"COPY {source}: .dockerignore excludes {relative}"

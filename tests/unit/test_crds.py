@@ -1,7 +1,7 @@
 import copy
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import jsonschema
 import pytest
@@ -288,7 +288,8 @@ def test_schemas_keep_the_models_validation():
     template = schema_for("WorkflowTemplate")["properties"]["spec"]
     assert template["properties"]["tasks"]["minItems"] == 1
     assert template["properties"]["tasks"]["items"] == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    assert schema_for("SlurmCluster")["properties"]["spec"]["properties"]["ssh"]["properties"]["port"]["maximum"] == 65535
+    ssh = schema_for("SlurmCluster")["properties"]["spec"]["properties"]["ssh"]
+    assert ssh["properties"]["port"]["maximum"] == 65535
 
 
 def test_scalar_unions_accept_any_value_and_the_model_narrows_them():

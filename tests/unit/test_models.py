@@ -2,7 +2,7 @@ import pytest
 from pydantic import ValidationError
 
 from reconciler.api import SlurmCluster, Task, TaskDefaults, Workflow
-from reconciler.api.units import mib_to_memory, memory_to_mib, seconds_to_time, time_to_seconds
+from reconciler.api.units import memory_to_mib, mib_to_memory, seconds_to_time, time_to_seconds
 
 
 def wf(**spec) -> Workflow:

@@ -1,6 +1,7 @@
 """Slurm argv builders and output parsers, on output captured from Slurm 22.05.8."""
 
-from datetime import datetime, timedelta, timezone
+import contextlib
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from reconciler.slurm import commands as c
 from reconciler.slurm.commands import ClusterLimits, PartitionInfo, SubmitErrorKind
 
 DATA = Path(__file__).parent / "data" / "slurm-22.05"
-UTC = timezone.utc
+UTC = UTC
 T = "slurm-reconciler.v1:uid-123:"
 
 
@@ -91,7 +92,8 @@ def test_squeue_pending_array_is_one_record_beside_its_running_elements():
     assert (pending.state, pending.reason, pending.started_at, pending.node_list) == (
         "PENDING", "JobArrayTaskLimit", None, None)
     element = records["31"]
-    assert (element.array_job_id, element.array_indices, element.state, element.node_list) == ("25", (0,), "RUNNING", "dev1")
+    seen = (element.array_job_id, element.array_indices, element.state, element.node_list)
+    assert seen == ("25", (0,), "RUNNING", "dev1")
     assert element.started_at == at(1795413367) and element.elapsed_seconds == 10 and element.cpus == 1
     assert element.comment == T + "tiles:1:1000:fp0123456789abcd" and element.name == "cap.array"
     assert records["30"].array_indices == tuple(range(0, 301, 3))  # "0-300:3"
@@ -109,9 +111,9 @@ def test_squeue_foreign_name_with_a_bar_lands_in_the_comment_never_in_our_fields
 
 def test_squeue_last_element_runs_under_the_array_id_and_long_index_lists_arrive_whole():
     records = c.parse_squeue(data("squeue-running.txt"))
-    last = [r for r in records if r.array_indices == (9,)][0]
+    last = next(r for r in records if r.array_indices == (9,))
     assert (last.job_id, last.array_job_id) == ("25", "25")
-    irregular = [r for r in records if r.job_id == "44"][0]
+    irregular = next(r for r in records if r.job_id == "44")
     assert irregular.array_indices == (0, 2, 5, 9, 14, 20, 27, 35, 44, 54, 65, 77, 90, 104, 119, 135, 152, 170,
                                        189, 209, 230, 252, 275, 299)
 
@@ -128,7 +130,7 @@ def test_squeue_without_the_output_environment_is_refused_not_misread():
     # The rest of that output (local times without a zone) is still readable.
     lines = [line for line in data("squeue-without-env.txt").splitlines() if "..." not in line]
     records = c.parse_squeue("\n".join(lines))
-    running = [r for r in records if r.state == "RUNNING"][0]
+    running = next(r for r in records if r.state == "RUNNING")
     assert running.started_at is not None and running.started_at.tzinfo is not None
 
 
@@ -266,7 +268,8 @@ def test_classify_command_error():
 
 def test_ignorable_control_error():
     assert c.ignorable_control_error(data("scontrol-hold-gone.stderr.txt"))
-    assert c.ignorable_control_error("scancel: error: Kill job error on job id 5: Job/step already completing or completed")
+    assert c.ignorable_control_error(
+        "scancel: error: Kill job error on job id 5: Job/step already completing or completed")
     assert not c.ignorable_control_error(data("squeue-controller-down.stderr.txt"))
     assert not c.ignorable_control_error("")
 
@@ -285,10 +288,8 @@ FIELD_TEXT = st.one_of(
 @pytest.mark.parametrize("parse", PARSERS, ids=lambda p: p.__name__)
 @given(text=st.text(max_size=300))
 def test_any_text_parses_or_fails_cleanly(parse, text):
-    try:
+    with contextlib.suppress(ValueError):
         parse(text)
-    except ValueError:
-        pass
 
 
 @pytest.mark.parametrize("parse, width", [(c.parse_squeue, 11), (c.parse_sacct, 12)], ids=["squeue", "sacct"])

@@ -25,9 +25,9 @@ HOSTILE = [
 
 
 def render(task: Task, **overrides) -> str:
-    arguments = dict(workflow="plan", namespace="default", task=task, tag=TAG, resources=task.resources,
-                     run_dir="/w/default/plan/simulate", log_dir="/w/default/plan/.reconciler/logs",
-                     indices=None, parallelism=None)
+    arguments = {"workflow": "plan", "namespace": "default", "task": task, "tag": TAG, "resources": task.resources,
+                     "run_dir": "/w/default/plan/simulate", "log_dir": "/w/default/plan/.reconciler/logs",
+                     "indices": None, "parallelism": None}
     arguments.update(overrides)
     return render_script(**arguments)
 
@@ -99,10 +99,10 @@ def test_header_values_are_escaped_for_sbatch_and_patterns_disarmed():
 
 
 @pytest.mark.parametrize("overrides", [
-    dict(run_dir="/w/a\nb"), dict(run_dir="/w/a\rb"), dict(run_dir="/w/a\0b"), dict(log_dir="/w/a\nb"),
-    dict(run_dir="/w/PackJob/x"), dict(log_dir="/w/back\\slash"), dict(workflow="a\nb"),
-    dict(dependencies=["7;rm"]), dict(dependencies=["afterany:7"]), dict(exclude_nodes=["n1 n2"]),
-    dict(indices=()), dict(indices=(1, 2)),  # below the chunk's part
+    {"run_dir": "/w/a\nb"}, {"run_dir": "/w/a\rb"}, {"run_dir": "/w/a\0b"}, {"log_dir": "/w/a\nb"},
+    {"run_dir": "/w/PackJob/x"}, {"log_dir": "/w/back\\slash"}, {"workflow": "a\nb"},
+    {"dependencies": ["7;rm"]}, {"dependencies": ["afterany:7"]}, {"exclude_nodes": ["n1 n2"]},
+    {"indices": ()}, {"indices": (1, 2)},  # below the chunk's part
 ])
 def test_values_no_escaping_makes_safe_are_refused(overrides):
     if overrides.get("indices") == (1, 2):

@@ -35,7 +35,7 @@ def test_parse_never_raises(text):
 @pytest.mark.parametrize("field", ["uid", "task", "fingerprint"])
 @pytest.mark.parametrize("bad", ["", "a b", "a:b", "a|b", "a#b", "$x", "a\nb", "é"])
 def test_format_rejects_unsafe_words(field, bad):
-    values = dict(uid="u", task="t", attempt=1, part=0, fingerprint="f")
+    values = {"uid": "u", "task": "t", "attempt": 1, "part": 0, "fingerprint": "f"}
     values[field] = bad
     with pytest.raises(ValueError):
         format_tag(JobTag(**values))

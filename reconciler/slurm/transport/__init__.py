@@ -13,7 +13,7 @@ from .local import LocalTransport
 
 if TYPE_CHECKING:
     # What `__getattr__` below hands out, for type checkers; at run time .ssh is imported on first use.
-    from .ssh import SshTransport as SshTransport  # noqa: PLC0414 - the explicit re-export form
+    from .ssh import SshTransport as SshTransport
 
 __all__ = ["CommandResult", "CommandTimeout", "HostKeyError", "LocalTransport", "SshTransport", "Transport",
            "TransportError", "open_transport"]

@@ -44,7 +44,6 @@ import paramiko
 
 from ...api.cluster import SshSettings
 from ...backoff import backoff_delay
-
 from .base import (
     CommandResult,
     CommandTimeout,
@@ -155,7 +154,7 @@ def _parse_private_key(text: str, *, origin: str, description: str) -> paramiko.
             raise TransportError(
                 f"{description}: {origin} is protected by a passphrase; provide an unencrypted key"
             ) from None
-        except Exception:  # noqa: BLE001 - paramiko's parsers raise many types; the next class may fit
+        except Exception:
             continue
     # Deliberately no parser message: it could quote part of the key.
     raise TransportError(
