@@ -27,7 +27,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -49,9 +49,9 @@ from .array_outcomes import (
 )
 from .encoding import canonical_json, from_iso, iso, iso_or_none
 from .rows import AttemptHistory, EventRow, WorkflowRow
+from .schema import migrate
 
 STATE_DB = "state.db"
-SCHEMA_VERSION = 1
 MAX_EVENTS = 1000  # per workflow; older events are dropped
 BUSY_TIMEOUT_SECONDS = 30.0  # a tick's write is milliseconds; this only has to outlast a slow disk
 
@@ -71,106 +71,6 @@ def state_dir_default() -> Path:
 
 def database_path(state_dir: Path) -> Path:
     return state_dir / STATE_DB
-
-
-# -- schema ------------------------------------------------------------------------------------
-
-_V1 = (
-    """CREATE TABLE workflows (
-        uid TEXT PRIMARY KEY,
-        namespace TEXT NOT NULL,
-        name TEXT NOT NULL,
-        generation INTEGER NOT NULL,
-        resource TEXT NOT NULL,
-        spec_hash TEXT NOT NULL,
-        revision TEXT,
-        source_file TEXT,
-        labels TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        removed_at TEXT,
-        status TEXT
-    )""",
-    # At most one active run per name; pruned runs keep their rows beside it.
-    "CREATE UNIQUE INDEX workflows_active ON workflows (namespace, name) WHERE removed_at IS NULL",
-    """CREATE TABLE attempts (
-        uid TEXT NOT NULL REFERENCES workflows (uid),
-        task TEXT NOT NULL,
-        attempt INTEGER NOT NULL,
-        part INTEGER NOT NULL,
-        fingerprint TEXT,
-        indices TEXT,
-        resources TEXT NOT NULL,
-        cluster TEXT NOT NULL,
-        recorded_at TEXT NOT NULL,
-        job_id TEXT,
-        submitted_at TEXT,
-        phase TEXT,
-        failure TEXT,
-        exit_code INTEGER,
-        reason TEXT,
-        message TEXT,
-        node_list TEXT,
-        started_at TEXT,
-        finished_at TEXT,
-        core_hours REAL NOT NULL DEFAULT 0,
-        outcomes TEXT,
-        done INTEGER NOT NULL DEFAULT 0,
-        cancelled_by_reconciler INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (uid, task, attempt, part)
-    )""",
-    "CREATE INDEX attempts_open ON attempts (cluster, done)",
-    "CREATE INDEX attempts_job ON attempts (uid, job_id)",
-    """CREATE TABLE approvals (
-        uid TEXT NOT NULL REFERENCES workflows (uid),
-        task TEXT NOT NULL,
-        approved_by TEXT NOT NULL,
-        approved_at TEXT NOT NULL,
-        PRIMARY KEY (uid, task)
-    )""",
-    """CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        uid TEXT NOT NULL REFERENCES workflows (uid),
-        at TEXT NOT NULL,
-        type TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        message TEXT NOT NULL
-    )""",
-    "CREATE INDEX events_by_workflow ON events (uid, id)",
-)
-
-
-
-def _create_v1(db: sqlite3.Connection) -> None:
-    # Statement by statement: executescript() would commit the migration's transaction early.
-    for statement in _V1:
-        db.execute(statement)
-
-
-# MIGRATIONS[n] takes a database at version n to version n + 1.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_create_v1,)
-
-
-def migrate(db: sqlite3.Connection) -> int:
-    """Bring the schema (``PRAGMA user_version``) up to ``SCHEMA_VERSION`` in one transaction.
-
-    Safe when several processes open a new file at once: the version is read under the write lock.
-    """
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"the state database is at schema version {version}, newer than this reconciler "
-                f"({SCHEMA_VERSION}): upgrade the reconciler or point it at another state directory"
-            )
-        for step in MIGRATIONS[version:]:
-            step(db)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-    return SCHEMA_VERSION
 
 
 # -- documents -----------------------------------------------------------------------------------

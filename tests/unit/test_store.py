@@ -14,7 +14,8 @@ from reconciler.api import FailureKind, Resources, TaskPhase, Workflow, Workflow
 from reconciler.core.observed import JobKey, JobOutcome, ObservedJob
 from reconciler.core.plan import Event
 from reconciler.core.taskruns import task_runs
-from reconciler.store.database import MAX_EVENTS, SCHEMA_VERSION, Store, state_dir_default
+from reconciler.store.database import MAX_EVENTS, Store, state_dir_default
+from reconciler.store.schema import SCHEMA_VERSION
 from tests.unit.reconcile_world import T0
 
 FP = "fp-1"
