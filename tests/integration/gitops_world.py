@@ -1,5 +1,7 @@
 """A Git-mode world for integration tests: a bare repository that plans are pushed into, a
-working clone, the ``reconciler run`` loop as a real process, and readers of its store."""
+working clone, the ``reconciler run`` loop as a real process, readers of its store and of Slurm,
+and the waits the tests synchronise by (never a fixed sleep: a wait names the state it expects,
+and a test that something does not happen waits for a witness that the loop has looked again)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,18 @@ def git(*args: str, cwd: Path) -> str:
     env = {**os.environ, "GIT_AUTHOR_NAME": "Plan Author", "GIT_AUTHOR_EMAIL": "plans@example.org",
            "GIT_COMMITTER_NAME": "Plan Author", "GIT_COMMITTER_EMAIL": "plans@example.org"}
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str, every: float = 0.3) -> Any:
+    """The predicate's first true value, polled every ``every`` seconds for at most ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not reached in {timeout}s")
+        time.sleep(every)
 
 
 def terminate(process: subprocess.Popen[str] | None) -> int | None:
@@ -140,12 +154,40 @@ class Loop:
     def wait_for_phase(self, name: str, phase: str, *, timeout: float = 180.0) -> dict[str, Any]:
         return self.wait_for(name, lambda s: s.get("phase") == phase, timeout=timeout, what=f"phase {phase}")
 
+    def later_ticks(self, name: str, count: int = 1, *, timeout: float = 60.0) -> dict[str, Any]:
+        """The workflow's status once ``count`` ticks that began after this call have planned it.
+        Each is witnessed by an empty commit: a tick reads the source first and writes the status,
+        with the revision it read, last. A cluster in backoff is not looked at, so its workflows
+        show the new revision only once the loop has looked at the cluster again."""
+        def read(revision: str) -> Callable[[dict[str, Any]], bool]:
+            return lambda status: status.get("revision") == revision
+
+        status: dict[str, Any] = {}
+        for n in range(1, count + 1):
+            revision = self.repo.push(f"look again ({n})")
+            status = self.wait_for(name, read(revision), timeout=timeout, what=f"a tick that read {revision[:12]}")
+        return status
+
+    def holds_the_lock(self) -> bool:
+        """The loop process has locked its state directory (the lock file names the holder's pid)."""
+        lock = self.state_dir / "lock"
+        return self.process is not None and lock.exists() and lock.read_text().strip() == str(self.process.pid)
+
 
 def squeue_jobs(cluster: DevCluster, name_prefix: str) -> list[str]:
     """Jobs of a workflow in Slurm's queue right now (their job names start with the workflow's)."""
     done = subprocess.run(["squeue", "--me", "--noheader", "--format=%i %j"], env={**os.environ, **cluster.env},
                           capture_output=True, text=True, check=True)
     return [line.split()[0] for line in done.stdout.splitlines() if line.split()[1].startswith(name_prefix)]
+
+
+def squeue_reasons(cluster: DevCluster, name_prefix: str) -> dict[str, str]:
+    """Slurm's pending or running reason of each queued job of a workflow, by job name
+    ("workflow.task"), e.g. "JobHeldAdmin" for a job ``scontrol hold`` holds."""
+    done = subprocess.run(["squeue", "--me", "--noheader", "--format=%j|%r"], env={**os.environ, **cluster.env},
+                          capture_output=True, text=True, check=True)
+    rows = [line.split("|", 1) for line in done.stdout.splitlines() if line]
+    return {job: reason for job, reason in rows if job.startswith(name_prefix)}
 
 
 def sacct_jobs(cluster: DevCluster, job_name_prefix: str, *, since: str = "now-2hours",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.integration.gitops_world import terminate
+from tests.integration.gitops_world import terminate, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,12 +95,26 @@ class Operator:
         except OSError:
             return None
         for line in text.splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
+            if line.startswith((name + " ", name + "{")):
                 return float(line.rsplit(" ", 1)[1])
         return None
 
     def leading(self) -> bool:
         return self.metric("reconciler_leader") == 1.0
+
+    def ticks(self) -> int:
+        """Ticks this replica has finished; a tick counts once its statuses are written."""
+        value = self.metric("reconciler_ticks_total")
+        if value is None:
+            raise AssertionError(f"operator {self.identity} shows no tick count on its metrics port")
+        return int(value)
+
+    def later_ticks(self, count: int = 1, *, timeout: float = 60.0) -> None:
+        """Returns once ``count`` whole ticks that began after this call have finished (the tick
+        under way at the call is not one of them)."""
+        start = self.ticks()
+        wait_until(lambda: self.ticks() >= start + 1 + count, timeout=timeout,
+                   what=f"{count} more ticks of operator {self.identity}", every=0.2)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -110,11 +124,3 @@ class Operator:
     def stop(self) -> int | None:
         return terminate(self.process)
 
-
-def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"{what} not reached in {timeout}s")

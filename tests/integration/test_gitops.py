@@ -14,12 +14,20 @@ import pytest
 
 from reconciler.devcluster import DevCluster
 from reconciler.devcluster.cluster import cgroup_v1_memory
-
-from tests.integration.gitops_world import Loop, PlanRepo, sacct_jobs, squeue_jobs
+from tests.integration.gitops_world import (
+    Loop,
+    PlanRepo,
+    sacct_jobs,
+    sacct_states,
+    squeue_jobs,
+    squeue_reasons,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slurm
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+HELD = {"JobHeldUser", "JobHeldAdmin"}  # squeue's reason for a job scontrol holds
 
 
 def unique(name: str) -> str:
@@ -97,7 +105,8 @@ def test_a_pushed_plan_runs_to_succeeded(world, dev_cluster: DevCluster):
 
 
 def test_capacity_of_one_job_submits_part_of_the_dag_at_a_time(tmp_path: Path, dev_cluster: DevCluster):
-    manifest = dev_cluster.manifest_path("local").read_text().replace("spec:\n", "spec:\n  capacity: {maxSubmittedJobs: 1}\n", 1)
+    manifest = dev_cluster.manifest_path("local").read_text().replace(
+        "spec:\n", "spec:\n  capacity: {maxSubmittedJobs: 1}\n", 1)
     repo = PlanRepo(tmp_path, manifest)
     name = unique("capacity")
     repo.write("plans/capacity.yaml", parallel(name, parts=4, script="sleep 2"))
@@ -163,15 +172,15 @@ def test_timeout_retry_escalates_the_time_request(world, dev_cluster: DevCluster
     described = loop.cli("describe", "workflow", name).stdout
     assert loop.status(name)["tasks"]["solve"]["attempts"] == 2
     wanted = sorted([f"{name}.solve|1|TIMEOUT", f"{name}.solve|2|COMPLETED"])
-    for _ in range(20):  # sacct's time window lags a just-finished job by a second or so
-        requested = sorted(line for line in subprocess.run(
+
+    def requested() -> list[str]:
+        return sorted(line for line in subprocess.run(
             ["sacct", "-X", "-P", "-n", "--starttime=now-1hours", "--format=JobName,TimelimitRaw,State"],
             env={**os.environ, **dev_cluster.env}, capture_output=True, text=True,
             check=True).stdout.splitlines() if line.startswith(f"{name}.solve|"))
-        if requested == wanted:
-            break
-        time.sleep(0.5)
-    assert requested == wanted
+
+    # sacct's time window lags a just-finished job by a second or so.
+    wait_until(lambda: requested() == wanted, timeout=10, what=f"sacct showing {wanted}")
     attempts = described.split("Attempts:")[1].split("Events:")[0]
     assert re.search(r"solve\s+1\s+\d+\s+time=00:01:00 .*\s+TIMEOUT\s", attempts), described
     assert re.search(r"solve\s+2\s+\d+\s+time=00:02:00 .*\s+Succeeded\s", attempts), described
@@ -206,9 +215,12 @@ def test_suspend_holds_pending_jobs_and_resume_releases_them(world, dev_cluster:
     status = loop.wait_for(name, lambda s: s.get("phase") == "Suspended"
                            and s["tasks"]["second"]["phase"] == "Held", what="second held")
     assert status["tasks"]["second"]["phase"] == "Held"
-    time.sleep(20)  # well past the first step's end: the held one must not run
-    status = loop.status(name)
+    # The held one must not run once the first step has ended: the loop has seen that end, and
+    # has planned the workflow twice more since (what one tick does, the next one observes).
+    loop.wait_for(name, lambda s: s["tasks"]["first"]["phase"] == "Succeeded", what="first succeeded")
+    status = loop.later_ticks(name, 2)
     assert status["tasks"]["first"]["phase"] == "Succeeded" and status["tasks"]["second"]["phase"] == "Held"
+    assert squeue_reasons(dev_cluster, f"{name}.second").get(f"{name}.second") in HELD
 
     repo.write("plans/suspend.yaml", plan)
     repo.push("let it go on")
@@ -232,8 +244,7 @@ def test_an_approval_blocks_until_a_person_approves(world):
     assert status["tasks"]["publish"]["phase"] == "Waiting"
     table = loop.cli("get", "workflows").stdout
     assert name in table and "review" in table  # the workflows waiting for a person are marked
-    time.sleep(3)
-    assert loop.status(name)["tasks"]["publish"]["phase"] == "Waiting"
+    assert loop.later_ticks(name, 2)["tasks"]["publish"]["phase"] == "Waiting"
 
     assert "approved" in loop.cli("approve", name, "review").stdout
     loop.wait_for_phase(name, "Succeeded", timeout=120)
@@ -287,14 +298,12 @@ def test_a_removed_workflow_is_pruned_and_its_jobs_cancelled(world, dev_cluster:
     repo.push("a long job")
     loop.start()
     loop.wait_for(name, lambda s: s.get("tasks", {}).get("long", {}).get("phase") == "Running", what="running")
+    jobs = squeue_jobs(dev_cluster, name)
     repo.remove("plans/pruned.yaml")
     repo.push("not needed any more")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and squeue_jobs(dev_cluster, name):
-        time.sleep(0.5)
-    assert not squeue_jobs(dev_cluster, name)
+    wait_until(lambda: not squeue_jobs(dev_cluster, name), timeout=60, what="the pruned job leaving the queue")
     assert name not in loop.cli("get", "workflows").stdout
-    time.sleep(3)
+    assert sacct_states(dev_cluster, jobs) == ["CANCELLED by 0"]  # waits for accounting to record the end
     assert [state for _, state in sacct_jobs(dev_cluster, f"{name}.")] == ["CANCELLED by 0"]
 
 
@@ -310,7 +319,7 @@ def test_a_second_loop_on_the_same_state_refuses_to_start(world):
     repo, loop = world
     repo.push("empty")
     loop.start()
-    time.sleep(2)
+    wait_until(loop.holds_the_lock, timeout=30, what="the first loop locking its state directory")
     second = subprocess.run(loop.argv("--once"), capture_output=True, text=True, timeout=60)
     assert second.returncode == 2 and "in use by a running reconciler" in second.stderr
 
@@ -332,9 +341,28 @@ spec:
   tasks:
 """ + "\n".join(tasks) + "\n")
     repo.push("fifty tasks")
-    for delay in (0.6, 1.1, 1.7, 2.3, 0.9, 3.0):
+    # Each kill lands right after the restarted loop was seen at work: a job newer than any
+    # before it in the queue (job ids only grow), often in the middle of a burst of sbatch
+    # calls, or a task more recorded as finished. Nothing left to do ends the rounds early.
+    seen = {"job": 0, "finished": 0}
+
+    def progress() -> tuple[int, int, bool]:
+        status = loop.status(name)
+        finished = sum(t.get("phase") == "Succeeded" for t in status.get("tasks", {}).values())
+        newest = max((int(job) for job in squeue_jobs(dev_cluster, name)), default=0)
+        return newest, finished, status.get("phase") == "Succeeded"
+
+    def restarted_loop_worked() -> bool:
+        newest, finished, done = progress()
+        worked = newest > seen["job"] or finished > seen["finished"] or done
+        seen["job"], seen["finished"] = max(seen["job"], newest), max(seen["finished"], finished)
+        return worked
+
+    for _ in range(6):
+        restarted_loop_worked()  # what the killed loop left: not the restarted one's work
         loop.start()
-        time.sleep(delay)
+        wait_until(restarted_loop_worked, timeout=60, what="the restarted loop submitting or recording a job",
+                   every=0.05)
         loop.kill()
     loop.start()
     loop.wait_for_phase(name, "Succeeded", timeout=240)
@@ -357,7 +385,10 @@ def test_stopping_slurmctld_mid_run_is_survived(world, dev_cluster: DevCluster):
                                                    for c in s.get("conditions", [])), timeout=60,
                                what="ClusterReachable=False")
         assert status["phase"] != "Failed"
-        time.sleep(5)
+        # The loop lives on and looks at the cluster again, once its backoff allows.
+        status = loop.later_ticks(name, timeout=120)
+        assert any(c["type"] == "ClusterReachable" and c["status"] == "False" for c in status["conditions"])
+        assert status["phase"] != "Failed"
         assert loop.process is not None and loop.process.poll() is None
     finally:
         dev_cluster.start("slurmctld")
@@ -370,17 +401,22 @@ def test_stopping_slurmctld_mid_run_is_survived(world, dev_cluster: DevCluster):
 def test_slurms_own_submit_limit_is_a_wait_not_a_failure(world, dev_cluster: DevCluster):
     """The loop read the cluster's limits before the limit existed, so sbatch itself refuses."""
     repo, loop = world
-    repo.push("nothing yet")
+    # A first workflow has the loop look at the cluster and read its limits (kept for minutes).
+    first = unique("before-limit")
+    repo.write("plans/first.yaml", parallel(first, parts=1, script="echo ready"))
+    repo.push("a workflow before the limit")
     loop.start()
-    time.sleep(3)
+    loop.wait_for_phase(first, "Succeeded")
     user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
     dev_cluster.sacctmgr(["--immediate", "modify", "user", "where", f"name={user}", "set", "MaxSubmitJobs=2"])
     try:
         name = unique("limited")
         repo.write("plans/limited.yaml", parallel(name, parts=5, script="sleep 3"))
         repo.push("five parts against a limit of two")
+        # Slurm's own word for the refusal (AssocMaxSubmitJobLimit here) in the task's message.
         status = loop.wait_for(name, lambda s: any(t.get("reason") == "ClusterAtCapacity"
-                                                   for t in s.get("tasks", {}).values()), what="a refusal")
+                                                   and "MaxSubmitJob" in t.get("message", "")
+                                                   for t in s.get("tasks", {}).values()), what="sbatch's refusal")
         assert status["phase"] in ("Pending", "Running")
         assert len(squeue_jobs(dev_cluster, name)) <= 2
         status = loop.wait_for_phase(name, "Succeeded", timeout=180)

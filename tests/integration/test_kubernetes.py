@@ -7,7 +7,6 @@ import io
 import os
 import re
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,15 +16,17 @@ from ruamel.yaml import YAML
 
 from reconciler.devcluster import DevCluster
 from reconciler.kube.permissions import allowed
-from tests.integration.gitops_world import sacct_jobs, sacct_states, squeue_jobs
-from tests.integration.kube_world import Kubectl, Operator, wait_until
+from tests.integration.gitops_world import sacct_jobs, sacct_states, squeue_jobs, squeue_reasons, wait_until
+from tests.integration.kube_world import Kubectl, Operator
 from tests.kube.apiserver import ApiServer
+from tests.kube.handlers import RequestRecord
 from tests.kube.tools import kubectl_binary
 
 pytestmark = pytest.mark.slurm
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_AGENT = "slurm-reconciler/"
+HELD = {"JobHeldUser", "JobHeldAdmin"}  # squeue's reason for a job scontrol holds
 
 
 def unique(name: str) -> str:
@@ -120,7 +121,7 @@ def test_approval_by_annotation(kubectl: Kubectl, operator: Operator):
                                                           "      dependsOn: [prepare]\n"))
     kubectl.wait_for(name, lambda s: s.get("tasks", {}).get("review", {}).get("phase") == "AwaitingApproval",
                      what="awaiting approval", operators=(operator,))
-    time.sleep(2)
+    operator.later_ticks(2)
     assert kubectl.status(name)["tasks"]["publish"]["phase"] == "Waiting"
     kubectl("annotate", "workflow", name, "hpc.reconciler.dev/approve=review")
     kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", what="Succeeded", operators=(operator,))
@@ -134,9 +135,14 @@ def test_suspend_by_patch_holds_and_resume_releases(kubectl: Kubectl, operator: 
     kubectl("patch", "workflow", name, "--type", "merge", "-p", '{"spec":{"suspend":true}}')
     kubectl.wait_for(name, lambda s: s.get("phase") == "Suspended" and s["tasks"]["second"]["phase"] == "Held",
                      what="held", operators=(operator,))
-    time.sleep(15)
+    # The held one must not run once the first step has ended: the operator has seen that end,
+    # and has ticked twice more since (what one tick does, the next one observes).
+    kubectl.wait_for(name, lambda s: s["tasks"]["first"]["phase"] == "Succeeded", what="first succeeded",
+                     operators=(operator,))
+    operator.later_ticks(2)
     status = kubectl.status(name)
     assert status["tasks"]["first"]["phase"] == "Succeeded" and status["tasks"]["second"]["phase"] == "Held"
+    assert squeue_reasons(dev_cluster, f"{name}.second").get(f"{name}.second") in HELD
     kubectl("patch", "workflow", name, "--type", "merge", "-p", '{"spec":{"suspend":false}}')
     kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", what="Succeeded", operators=(operator,))
 
@@ -173,6 +179,11 @@ def test_a_status_conflict_storm_is_survived(kubectl: Kubectl, operator: Operato
     assert operator.process is not None and operator.process.poll() is None
 
 
+def standby_reads(requests: list[RequestRecord]) -> int:
+    leases = [r for r in requests if r.resource == "leases"]
+    return sum(r.verb == "get" for r in leases) - sum(r.verb in ("create", "update") for r in leases)
+
+
 def test_a_standby_takes_over_from_a_killed_leader_without_duplicate_jobs(
         kubectl: Kubectl, apiserver: ApiServer, tmp_path: Path, dev_cluster: DevCluster):
     first = Operator(kubeconfig=kubectl.kubeconfig, state_dir=tmp_path / "a", identity=unique("a")).start()
@@ -180,8 +191,13 @@ def test_a_standby_takes_over_from_a_killed_leader_without_duplicate_jobs(
     try:
         wait_until(lambda: first.leading() or second.leading(), timeout=30, what="a leader")
         leader, standby = (first, second) if first.leading() else (second, first)
-        time.sleep(3)
-        assert not standby.leading()
+        # The standby reads the Lease every few seconds and writes it only to take it; the leader
+        # reads, then writes it to renew. Three reads more than writes (one may be a renewal's
+        # read whose write is still to come): the standby has looked at the held lease twice.
+        looked = len(apiserver.requests)
+        wait_until(lambda: standby_reads(apiserver.requests[looked:]) >= 3, timeout=30,
+                   what="the standby reading the held lease twice")
+        assert not standby.leading() and leader.leading()
         name = unique("handover")
         tasks = "".join(f"    - name: t{i:02d}\n" + (f"      dependsOn: [t{i - 1:02d}]\n" if i else "")
                         + f"      script: echo t{i:02d} >> ../runs.log; sleep 1\n" for i in range(12))
