@@ -8,7 +8,6 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import pytest
 from radon.complexity import cc_visit
 from radon.visitors import Class, Function
 
@@ -63,7 +62,6 @@ def test_no_function_of_the_pure_core_is_too_complex():
     assert not too_complex, f"above {MAX_COMPLEXITY}, split into named steps:\n" + "\n".join(too_complex)
 
 
-@pytest.mark.xfail(reason="the tree is made ruff-clean in one pass", strict=False)
 def test_ruff_finds_nothing():
     ruff = Path(sys.executable).with_name("ruff")
     result = subprocess.run([str(ruff), "check", "reconciler", "tests", "benchmarks"], cwd=ROOT,
