@@ -8,8 +8,10 @@ in the workflow's dependency order. The steps, in the order ``plan_job_task`` ta
 2. ``hold_or_release``: hold pending jobs while the workflow is suspended, release them after;
 3. ``submission_groups``: the elements that go out together and the attempt number each gets;
 4. ``cut_chunks``: each group's request, cut into one chunk per Slurm job;
-5. ``admit``: take the chunks against the cluster's capacity, in order, until one does not fit;
-6. ``derive_phase``: the task's phase from its elements and what was submitted.
+5. ``within_parallelism``: keep one chunk of an array in Slurm's hands at a time when the task
+   sets a parallelism, so Slurm's per-job ``%N`` caps the whole task;
+6. ``admit``: take the chunks against the cluster's capacity, in order, until one does not fit;
+7. ``derive_phase``: the task's phase from its elements and what was submitted.
 
 Nothing is submitted while an element's outcome is unknown or the task has failed for good, so
 a job is never sent twice and a final failure stays final.
@@ -132,7 +134,8 @@ def plan_job_task(
     admission = Admission(chunks=(), queued=False)
     if may_submit and not elements.blocked:
         groups = submission_groups(elements, task=task, runs=runs)
-        admission = admit(cut_chunks(groups, task=task, view=view), budget=budget)
+        chunks = within_parallelism(cut_chunks(groups, task=task, view=view), task=task, live=elements.live)
+        admission = admit(chunks, budget=budget)
     submits = tuple(
         submit_for(chunk, uid=uid, name=name, task=task, fingerprint=fingerprint, upstream=upstream)
         for chunk in admission.chunks
@@ -260,6 +263,16 @@ def _windows(elements: Sequence[Element], *, is_array: bool, max_array_size: int
         else:
             result.append([element])
     return [tuple(window) for window in result]
+
+
+def within_parallelism(chunks: Sequence[Chunk], *, task: Task, live: Sequence[Element]) -> tuple[Chunk, ...]:
+    """A task's parallelism bounds the whole task, but Slurm's ``%N`` bounds one array job: with
+    more than one chunk in Slurm's hands at once the caps would add up. So a throttled task has at
+    most one live chunk, and the next goes out on the first tick that sees none of its elements
+    live. Each chunk still runs N at a time; only its last few elements run below N."""
+    if task.array is None or task.array.parallelism is None:
+        return tuple(chunks)
+    return () if live else tuple(chunks[:1])
 
 
 def admit(chunks: Sequence[Chunk], *, budget: CapacityBudget) -> Admission:

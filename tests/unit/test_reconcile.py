@@ -171,7 +171,8 @@ def test_only_failed_array_elements_are_resubmitted():
 
 
 def test_big_arrays_are_split_at_max_array_size_and_status_stays_small():
-    wf = resolved(ARRAY.replace("count: 10", "count: 30000"))
+    # Without a parallelism every chunk goes out at once (test_parallelism covers the throttled case).
+    wf = resolved(ARRAY.replace("count: 10, parallelism: 4", "count: 30000"))
     result = plan(wf, cluster_view=view(max_array_size=1001))
     chunks = submits(result)
     assert len(chunks) == 30 and chunks[0].indices[:2] == (0, 1) and chunks[1].key.part == 1001
