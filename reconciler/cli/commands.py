@@ -14,8 +14,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..core.selectors import Selector, SelectorError, parse_selector
 from ..store.database import Store, StoredWorkflow, state_dir_default
-from .output import describe, dump, resource, workflows_table
+from .output import describe, dump, resource, task_resource, task_rows, tasks_table, workflows_table
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +71,22 @@ def run(*, source: str, path: str | None, branch: str | None, state: str | None,
         lock.release()
 
 
-def _matches(labels: dict[str, str], selector: list[str]) -> bool:
-    for term in selector:
-        key, _, value = term.partition("=")
-        if "=" in term and labels.get(key) != value:
-            return False
-        if "=" not in term and key not in labels:
-            return False
-    return True
+def _selector(text: str | None) -> Selector | None:
+    """The parsed ``-l`` selector, or None after reporting it as kubectl does."""
+    try:
+        return parse_selector(text)
+    except SelectorError as exc:
+        print(f'error: couldn\'t parse the selector string "{text}": {exc}', file=sys.stderr)
+        return None
 
 
 def get_workflows(*, state: str | None, selector: str | None, output: str) -> int:
     now = datetime.now(UTC)
-    terms = [t.strip() for t in (selector or "").split(",") if t.strip()]
+    parsed = _selector(selector)
+    if parsed is None:
+        return 1
     with open_store(state_dir(state)) as store:
-        rows = [w.as_row() for w in store.active_workflows() if _matches(w.labels, terms)]
+        rows = [w.as_row() for w in store.active_workflows() if parsed.matches(w.labels)]
     if output in ("json", "yaml"):
         document = {"apiVersion": "v1", "kind": "List", "items": [resource(r) for r in rows]}
         sys.stdout.write(dump(document, output=output))
@@ -92,6 +94,31 @@ def get_workflows(*, state: str | None, selector: str | None, output: str) -> in
         print("No workflows found.", file=sys.stderr)
     else:
         sys.stdout.write(workflows_table(rows, now=now, wide=output == "wide"))
+    return 0
+
+
+def get_tasks(*, state: str | None, selector: str | None, workflow: str | None, output: str) -> int:
+    parsed = _selector(selector)
+    if parsed is None:
+        return 1
+    with open_store(state_dir(state)) as store:
+        if workflow is not None:
+            stored = _find(store, workflow)
+            if stored is None or not stored.active:
+                if stored is not None:
+                    print(f'Error: workflow "{workflow}" not found', file=sys.stderr)
+                return 1
+            workflows = [stored]
+        else:
+            workflows = store.active_workflows()
+        rows = [row for w in workflows for row in task_rows(w.as_row()) if parsed.matches(row.labels)]
+    if output in ("json", "yaml"):
+        document = {"apiVersion": "v1", "kind": "List", "items": [task_resource(r) for r in rows]}
+        sys.stdout.write(dump(document, output=output))
+    elif not rows:
+        print("No tasks found.", file=sys.stderr)
+    else:
+        sys.stdout.write(tasks_table(rows, wide=output == "wide"))
     return 0
 
 

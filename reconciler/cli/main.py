@@ -150,8 +150,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
-    from .commands import get_workflow, get_workflows
+    from .commands import get_tasks, get_workflow, get_workflows
 
+    if args.kind in ("tasks", "task"):
+        if args.name:
+            print("get tasks: select tasks with -l and --workflow, not by name", file=sys.stderr)
+            return 2
+        return get_tasks(state=args.state_dir, selector=args.selector, workflow=args.workflow, output=args.output)
+    if args.workflow:
+        print("get workflows: --workflow applies only to get tasks", file=sys.stderr)
+        return 2
     if args.name:
         return get_workflow(state=args.state_dir, name=args.name, output=args.output)
     return get_workflows(state=args.state_dir, selector=args.selector, output=args.output)
@@ -249,10 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--identity", help="this replica's name in the Lease (default: $POD_NAME, else host-random)")
     operator.set_defaults(func=_cmd_operator)
 
-    get = commands.add_parser("get", help="list workflows, or show one, with their status")
-    get.add_argument("kind", choices=["workflows", "workflow", "wf"])
+    get = commands.add_parser("get", help="list workflows or their tasks, or show one workflow, with their status")
+    get.add_argument("kind", choices=["workflows", "workflow", "wf", "tasks", "task"])
     get.add_argument("name", nargs="?", help="a workflow name (or namespace/name)")
-    get.add_argument("-l", "--selector", metavar="KEY=VALUE[,...]", help="only workflows with these labels")
+    get.add_argument("-l", "--selector", metavar="SELECTOR",
+                     help="only those whose labels match this Kubernetes label selector "
+                          "(k=v, k!=v, k in (a,b), k notin (a,b), k, !k; commas AND the terms)")
+    get.add_argument("--workflow", metavar="NAME", help="get tasks: only this workflow's (name or namespace/name)")
     get.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default="table")
     _state_dir_option(get)
     get.set_defaults(func=_cmd_get)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from ruamel.yaml import YAML
@@ -111,7 +112,7 @@ def dump(documents: dict | list, *, output: str) -> str:
 def describe(row: WorkflowRow, events: Sequence[EventRow], *, now: datetime,
              attempts: Sequence[AttemptHistory] = ()) -> str:
     status = row.status or WorkflowStatus()
-    sections = [_header(row, status, now=now), _conditions(status), _tasks(status)]
+    sections = [_header(row, status, now=now), _conditions(status), _tasks(status, declared_task_labels(row))]
     if attempts:
         sections.append(_attempts(status, attempts))
     sections += [_waiting(row, status), _events(events, now=now)]
@@ -135,7 +136,70 @@ def _conditions(status: WorkflowStatus) -> str:
                                       for cond in status.conditions)
 
 
-def _tasks(status: WorkflowStatus) -> str:
+@dataclass(frozen=True)
+class TaskRow:
+    """One task of a stored workflow as ``get tasks`` lists it."""
+
+    namespace: str
+    workflow: str
+    task: str
+    phase: str
+    job_id: str | None
+    attempts: int
+    labels: dict[str, str] = field(default_factory=dict)
+    exit_code: int | None = None
+    core_hours: float = 0.0
+
+
+def declared_task_labels(row: WorkflowRow) -> dict[str, dict[str, str]]:
+    """Each declared task's labels, from the manifest as last read valid.
+
+    A template instance declares no tasks itself, and the store keeps no template, so its tasks
+    have no labels here.
+    """
+    return {task["name"]: dict(task.get("labels") or {}) for task in row.spec.get("tasks") or [] if "name" in task}
+
+
+def task_rows(row: WorkflowRow) -> list[TaskRow]:
+    """The workflow's tasks in DAG order (the status's), then any declared task it does not name yet."""
+    labels = declared_task_labels(row)
+    known = row.status.tasks if row.status else {}
+    names = [*known, *(name for name in labels if name not in known)]
+    rows = []
+    for name in names:
+        status = known.get(name)
+        rows.append(TaskRow(
+            namespace=row.namespace, workflow=row.name, task=name,
+            phase=status.phase.value if status else TaskPhase.WAITING.value,
+            job_id=status.job_id if status else None, attempts=status.attempts if status else 0,
+            labels=labels.get(name, {}), exit_code=status.exit_code if status else None,
+            core_hours=status.core_hours if status else 0.0))
+    return rows
+
+
+def label_text(labels: dict[str, str]) -> str:
+    """Labels as kubectl's ``--show-labels`` prints them."""
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items())) or "<none>"
+
+
+def tasks_table(rows: Sequence[TaskRow], *, wide: bool = False) -> str:
+    headers = ["NAMESPACE", "WORKFLOW", "TASK", "PHASE", "JOB", "ATTEMPTS"] + (
+        ["EXIT", "CORE-HOURS"] if wide else []) + ["LABELS"]
+    cells = [[r.namespace, r.workflow, r.task, r.phase, r.job_id or "-", str(r.attempts)]
+             + (["-" if r.exit_code is None else str(r.exit_code), f"{r.core_hours:.4f}"] if wide else [])
+             + [label_text(r.labels)] for r in rows]
+    return table(headers, cells)
+
+
+def task_resource(row: TaskRow) -> dict:
+    return {"namespace": row.namespace, "workflow": row.workflow, "task": row.task, "phase": row.phase,
+            "jobId": row.job_id, "attempts": row.attempts, "exitCode": row.exit_code, "coreHours": row.core_hours,
+            "labels": dict(row.labels)}
+
+
+def _tasks(status: WorkflowStatus, labels: dict[str, dict[str, str]]) -> str:
+    # The LABELS column appears only when a task has labels, so unlabelled workflows read as before.
+    show_labels = any(labels.values())
     rows = []
     for name, task in status.tasks.items():
         detail = task.reason or ""
@@ -143,8 +207,10 @@ def _tasks(status: WorkflowStatus) -> str:
             detail = " ".join(f"{phase}={count}" for phase, count in task.array.counts.items()) + (
                 f"  {task.reason}" if task.reason else "")
         rows.append([name, task.phase.value, task.job_id or "-", str(task.attempts),
-                     "-" if task.exit_code is None else str(task.exit_code), f"{task.core_hours:.4f}", detail])
-    return "Tasks:\n" + _indent(table(["TASK", "PHASE", "JOB", "ATTEMPTS", "EXIT", "CORE-HOURS", "DETAIL"], rows))
+                     "-" if task.exit_code is None else str(task.exit_code), f"{task.core_hours:.4f}"]
+                    + ([label_text(labels.get(name, {}))] if show_labels else []) + [detail])
+    headers = ["TASK", "PHASE", "JOB", "ATTEMPTS", "EXIT", "CORE-HOURS"] + (["LABELS"] if show_labels else [])
+    return "Tasks:\n" + _indent(table([*headers, "DETAIL"], rows))
 
 
 def _attempts(status: WorkflowStatus, attempts: Sequence[AttemptHistory]) -> str:
