@@ -101,3 +101,7 @@ class ClusterView:
     partition_max_time: dict[str, int | None] = field(default_factory=dict)  # seconds; None: unlimited
     default_partition: str | None = None
     submit_limit: int | None = None  # a QOS/association MaxSubmitJobs visible to the user
+    # Accounting is known to hold every job submitted before this instant; None: no such bound.
+    # An intent recorded before it that no query shows never reached Slurm; one recorded after
+    # it may be a job that ended before slurmdbd heard of it, so it is not submitted again.
+    accounting_complete_until: datetime | None = None

@@ -103,7 +103,8 @@ def _plan_workflow(
     steps: dict[str, TaskStep] = {}
     for name in resolved.order:
         runs = task_runs(indices=_indices(resolved.tasks[name]), fingerprint=fps[name], observed=observed.get(name, ()),
-                         records=records.get(name, ()), accounting=view.accounting)
+                         records=records.get(name, ()), accounting=view.accounting,
+                         accounting_complete_until=view.accounting_complete_until)
         upstream = _upstream(sorted(resolved.graph.predecessors(name)), steps=steps)
         steps[name] = _plan_task(desired, name, runs=runs, fingerprint=fps[name], upstream=upstream, view=view,
                                  budget=budget, now=now)

@@ -105,6 +105,7 @@ class _Merge:
 
     fingerprint: str
     accounting: bool
+    accounting_complete_until: datetime | None
     sightings: dict[Index, list[_Sighting]] = field(default_factory=dict)
     seen: dict[JobKey, set[Index]] = field(default_factory=dict)  # elements each observed key covered
     core_hours: float = 0.0
@@ -135,7 +136,7 @@ class _Merge:
             # Finished before this observation window: the history is the only witness, and its
             # core-hours have not been counted from an observed job.
             self.core_hours += outcome.core_hours * len(unseen) / max(1, len(covered))
-        elif record.job_id is None and self.accounting:
+        elif record.job_id is None and self._accounted_for(record.recorded_at):
             return  # an intent that never reached Slurm: nothing was submitted
         else:
             # Submitted (or maybe submitted), but Slurm does not say.
@@ -146,6 +147,12 @@ class _Merge:
             return
         self._sighted(unseen, _Sighting(record.key.attempt, record.job_id, outcome,
                                         by_reconciler=record.cancelled_by_reconciler))
+
+    def _accounted_for(self, recorded_at: datetime) -> bool:
+        # Absence proves nothing about a job submitted after accounting's horizon: a job that
+        # ended within a second is gone from the queue before slurmdbd records it.
+        horizon = self.accounting_complete_until
+        return self.accounting and horizon is not None and horizon > recorded_at
 
     def _sighted(self, indices: Iterable[Index], sighting: _Sighting) -> None:
         job_ids = self.current.setdefault(sighting.attempt, set())
@@ -173,14 +180,18 @@ def task_runs(
     observed: Iterable[ObservedJob],
     records: Iterable[AttemptRecord],
     accounting: bool,
+    accounting_complete_until: datetime | None = None,
 ) -> TaskRuns:
     """Merge observation and history into one state per element.
 
     ``indices`` are the task's elements (``[None]`` for a plain job). ``accounting`` says whether
     finished jobs could be read this tick: when they could not, a submitted job that left the
-    queue is Unknown, never done.
+    queue is Unknown, never done. An intent with no confirmed job counts as never submitted only
+    when ``accounting_complete_until`` (see ``ClusterView``) is past the time it was recorded;
+    until then its elements are Unknown.
     """
-    merge = _Merge(fingerprint=fingerprint, accounting=accounting)
+    merge = _Merge(fingerprint=fingerprint, accounting=accounting,
+                   accounting_complete_until=accounting_complete_until)
     for job in observed:
         merge.observe(job)
     for record in records:

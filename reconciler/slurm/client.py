@@ -238,7 +238,7 @@ class SlurmClient:
         return cluster_view(
             name=self.name, records_ok=observation.queue_ok, accounting_ok=observation.accounting_ok,
             error=error, records=observation.records, limits=info.limits, partitions=info.partitions,
-            submit_limit=info.submit_limit,
+            submit_limit=info.submit_limit, observed_at=observation.observed_at,
         )
 
     # -- acting on jobs ----------------------------------------------------------------------

@@ -15,13 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ..api import TaskPhase
 from ..core.observed import DONE_PHASES, LIVE_PHASES, ClusterView, JobOutcome, ObservedJob
 from .commands import ClusterLimits, JobRecord, PartitionInfo
 from .states import job_phase
 from .tags import JobTag, parse_tag
+
+# How long slurmctld may take to hand a job to slurmdbd, so that sacct shows it. Seen on Slurm
+# 22.05: a job of 0.3 s was gone from squeue's default listing and absent from sacct for about a
+# second after it ended. A minute bounds that lag with a wide margin, and bounds how long a
+# submission whose sbatch failed before reaching slurmctld waits as Unknown before it is retried.
+ACCOUNTING_MAX_LAG = timedelta(seconds=60)
 
 
 def observed_jobs(records: Iterable[JobRecord], *, now: datetime) -> list[ObservedJob]:
@@ -63,6 +69,7 @@ def cluster_view(
     limits: ClusterLimits | None,
     partitions: list[PartitionInfo],
     submit_limit: int | None,
+    observed_at: datetime,
 ) -> ClusterView:
     """The cluster as the core sees it this tick: reachability, load, and the limits it plans by."""
     jobs, cores = queue_load(records)
@@ -78,6 +85,7 @@ def cluster_view(
         default_partition=default,
         submit_limit=submit_limit,
         max_array_size=ClusterView.max_array_size if limits is None else limits.max_array_size,
+        accounting_complete_until=observed_at - ACCOUNTING_MAX_LAG if accounting_ok else None,
     )
 
 

@@ -1,5 +1,7 @@
 """Table and step-the-world tests of the pure reconcile core: status and actions from plain data."""
 
+from datetime import timedelta
+
 from reconciler.api import Capacity, FailureKind, TaskPhase, WorkflowPhase, WorkflowStatus
 from reconciler.core.observed import AttemptRecord, JobKey
 from reconciler.core.plan import Cancel, FetchOutputs, Hold, Release, Submit
@@ -263,7 +265,8 @@ def test_an_intent_that_never_reached_slurm_is_submitted_again_under_the_same_ke
     wf = resolved(CHAIN)
     fp = submits(plan(wf))[0].fingerprint
     intent = AttemptRecord(key=JobKey("a", 1), fingerprint=fp, indices=None, job_id=None, recorded_at=T0)
-    assert submits(plan(wf, records=[intent]))[0].key == JobKey("a", 1)
+    caught_up = view(accounting_complete_until=later(1))
+    assert submits(plan(wf, records=[intent], cluster_view=caught_up, now=later(61)))[0].key == JobKey("a", 1)
     # but never while the cluster cannot be observed
     assert submits(plan(wf, records=[intent], cluster_view=view(reachable=False))) == []
 
@@ -335,3 +338,30 @@ def test_conditions_keep_their_transition_time_while_unchanged():
                   observed=[job(wf, "a", phase=TaskPhase.RUNNING, job_id="5")])
     ready = next(c for c in second.status.conditions if c.type == "Ready")
     assert ready.last_transition_time == T0
+
+
+# -- an intent without a confirmed job ------------------------------------------------------------
+
+def test_an_unconfirmed_intent_waits_as_unknown_until_accounting_has_caught_up_past_it():
+    """A job that ends within a second leaves squeue before slurmdbd records it: absence right
+    after the intent proves nothing, so the task is not submitted a second time."""
+    wf = resolved(CHAIN)
+    fp = submits(plan(wf))[0].fingerprint
+    intent = AttemptRecord(key=JobKey("a", 1), fingerprint=fp, indices=None, job_id=None, recorded_at=T0)
+    cases = [
+        # (accounting readable, accounting complete until, submitted again)
+        (True, None, False),
+        (True, T0 - timedelta(seconds=59), False),
+        (True, T0, False),
+        (True, later(0.5), True),
+        (False, later(3600), False),
+    ]
+    for accounting, horizon, again in cases:
+        cluster = view(accounting=accounting, accounting_complete_until=horizon)
+        result = plan(wf, records=[intent], cluster_view=cluster, now=later(1))
+        assert (submits(result) != []) is again, (accounting, horizon)
+        if not again:
+            assert phases(result)["a"] is TaskPhase.UNKNOWN, (accounting, horizon)
+            reason = "JobNotFound" if accounting else "ClusterUnreachable"
+            assert result.status.tasks["a"].reason == reason, (accounting, horizon)
+

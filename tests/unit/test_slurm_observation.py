@@ -8,7 +8,13 @@ from reconciler.api import FailureKind, TaskPhase
 from reconciler.core.observed import ClusterView, JobKey
 from reconciler.slurm import commands as c
 from reconciler.slurm.commands import ClusterLimits, JobRecord, PartitionInfo
-from reconciler.slurm.observation import cluster_view, observed_by_workflow, observed_jobs, queue_load
+from reconciler.slurm.observation import (
+    ACCOUNTING_MAX_LAG,
+    cluster_view,
+    observed_by_workflow,
+    observed_jobs,
+    queue_load,
+)
 
 DATA = Path(__file__).parent / "data" / "slurm-22.05"
 NOW = datetime.fromtimestamp(1795413440, tz=UTC)
@@ -139,15 +145,27 @@ def test_cluster_view():
     view = cluster_view(name="dev", records_ok=True, accounting_ok=False, error="sacct: timed out",
                         records=captured("squeue-running.txt"),
                         limits=ClusterLimits(max_array_size=501, max_job_count=10),
-                        partitions=partitions, submit_limit=40)
+                        partitions=partitions, submit_limit=40, observed_at=NOW)
     assert view == ClusterView(name="dev", reachable=True, accounting=False, error="sacct: timed out",
                                queued_jobs=24 + 101 + 1 + 2 + 1, queued_cores=129, max_array_size=501,
                                partition_max_time={"debug": 3600, "long": None}, default_partition="debug",
                                submit_limit=40)
     unknown = cluster_view(name="dev", records_ok=False, accounting_ok=False, error="down", records=[], limits=None,
-                           partitions=[], submit_limit=None)
+                           partitions=[], submit_limit=None, observed_at=NOW)
     assert unknown.max_array_size == 1001 and unknown.default_partition is None and unknown.queued_jobs == 0
 
 
 def test_records_that_are_not_ours_are_ignored():
     assert observed_jobs([replace(record(), comment="")], now=NOW) == []
+
+
+def test_accounting_is_complete_only_up_to_its_maximum_lag_before_the_observation():
+    def view(accounting_ok: bool) -> ClusterView:
+        return cluster_view(name="dev", records_ok=True, accounting_ok=accounting_ok, error=None, records=[],
+                            limits=None, partitions=[], submit_limit=None, observed_at=NOW)
+
+    assert view(True).accounting_complete_until == NOW - ACCOUNTING_MAX_LAG
+    assert view(False).accounting_complete_until is None
+    # Long enough for slurmdbd to have recorded a job that ended within a second, short enough
+    # that a submission that never reached Slurm is retried within minutes.
+    assert timedelta(seconds=5) <= ACCOUNTING_MAX_LAG <= timedelta(minutes=5)
