@@ -1,0 +1,64 @@
+"""A task's parallelism holds across MaxArraySize chunks on the real dev cluster, driven by the
+real ``reconciler run`` loop."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from reconciler.devcluster import DevCluster
+from tests.integration.gitops_world import Loop, PlanRepo
+
+MAX_ARRAY_SIZE = 1001  # the dev cluster's (Slurm's default): the task below is cut into two chunks
+PARALLELISM = 8  # two chunks of %8 running together would need 16 CPUs: the dev node has them
+COUNT = MAX_ARRAY_SIZE + PARALLELISM
+
+
+def running_elements(cluster: DevCluster, job_name: str) -> int:
+    """How many array elements of the job name Slurm runs right now (``-r``: one line each)."""
+    done = subprocess.run(["squeue", "--me", "--noheader", "-r", "-t", "RUNNING", "--format=%j"],
+                          env={**os.environ, **cluster.env}, capture_output=True, text=True, check=True)
+    return sum(1 for line in done.stdout.splitlines() if line.strip() == job_name)
+
+
+def test_parallelism_caps_the_task_across_max_array_size_chunks(tmp_path: Path, dev_cluster: DevCluster):
+    name = f"throttle-{uuid.uuid4().hex[:6]}"
+    # The first element of each round at either chunk's start sleeps, so were both chunks let out
+    # at once, 2 x 8 elements would stay running long enough for the sampler to see; the rest are
+    # quick, so the run stays short.
+    script = (f'if [ "$TASK_INDEX" -lt {PARALLELISM} ] || [ "$TASK_INDEX" -ge {MAX_ARRAY_SIZE} ]; '
+              'then sleep 3; fi')
+    repo = PlanRepo(tmp_path, dev_cluster.manifest_path("local").read_text())
+    repo.write("plans/throttle.yaml", f"""\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+  defaults:
+    resources: {{partition: debug, time: "00:05:00", memory: 20M}}
+  tasks:
+    - name: tiles
+      array: {{count: {COUNT}, parallelism: {PARALLELISM}}}
+      script: |
+        {script}
+""")
+    repo.push("an array wider than MaxArraySize, eight at a time")
+    loop = Loop(repo, tmp_path / "state").start()
+    most = 0
+    status: dict = {}
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            most = max(most, running_elements(dev_cluster, f"{name}.tiles"))
+            status = loop.status(name)
+            if status.get("phase") in ("Succeeded", "Failed"):
+                break
+            time.sleep(0.2)
+    finally:
+        loop.stop()
+    assert status.get("phase") == "Succeeded", (status, loop.log.read_text()[-3000:])
+    assert status["tasks"]["tiles"]["array"]["indices"] == {"Succeeded": f"0-{COUNT - 1}"}
+    assert most == PARALLELISM
