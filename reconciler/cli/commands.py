@@ -11,6 +11,7 @@ import getpass
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -87,13 +88,8 @@ def get_workflows(*, state: str | None, selector: str | None, output: str) -> in
         return 1
     with open_store(state_dir(state)) as store:
         rows = [w.as_row() for w in store.active_workflows() if parsed.matches(w.labels)]
-    if output in ("json", "yaml"):
-        document = {"apiVersion": "v1", "kind": "List", "items": [resource(r) for r in rows]}
-        sys.stdout.write(dump(document, output=output))
-    elif not rows:
-        print("No workflows found.", file=sys.stderr)
-    else:
-        sys.stdout.write(workflows_table(rows, now=now, wide=output == "wide"))
+    _print_list(output=output, items=[resource(r) for r in rows], what="workflows",
+                table=lambda: workflows_table(rows, now=now, wide=output == "wide"))
     return 0
 
 
@@ -112,14 +108,20 @@ def get_tasks(*, state: str | None, selector: str | None, workflow: str | None, 
         else:
             workflows = store.active_workflows()
         rows = [row for w in workflows for row in task_rows(w.as_row()) if parsed.matches(row.labels)]
-    if output in ("json", "yaml"):
-        document = {"apiVersion": "v1", "kind": "List", "items": [task_resource(r) for r in rows]}
-        sys.stdout.write(dump(document, output=output))
-    elif not rows:
-        print("No tasks found.", file=sys.stderr)
-    else:
-        sys.stdout.write(tasks_table(rows, wide=output == "wide"))
+    _print_list(output=output, items=[task_resource(r) for r in rows], what="tasks",
+                table=lambda: tasks_table(rows, wide=output == "wide"))
     return 0
+
+
+def _print_list(*, output: str, items: list[dict], what: str, table: Callable[[], str]) -> None:
+    """A listing as kubectl prints one: a List document for json/yaml, else a table (and a note
+    on stderr when there is nothing to show)."""
+    if output in ("json", "yaml"):
+        sys.stdout.write(dump({"apiVersion": "v1", "kind": "List", "items": items}, output=output))
+    elif not items:
+        print(f"No {what} found.", file=sys.stderr)
+    else:
+        sys.stdout.write(table())
 
 
 def _find(store: Store, name: str) -> StoredWorkflow | None:
