@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,27 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str, every
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what} not reached in {timeout}s")
         time.sleep(every)
+
+
+def unique(name: str) -> str:
+    """A workflow name no other test run uses (runs share the dev cluster's queue and accounting)."""
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
+def watch_to_end(loop: Loop, name: str, *, sample: Callable[[], int], timeout: float,
+                 every: float = 0.2) -> tuple[int, dict[str, Any], set[str]]:
+    """Poll a running workflow until it ends: the highest value ``sample`` gave meanwhile (how many
+    jobs or elements Slurm held at once), the last status seen, and every task phase seen."""
+    deadline = time.monotonic() + timeout
+    peak, status, phases = 0, {}, set()
+    while time.monotonic() < deadline:
+        peak = max(peak, sample())
+        status = loop.status(name)
+        phases |= {task["phase"] for task in status.get("tasks", {}).values()}
+        if status.get("phase") in ("Succeeded", "Failed"):
+            break
+        time.sleep(every)
+    return peak, status, phases
 
 
 def terminate(process: subprocess.Popen[str] | None) -> int | None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -21,17 +19,15 @@ from tests.integration.gitops_world import (
     sacct_states,
     squeue_jobs,
     squeue_reasons,
+    unique,
     wait_until,
+    watch_to_end,
 )
 
 pytestmark = pytest.mark.slurm
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 HELD = {"JobHeldUser", "JobHeldAdmin"}  # squeue's reason for a job scontrol holds
-
-
-def unique(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:6]}"
 
 
 def chain(name: str, *, steps: dict[str, str], extra_task: str = "", defaults: str = "", retry: str = "") -> str:
@@ -112,23 +108,14 @@ def test_capacity_of_one_job_submits_part_of_the_dag_at_a_time(tmp_path: Path, d
     repo.write("plans/capacity.yaml", parallel(name, parts=4, script="sleep 2"))
     repo.push("four independent parts")
     loop = Loop(repo, tmp_path / "state").start()
-    most = 0
-    queued_seen = False
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            most = max(most, len(squeue_jobs(dev_cluster, name)))
-            status = loop.status(name)
-            phases = {t["phase"] for t in status.get("tasks", {}).values()}
-            queued_seen |= "Queued" in phases
-            if status.get("phase") == "Succeeded":
-                break
-            time.sleep(0.2)
+        most, status, phases = watch_to_end(loop, name, sample=lambda: len(squeue_jobs(dev_cluster, name)),
+                                            timeout=180)
         assert status.get("phase") == "Succeeded", status
     finally:
         loop.stop()
     assert most == 1
-    assert queued_seen
+    assert "Queued" in phases
     assert set(attempts_of(loop, name).values()) == {1}
 
 

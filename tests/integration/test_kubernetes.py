@@ -7,7 +7,6 @@ import io
 import os
 import re
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from ruamel.yaml import YAML
 
 from reconciler.devcluster import DevCluster
 from reconciler.kube.permissions import allowed
-from tests.integration.gitops_world import sacct_jobs, sacct_states, squeue_jobs, squeue_reasons, wait_until
+from tests.integration.gitops_world import sacct_jobs, sacct_states, squeue_jobs, squeue_reasons, unique, wait_until
 from tests.integration.kube_world import Kubectl, Operator
 from tests.kube.apiserver import ApiServer
 from tests.kube.handlers import RequestRecord
@@ -27,10 +26,6 @@ pytestmark = pytest.mark.slurm
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_AGENT = "slurm-reconciler/"
 HELD = {"JobHeldUser", "JobHeldAdmin"}  # squeue's reason for a job scontrol holds
-
-
-def unique(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:6]}"
 
 
 def workflow(name: str, tasks: str, *, extra_spec: str = "") -> str:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-import uuid
 from pathlib import Path
 
 from reconciler.devcluster import DevCluster
-from tests.integration.gitops_world import Loop, PlanRepo
+from tests.integration.gitops_world import Loop, PlanRepo, unique, watch_to_end
 
 MAX_ARRAY_SIZE = 1001  # the dev cluster's (Slurm's default): the task below is cut into two chunks
 PARALLELISM = 8  # two chunks of %8 running together would need 16 CPUs: the dev node has them
@@ -25,7 +23,7 @@ def running_elements(cluster: DevCluster, job_name: str) -> int:
 
 
 def test_parallelism_caps_the_task_across_max_array_size_chunks(tmp_path: Path, dev_cluster: DevCluster):
-    name = f"throttle-{uuid.uuid4().hex[:6]}"
+    name = unique("throttle")
     # The first element of each round at either chunk's start sleeps, so were both chunks let out
     # at once, 2 x 8 elements would stay running long enough for the sampler to see; the rest are
     # quick, so the run stays short.
@@ -47,16 +45,9 @@ spec:
 """)
     repo.push("an array wider than MaxArraySize, eight at a time")
     loop = Loop(repo, tmp_path / "state").start()
-    most = 0
-    status: dict = {}
     try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            most = max(most, running_elements(dev_cluster, f"{name}.tiles"))
-            status = loop.status(name)
-            if status.get("phase") in ("Succeeded", "Failed"):
-                break
-            time.sleep(0.2)
+        most, status, _ = watch_to_end(loop, name, sample=lambda: running_elements(dev_cluster, f"{name}.tiles"),
+                                       timeout=600)
     finally:
         loop.stop()
     assert status.get("phase") == "Succeeded", (status, loop.log.read_text()[-3000:])
