@@ -5,7 +5,7 @@ The controller writes it (once per tick, plus approvals from the webhook thread)
 get``, ``describe`` and ``approve`` open the same file from other processes. It guarantees:
 
 - the database runs in WAL mode with a busy timeout, so readers never wait for the loop and a
-  second writer waits its turn instead of failing;
+  second writer waits its turn instead of failing (``connection``);
 - every write method is one transaction: a crash leaves the state before or after it, never half;
 - an attempt is recorded as an intent *before* ``sbatch`` and confirmed with its job id after,
   so a restarted loop knows what it may have submitted (crash-safety rests on this order);
@@ -25,10 +25,8 @@ import hashlib
 import json
 import os
 import sqlite3
-import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -47,13 +45,12 @@ from .array_outcomes import (
     decode_groups,
     encode_groups,
 )
+from .connection import StoreConnection
 from .encoding import canonical_json, from_iso, iso, iso_or_none
 from .rows import AttemptHistory, EventRow, WorkflowRow
-from .schema import migrate
 
 STATE_DB = "state.db"
 MAX_EVENTS = 1000  # per workflow; older events are dropped
-BUSY_TIMEOUT_SECONDS = 30.0  # a tick's write is milliseconds; this only has to outlast a slow disk
 
 
 def state_dir_default() -> Path:
@@ -224,43 +221,9 @@ class _AttemptRow:
 
 # -- the store -----------------------------------------------------------------------------------
 
-class Store:
-    """One SQLite connection to ``path`` (parent directories are created), shared by threads."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        # Autocommit mode: transactions are opened explicitly, writes with BEGIN IMMEDIATE so a
-        # writer takes the lock up front instead of failing on an upgrade from a read lock.
-        self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = NORMAL")  # durable at each checkpoint; safe in WAL mode
-        self._db.execute("PRAGMA foreign_keys = ON")
-        migrate(self._db)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute(f"BEGIN {mode}")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+class Store(StoreConnection):
+    """Every workflow's status, the record of every submission, approvals and events, in one SQLite
+    file (see :class:`StoreConnection` for how it is opened and shared)."""
 
     # -- workflows -------------------------------------------------------------------------------
 

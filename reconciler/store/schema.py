@@ -11,8 +11,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 1
-
 _V1 = (
     """CREATE TABLE workflows (
         uid TEXT PRIMARY KEY,
@@ -77,15 +75,15 @@ _V1 = (
 )
 
 
-
 def _create_v1(db: sqlite3.Connection) -> None:
     # Statement by statement: executescript() would commit the migration's transaction early.
     for statement in _V1:
         db.execute(statement)
 
 
-# MIGRATIONS[n] takes a database at version n to version n + 1.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_create_v1,)
+# MIGRATIONS[n] takes a database from version n - 1 to version n (version 0: an empty file).
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1}
+SCHEMA_VERSION = max(MIGRATIONS)
 
 
 def migrate(db: sqlite3.Connection) -> int:
@@ -101,8 +99,9 @@ def migrate(db: sqlite3.Connection) -> int:
                 f"the state database is at schema version {version}, newer than this reconciler "
                 f"({SCHEMA_VERSION}): upgrade the reconciler or point it at another state directory"
             )
-        for step in MIGRATIONS[version:]:
-            step(db)
+        for target in sorted(MIGRATIONS):
+            if target > version:
+                MIGRATIONS[target](db)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         db.execute("ROLLBACK")
