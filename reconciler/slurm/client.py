@@ -30,7 +30,7 @@ from ..api import Resources, SlurmCluster, Task
 from ..core.observed import ClusterView, ObservedJob
 from . import commands
 from .commands import ClusterLimits, JobRecord, PartitionInfo, SubmitErrorKind
-from .observation import cluster_view, observed_by_workflow, observed_jobs
+from .observation import cluster_view, observed_by_workflow, observed_jobs, reported_ids
 from .script import render_script, task_paths
 from .tags import JobTag
 from .transport import CommandResult, Transport, TransportError
@@ -175,14 +175,15 @@ class SlurmClient:
     # -- observation -------------------------------------------------------------------------
 
     def observe(self, *, since: datetime, job_ids: Sequence[str] = ()) -> Observation:
-        """The user's live jobs (squeue) and those active since ``since`` (sacct).
+        """Every job slurmctld still holds for the user, ended ones included (squeue), and those
+        active since ``since`` (sacct).
 
-        ``job_ids`` are jobs the caller knows it submitted: any of them that neither query shows
-        is asked for by id, because Slurm 22.05's time window leaves out jobs that were never
-        eligible to start (held, or cancelled by --kill-on-invalid-dep while waiting). Usually
-        every id is in one of the two answers, and a tick costs one squeue and one sacct. (Seen
-        on 22.05.8: for about a second after a job leaves squeue, sacct by id already has it but
-        the time window does not.)
+        ``job_ids`` are jobs the caller knows it submitted: any of them that sacct's window does
+        not show and squeue does not show live is asked for by id, because Slurm 22.05's time
+        window leaves out jobs that were never eligible to start (held, or cancelled by
+        --kill-on-invalid-dep while waiting). Usually every id is in one of the two answers, and
+        a tick costs one squeue and one sacct. (Seen on 22.05.8: for about a second after a job
+        ended, sacct by id already has it, with its exit code, but the time window does not.)
         """
         now = datetime.now(UTC)
         records: list[JobRecord] = []
@@ -195,7 +196,7 @@ class SlurmClient:
             errors.append(str(exc))
         try:
             records.extend(commands.parse_sacct(self._checked(commands.sacct_argv(since=since, user=None))))
-            seen = {r.job_id for r in records} | {r.array_job_id for r in records if r.array_job_id}
+            seen = reported_ids(records)
             missing = sorted({j for j in job_ids if j not in seen})
             for start in range(0, len(missing), _IDS_PER_QUERY):
                 batch = missing[start:start + _IDS_PER_QUERY]

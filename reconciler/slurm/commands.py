@@ -89,10 +89,13 @@ class Association:
 
 
 def squeue_argv(*, user: str | None) -> list[str]:
-    """Every queued job of the user in one call. No -r: a pending array stays one line however
-    large; squeue's default state filter (pending, running, completing...) is what is wanted."""
+    """Every job slurmctld holds for the user, in one call. No -r: a pending array stays one line
+    however large. ``--states=all``: squeue's default filter hides a job the moment it ends, yet
+    slurmdbd may record it only a second later; slurmctld keeps a finished job for MinJobAge
+    (300 s by default), so asking for every state closes the gap in which a job that just ended
+    is in neither answer."""
     who = "--me" if user is None else f"--user={_word(user, 'user')}"
-    return ["env", *OUTPUT_ENV, "squeue", who, "--noheader", f"--format={'|'.join(SQUEUE_FIELDS)}"]
+    return ["env", *OUTPUT_ENV, "squeue", who, "--states=all", "--noheader", f"--format={'|'.join(SQUEUE_FIELDS)}"]
 
 
 def sacct_argv(

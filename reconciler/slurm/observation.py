@@ -3,8 +3,12 @@
 Called by the client after its batched observation of a cluster. Pure. It guarantees:
 
 - only jobs whose comment carries the reconciler's tag become ``ObservedJob``s;
-- squeue wins over sacct for every job and array element squeue still shows (sacct lags the
-  controller by a few seconds on Slurm 22.05), sacct speaks for the jobs that left the queue;
+- one record speaks for each job and array element: squeue's while it shows the job live (sacct
+  lags the controller by a few seconds on Slurm 22.05); once the job ended, sacct's as soon as it
+  reports the end (it has the exit code and the end time), squeue's finished state until then
+  (squeue is asked for every state, so a job that ended a moment ago is in at least one answer);
+  sacct alone for the jobs slurmctld no longer holds;
+- the queue load counts live jobs only, never the finished ones squeue still holds;
 - an array shows up as its pending remainder (one job, many indices) plus one job per element
   that started or finished; indices are task indices (Slurm's array task id plus the tag's part);
 - an array's ``job_id`` is always the array's own id, never an element's: that is the id the core
@@ -17,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from ..api import TaskPhase
+from ..api import FailureKind, TaskPhase
 from ..core.observed import DONE_PHASES, LIVE_PHASES, ClusterView, JobOutcome, ObservedJob
 from .commands import ClusterLimits, JobRecord, PartitionInfo
 from .states import job_phase
@@ -45,7 +49,8 @@ def observed_by_workflow(records: Iterable[JobRecord], *, now: datetime) -> dict
 
 def queue_load(records: Iterable[JobRecord]) -> tuple[int, int]:
     """Jobs of the user still queued or running, ours or not, array elements counted one by one,
-    and the cores they hold or ask for. Read from squeue alone: sacct's live states lag."""
+    and the cores they hold or ask for. Read from squeue alone (sacct's live states lag), and only
+    its live states: the jobs it still holds for MinJobAge after they ended take no room."""
     jobs = cores = 0
     for record in records:
         if record.source != "squeue":
@@ -57,6 +62,13 @@ def queue_load(records: Iterable[JobRecord]) -> tuple[int, int]:
         jobs += elements
         cores += elements * record.cpus
     return jobs, cores
+
+
+def reported_ids(records: Iterable[JobRecord]) -> set[str]:
+    """Ids of the jobs (and arrays) whose state this observation has in full: sacct's records,
+    and squeue's of jobs still live. A job squeue shows ended lacks its exit code."""
+    reported = [r for r in records if r.source != "squeue" or not _ended(r)]
+    return {r.job_id for r in reported} | {r.array_job_id for r in reported if r.array_job_id}
 
 
 def cluster_view(
@@ -90,15 +102,26 @@ def cluster_view(
 
 
 def _merged(records: Iterable[JobRecord]) -> list[tuple[JobRecord, JobTag]]:
-    """Our records, with sacct's view of anything squeue still shows taken out."""
+    """Our records, each job and array element once (see the module's docstring for which wins)."""
     ours = [(record, tag) for record in records if (tag := parse_tag(record.comment)) is not None]
-    live_jobs = {r.job_id for r, _ in ours if r.source == "squeue" and r.array_indices is None}
-    live_elements: dict[str, set[int]] = {}
-    for record, _ in ours:
-        if record.source == "squeue" and record.array_job_id is not None and record.array_indices is not None:
-            live_elements.setdefault(record.array_job_id, set()).update(record.array_indices)
+    ended_jobs, ended_elements = _accounted_ends(ours)
+    queue: list[tuple[JobRecord, JobTag]] = []
+    for record, tag in ours:
+        if record.source != "squeue":
+            continue
+        if _ended(record):
+            kept = _unaccounted(record, ended_jobs, ended_elements)
+            if kept is None:
+                continue
+            record = kept
+        queue.append((record, tag))
+    queued_jobs = {r.job_id for r, _ in queue if r.array_indices is None}
+    queued_elements: dict[str, set[int]] = {}
+    for record, _ in queue:
+        if record.array_job_id is not None and record.array_indices is not None:
+            queued_elements.setdefault(record.array_job_id, set()).update(record.array_indices)
 
-    result = [(r, t) for r, t in ours if r.source == "squeue"]
+    result = list(queue)
     seen_elements: dict[str, set[int]] = {}
     # Finished elements first: when sacct lists an element both on its own and still inside a
     # pending remainder (its rows are not updated atomically), the element's own row wins.
@@ -106,10 +129,10 @@ def _merged(records: Iterable[JobRecord]) -> list[tuple[JobRecord, JobTag]]:
                         key=lambda item: len(item[0].array_indices or ()))
     for record, tag in accounting:
         if record.array_indices is None or record.array_job_id is None:
-            if record.job_id not in live_jobs:
+            if record.job_id not in queued_jobs:
                 result.append((record, tag))
             continue
-        taken = live_elements.get(record.array_job_id, set()) | seen_elements.get(record.array_job_id, set())
+        taken = queued_elements.get(record.array_job_id, set()) | seen_elements.get(record.array_job_id, set())
         remaining = tuple(i for i in record.array_indices if i not in taken)
         if not remaining:
             continue
@@ -120,8 +143,42 @@ def _merged(records: Iterable[JobRecord]) -> list[tuple[JobRecord, JobTag]]:
     return result
 
 
+def _ended(record: JobRecord) -> bool:
+    return job_phase(record.state, record.reason)[0] in DONE_PHASES
+
+
+def _accounted_ends(ours: Iterable[tuple[JobRecord, JobTag]]) -> tuple[set[str], dict[str, set[int]]]:
+    """The jobs, and the array elements by array id, whose end sacct reports."""
+    jobs: set[str] = set()
+    elements: dict[str, set[int]] = {}
+    for record, _ in ours:
+        if record.source == "squeue" or not _ended(record):
+            continue
+        if record.array_job_id is None or record.array_indices is None:
+            jobs.add(record.job_id)
+        else:
+            elements.setdefault(record.array_job_id, set()).update(record.array_indices)
+    return jobs, elements
+
+
+def _unaccounted(record: JobRecord, jobs: set[str], elements: dict[str, set[int]]) -> JobRecord | None:
+    """A finished squeue record narrowed to what sacct does not report ended yet; None when nothing."""
+    if record.array_job_id is None or record.array_indices is None:
+        return None if record.job_id in jobs else record
+    ended = elements.get(record.array_job_id, set())
+    remaining = tuple(i for i in record.array_indices if i not in ended)
+    if not remaining:
+        return None
+    return record if len(remaining) == len(record.array_indices) else replace(record, array_indices=remaining)
+
+
 def _observed(record: JobRecord, tag: JobTag, *, now: datetime) -> ObservedJob:
     phase, failure = job_phase(record.state, record.reason)
+    # sacct prints "0:0" for jobs that have not ended: that is no exit code yet.
+    exit_code = record.exit_code if phase in DONE_PHASES else None
+    finished_at = record.finished_at
+    if record.source == "squeue" and phase in DONE_PHASES:
+        phase, failure, exit_code, finished_at = _queue_end(record, phase)
     indices = None
     if record.array_indices is not None:
         indices = tuple(index + tag.part for index in record.array_indices)
@@ -138,12 +195,29 @@ def _observed(record: JobRecord, tag: JobTag, *, now: datetime) -> ObservedJob:
         outcome=JobOutcome(
             phase=phase,
             failure=failure,
-            # sacct prints "0:0" for jobs that have not ended: that is no exit code yet.
-            exit_code=record.exit_code if phase in DONE_PHASES else None,
+            exit_code=exit_code,
             reason=record.reason,
             node_list=record.node_list,
             started_at=record.started_at,
-            finished_at=record.finished_at,
+            finished_at=finished_at,
             core_hours=core_hours,
         ),
     )
+
+
+def _queue_end(record: JobRecord, phase: TaskPhase) -> tuple[TaskPhase, FailureKind | None, int | None,
+                                                              datetime | None]:
+    """Phase, failure, exit code and end of a job squeue shows ended and sacct does not yet.
+
+    squeue prints neither an exit code nor an end time (the end is the start plus the time used).
+    Slurm calls a job COMPLETED only when it exited 0, and a cancellation's exit code means
+    nothing, so those two stand as they are. A failure stays Unknown until sacct reports it, a
+    second or so later: its exit code is part of what the task's status and retries report, and
+    Unknown is what the job showed in that second before squeue was asked for every state.
+    """
+    if phase is TaskPhase.FAILED:
+        return TaskPhase.UNKNOWN, None, None, None
+    finished_at = None
+    if record.started_at is not None:
+        finished_at = record.started_at + timedelta(seconds=record.elapsed_seconds)
+    return phase, None, 0 if phase is TaskPhase.SUCCEEDED else None, finished_at

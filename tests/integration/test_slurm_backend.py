@@ -168,11 +168,18 @@ def test_finished_jobs_are_observed_from_accounting(client: SlurmClient):
     submission = submit_workflow(resolved_from(one_task("quick", "echo done"), client.cluster), client)
     follow_all(client, submission)
     [job_id] = submission.jobs["main"]
-    observation = client.observe(since=submission.submitted_at - timedelta(minutes=1), job_ids=[job_id])
+    # squeue holds the ended job for MinJobAge too; sacct's record speaks for it once it has one.
+    deadline = time.monotonic() + 30
+    while True:
+        observation = client.observe(since=submission.submitted_at - timedelta(minutes=1), job_ids=[job_id])
+        if any(r.job_id == job_id and r.source == "sacct" for r in observation.records):
+            break
+        assert time.monotonic() < deadline, "sacct never reported the job"
+        time.sleep(0.5)
     assert observation.queue_ok and observation.accounting_ok
     from_queue = [r for r in observation.records if r.job_id == job_id and r.source == "squeue"]
     from_accounting = [r for r in observation.records if r.job_id == job_id and r.source == "sacct"]
-    assert not from_queue and len(from_accounting) == 1
+    assert all(r.state == "COMPLETED" for r in from_queue) and len(from_accounting) == 1
     [job] = [j for j in observation.jobs() if j.job_id == job_id]
     assert job.phase is TaskPhase.SUCCEEDED and job.outcome.exit_code == 0 and job.outcome.core_hours >= 0
     assert job.key.task == "main" and job.key.attempt == 1 and job.fingerprint

@@ -30,7 +30,8 @@ def at(epoch: int) -> datetime:
 def test_squeue_argv_is_one_batched_query_with_the_comment_last():
     argv = c.squeue_argv(user=None)
     assert argv[:3] == ["env", "SLURM_BITSTR_LEN=0", "SLURM_TIME_FORMAT=%s"]
-    assert argv[3:] == ["squeue", "--me", "--noheader", "--format=%A|%F|%K|%T|%r|%C|%N|%S|%M|%j|%k"]
+    assert argv[3:] == ["squeue", "--me", "--states=all", "--noheader",
+                        "--format=%A|%F|%K|%T|%r|%C|%N|%S|%M|%j|%k"]
     assert "-r" not in argv and "--array" not in argv
     assert c.squeue_argv(user="alice")[4] == "--user=alice"
     with pytest.raises(ValueError):
@@ -132,6 +133,25 @@ def test_squeue_without_the_output_environment_is_refused_not_misread():
     records = c.parse_squeue("\n".join(lines))
     running = next(r for r in records if r.state == "RUNNING")
     assert running.started_at is not None and running.started_at.tzinfo is not None
+
+
+def test_squeue_of_every_state_shows_jobs_that_just_ended_before_sacct_does():
+    records = {r.job_id: r for r in c.parse_squeue(data("squeue-states-all.txt"))}
+    assert c.parse_sacct(data("sacct-states-all.txt")) == []  # slurmdbd has none of them yet
+    # squeue's default filter shows only the job still running: the others would be nowhere.
+    assert [r.job_id for r in c.parse_squeue(data("squeue-default-filter.txt"))] == ["8419"]
+    assert {job_id: r.state for job_id, r in records.items()} == {
+        "8419": "RUNNING", "8420": "COMPLETED", "8421": "FAILED", "8422": "CANCELLED", "8424": "CANCELLED",
+        "8425": "COMPLETED", "8426": "COMPLETED", "8427": "COMPLETED", "8428": "COMPLETED", "8423": "COMPLETED"}
+    quick = records["8420"]
+    assert (quick.array_indices, quick.node_list, quick.exit_code, quick.finished_at) == (None, "dev1", None, None)
+    assert quick.started_at == at(1795930225)
+    assert quick.comment == "slurm-reconciler.v1:uid-456:quick:1:0:fp0123456789abcd"
+    assert records["8421"].reason == "NonZeroExitCode"  # squeue's %-format has no exit code
+    # Never started: no node; the dependency's failure is the reason squeue keeps.
+    assert (records["8422"].reason, records["8422"].node_list) == ("DependencyNeverSatisfied", None)
+    elements = [records[j] for j in ("8426", "8427", "8428", "8423")]
+    assert [(r.array_job_id, r.array_indices) for r in elements] == [("8423", (i,)) for i in range(4)]
 
 
 def test_squeue_comment_with_a_newline_continues_the_last_field():

@@ -14,6 +14,7 @@ from reconciler.slurm.observation import (
     observed_by_workflow,
     observed_jobs,
     queue_load,
+    reported_ids,
 )
 
 DATA = Path(__file__).parent / "data" / "slurm-22.05"
@@ -169,3 +170,85 @@ def test_accounting_is_complete_only_up_to_its_maximum_lag_before_the_observatio
     # Long enough for slurmdbd to have recorded a job that ended within a second, short enough
     # that a submission that never reached Slurm is retried within minutes.
     assert timedelta(seconds=5) <= ACCOUNTING_MAX_LAG <= timedelta(minutes=5)
+
+
+# --- squeue --states=all: jobs that ended a moment ago ------------------------------------------
+
+CAUGHT = datetime.fromtimestamp(1795930228, tz=UTC)
+
+
+def test_a_job_that_just_ended_is_finished_from_squeue_while_sacct_has_none_of_it():
+    jobs = by_task(observed_jobs(captured("squeue-states-all.txt", "sacct-states-all.txt"), now=CAUGHT))
+    assert set(jobs) == {"long", "quick", "exit3", "dep", "held", "tiles"}
+    [quick] = jobs["quick"]
+    # COMPLETED is Slurm's word for an exit code of 0.
+    assert (quick.job_id, quick.phase, quick.outcome.exit_code) == ("8420", TaskPhase.SUCCEEDED, 0)
+    started = datetime.fromtimestamp(1795930225, tz=UTC)
+    assert quick.outcome.started_at == quick.outcome.finished_at == started  # it ran for no whole second
+    [exit3] = jobs["exit3"]
+    # A failure waits for sacct's exit code: Unknown, as it was before squeue showed ended jobs.
+    assert (exit3.job_id, exit3.phase, exit3.outcome.exit_code) == ("8421", TaskPhase.UNKNOWN, None)
+    [dep] = jobs["dep"]
+    assert (dep.phase, dep.outcome.reason, dep.outcome.node_list) == (
+        TaskPhase.CANCELLED, "DependencyNeverSatisfied", None)
+    assert sorted((j.indices, j.job_id, j.phase) for j in jobs["tiles"]) == [
+        ((i,), "8423", TaskPhase.SUCCEEDED) for i in range(4)]
+    assert [j.phase for j in jobs["long"]] == [TaskPhase.RUNNING]
+
+
+def test_sacct_speaks_for_an_ended_job_once_it_has_it_squeue_until_then():
+    records = captured("squeue-states-all-later.txt", "sacct-states-all-later.txt")
+    jobs = by_task(observed_jobs(records, now=CAUGHT))
+    [quick] = jobs["quick"]
+    assert (quick.phase, quick.outcome.exit_code) == (TaskPhase.SUCCEEDED, 0)
+    [exit3] = jobs["exit3"]
+    assert (exit3.phase, exit3.outcome.exit_code) == (TaskPhase.FAILED, 3)  # sacct's record: the exit code
+    assert sorted((j.indices, j.outcome.exit_code) for j in jobs["tiles"]) == [((i,), 0) for i in range(4)]
+    # Never eligible, so not in sacct's time window: squeue's record stays.
+    assert [(j.phase, j.outcome.reason) for j in jobs["dep"]] == [(TaskPhase.CANCELLED, "DependencyNeverSatisfied")]
+    assert [(j.phase, j.outcome.reason) for j in jobs["held"]] == [(TaskPhase.CANCELLED, "JobHeldUser")]
+    [long] = jobs["long"]
+    assert long.phase is TaskPhase.RUNNING and long.outcome.core_hours == 3 / 3600  # squeue's time used
+
+
+def test_squeue_finished_state_wins_over_sacct_still_showing_the_job_live():
+    ended = record(state="COMPLETED", elapsed_seconds=30)
+    lagging = record(state="RUNNING", source="sacct", elapsed_seconds=20)
+    [job] = observed_jobs([lagging, ended], now=NOW)
+    assert job.phase is TaskPhase.SUCCEEDED and job.outcome.finished_at == ended.started_at + timedelta(seconds=30)
+    [failed] = observed_jobs([lagging, replace(ended, state="TIMEOUT")], now=NOW)
+    assert (failed.phase, failed.outcome.failure, failed.outcome.finished_at) == (TaskPhase.UNKNOWN, None, None)
+    [cancelled] = observed_jobs([lagging, replace(ended, state="CANCELLED")], now=NOW)
+    assert cancelled.phase is TaskPhase.CANCELLED and cancelled.outcome.exit_code is None
+    accounted = record(state="COMPLETED", source="sacct", exit_code=0, finished_at=NOW, elapsed_seconds=31)
+    [job] = observed_jobs([ended, accounted], now=NOW)
+    assert (job.outcome.exit_code, job.outcome.finished_at, job.outcome.core_hours) == (0, NOW, 31 * 4 / 3600)
+
+
+def test_array_elements_ended_in_squeue_give_way_to_sacct_element_by_element():
+    queued = [record(job_id=str(200 + i), array_job_id="200", array_indices=(i,), state="COMPLETED") for i in range(3)]
+    accounted = record(job_id="201", array_job_id="200", array_indices=(1,), state="COMPLETED", exit_code=0,
+                       source="sacct", finished_at=NOW)
+    lagging_remainder = record(job_id="200", array_job_id="200", array_indices=(0, 2), state="PENDING",
+                               source="sacct", started_at=None)
+    jobs = observed_jobs([*queued, accounted, lagging_remainder], now=NOW)
+    squeue_end = NOW - timedelta(minutes=10) + timedelta(seconds=600)  # start plus time used
+    assert sorted((j.indices, j.phase, j.outcome.finished_at) for j in jobs) == [
+        ((0,), TaskPhase.SUCCEEDED, squeue_end), ((1,), TaskPhase.SUCCEEDED, NOW),
+        ((2,), TaskPhase.SUCCEEDED, squeue_end)]
+
+
+def test_jobs_squeue_holds_after_they_ended_take_no_room():
+    records = captured("squeue-states-all-later.txt", "sacct-states-all-later.txt")
+    assert queue_load(records) == (1, 1)  # the running job; not the finished ones, ours or foreign
+    view = cluster_view(name="dev", records_ok=True, accounting_ok=True, error=None, records=records, limits=None,
+                        partitions=[], submit_limit=None, observed_at=CAUGHT)
+    assert (view.queued_jobs, view.queued_cores) == (1, 1)
+
+
+def test_jobs_squeue_shows_ended_are_asked_of_sacct_by_id_until_it_has_them():
+    # Neither the ended jobs nor the ended array (8423) count as reported: the client asks sacct
+    # for them by id. The running job and foreign jobs need no second look.
+    assert reported_ids(captured("squeue-states-all.txt", "sacct-states-all.txt")) == {"8419"}
+    later = reported_ids(captured("squeue-states-all-later.txt", "sacct-states-all-later.txt"))
+    assert {"8420", "8421", "8423", "8419"} <= later and not {"8422", "8424"} & later
