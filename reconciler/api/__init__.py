@@ -13,6 +13,7 @@ from .workflow import (
     RetryPolicy,
     Task,
     TaskDefaults,
+    TaskInput,
     TaskPhase,
     TaskStatus,
     TaskType,
@@ -34,6 +35,6 @@ __all__ = [
     "API_VERSION", "GROUP", "KINDS", "VERSION", "ArraySpec", "ArrayStatus", "Capacity", "Condition",
     "ConditionStatus", "Escalation", "FailureKind", "ObjectMeta", "Parameter", "Partition", "Resource",
     "Resources", "RetryPolicy", "SlurmCluster", "SlurmClusterSpec", "SshSettings", "Task", "TaskDefaults",
-    "TaskPhase", "TaskStatus", "TaskType", "TemplateRef", "TransportKind", "Workflow", "WorkflowPhase",
+    "TaskInput", "TaskPhase", "TaskStatus", "TaskType", "TemplateRef", "TransportKind", "Workflow", "WorkflowPhase",
     "WorkflowSpec", "WorkflowStatus", "WorkflowTemplate", "WorkflowTemplateSpec",
 ]

@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .meta import (
     API_VERSION,
@@ -106,6 +106,65 @@ class TaskDefaults(FrozenModel):
     retry: RetryPolicy | None = None
 
 
+# A file or glob an input names: relative, inside its root, and plain enough to stand unquoted
+# in a shell word (upstream outputs are matched by the job's own shell when it starts).
+INPUT_PATH = r"^[A-Za-z0-9_.*?@+,=\[\]-]+(/[A-Za-z0-9_.*?@+,=\[\]-]+)*$"
+CONFIG_MAP_KEY = r"^[-._a-zA-Z0-9]+$"
+
+
+class TaskInput(FrozenModel):
+    """A file (or files) the task finds in its run directory when it starts.
+
+    ``path`` alone: a file or glob relative to the manifest's folder in the source (a bare string
+    in YAML means the same). ``task`` and ``path``: files of an earlier task's run directory.
+    ``configMap`` (with an optional ``key``): a ConfigMap's keys as files, in Kubernetes mode.
+    """
+
+    path: Annotated[str, Field(pattern=INPUT_PATH, max_length=1024,
+                               description="file or glob, relative to the manifest (or to the task's run directory)")
+                    ] | None = None
+    task: LabelName | None = Field(default=None, description="an earlier task whose outputs this is")
+    config_map: Name | None = Field(default=None, description="a ConfigMap whose keys become files")
+    key: Annotated[str, Field(pattern=CONFIG_MAP_KEY, max_length=253)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_path(cls, value: object) -> object:
+        return {"path": value} if isinstance(value, str) else value
+
+    @field_validator("path")
+    @classmethod
+    def _without_dot_segments(cls, path: str | None) -> str | None:
+        if path is None:
+            return None
+        kept = [part for part in path.split("/") if part != "."]
+        if not kept:
+            raise ValueError(f"input path {path!r} names no file")
+        return "/".join(kept)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TaskInput:
+        if self.config_map is not None:
+            if self.path is not None or self.task is not None:
+                raise ValueError("a configMap input takes no path or task")
+        elif self.key is not None:
+            raise ValueError("key applies only to a configMap input")
+        elif self.path is None:
+            raise ValueError("an input needs a path (with or without a task) or a configMap")
+        if self.path is not None and ".." in self.path.split("/"):
+            raise ValueError(f"input path {self.path!r} must not leave its folder ('..')")
+        return self
+
+    @property
+    def described(self) -> str:
+        if self.config_map is not None:
+            return f"configMap {self.config_map}" + (f" key {self.key}" if self.key else "")
+        return f"{self.path} of task {self.task}" if self.task else str(self.path)
+
+
+MAX_APPROVAL_NOTE = 200
+
+
 class Task(FrozenModel):
     name: LabelName
     depends_on: list[LabelName] = Field(default_factory=list)
@@ -119,6 +178,7 @@ class Task(FrozenModel):
     array: ArraySpec | None = None
     retry: RetryPolicy | None = None
     outputs: list[str] = Field(default_factory=list)
+    inputs: list[TaskInput] = Field(default_factory=list)
     labels: Labels = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -135,7 +195,16 @@ class Task(FrozenModel):
                 raise ValueError("an approval task runs nothing: no script, command or array")
         if len(set(self.depends_on)) != len(self.depends_on):
             raise ValueError("dependsOn lists a task twice")
+        self._check_inputs()
         return self
+
+    def _check_inputs(self) -> None:
+        if self.inputs and self.type is TaskType.APPROVAL:
+            raise ValueError("an approval task runs nothing, so it takes no inputs")
+        for item in self.inputs:
+            # A prerequisite, not an implied one: the order of the DAG stays what dependsOn says.
+            if item.task is not None and item.task not in self.depends_on:
+                raise ValueError(f"input {item.described}: add {item.task!r} to dependsOn")
 
     def with_defaults(self, defaults: TaskDefaults) -> Task:
         """The task as it will run: ``defaults`` fill what the task leaves unset."""

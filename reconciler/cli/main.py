@@ -63,7 +63,7 @@ def _load_workflow(source: str, name: str, *, require_cluster: bool):
 
 def _cmd_render(args: argparse.Namespace) -> int:
     from ..core.fingerprint import fingerprints
-    from ..slurm.script import render_script, task_paths
+    from ..slurm.script import render_script, task_paths, upstream_files
     from ..slurm.tags import JobTag
 
     resolved = _load_workflow(args.source, args.workflow, require_cluster=True)
@@ -90,6 +90,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
         run_dir=paths.run_dir, log_dir=paths.log_dir,
         indices=tuple(range(task.array.size)) if task.array else None,
         parallelism=task.array.parallelism if task.array else None, dependencies=tuple(args.after),
+        inputs_from=upstream_files(task, resolved.tasks, cluster_workdir=resolved.cluster.spec.workdir,
+                                   namespace=meta.namespace, workflow=meta.name),
     ))
     return 0
 

@@ -13,7 +13,7 @@ what they need to know (``TaskProgress``). The workflow's status and events come
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from ..api import Capacity, Task, TaskPhase, TaskType, WorkflowStatus
@@ -21,9 +21,11 @@ from ..manifests.resolve import ResolvedWorkflow
 from .capacity import CapacityBudget
 from .events import task_events, workflow_events
 from .fingerprint import fingerprints
+from .inputs import TaskInputs
 from .jobtask import TaskPlan, Upstream, plan_job_task
 from .observed import LIVE_PHASES, AttemptRecord, ClusterView, JobKey, ObservedJob
 from .plan import Action, Cancel, Event, FetchOutputs, WorkflowPlan
+from .requests import TaskRequests, cancel_in_force, plan_cancelled_task
 from .status import TaskDecision, workflow_status
 from .taskruns import TaskRuns, task_runs
 
@@ -42,6 +44,8 @@ class DesiredWorkflow:
     previous: WorkflowStatus | None = None
     observed: tuple[ObservedJob, ...] = ()
     records: tuple[AttemptRecord, ...] = ()
+    requests: TaskRequests = field(default_factory=TaskRequests)  # cancel and retry asked for by hand
+    inputs: Mapping[str, TaskInputs] = field(default_factory=dict)  # by task, for tasks with inputs
 
 
 def plan_cluster(
@@ -97,7 +101,7 @@ def _plan_workflow(
     desired: DesiredWorkflow, *, view: ClusterView, budget: CapacityBudget, now: datetime
 ) -> WorkflowPlan:
     resolved = desired.resolved
-    fps = fingerprints(resolved.graph)
+    fps = fingerprints(resolved.graph, {name: found.digest for name, found in desired.inputs.items()})
     observed = _by_task(desired.observed)
     records = _by_task(desired.records)
     steps: dict[str, TaskStep] = {}
@@ -153,7 +157,10 @@ def _plan_task(
 ) -> TaskStep:
     task = desired.resolved.tasks[name]
     cancels, cancel_events = _cancel_obsolete(desired.uid, name, runs)
-    if task.type is TaskType.APPROVAL:
+    if cancel_in_force(desired.requests, name, fingerprint=fingerprint, runs=runs):
+        plan = plan_cancelled_task(desired.uid, name, task=task, runs=runs, fingerprint=fingerprint)
+        progress = TaskProgress(phase=plan.decision.phase, fully_submitted=False)
+    elif task.type is TaskType.APPROVAL:
         plan = _plan_approval(name, task=task, runs=runs, fingerprint=fingerprint, upstream=upstream,
                               approvals=desired.approvals)
         progress = TaskProgress(phase=plan.decision.phase, fully_submitted=plan.decision.phase is TaskPhase.SUCCEEDED)
@@ -161,9 +168,13 @@ def _plan_task(
         suspended = desired.resolved.spec.suspend
         plan = plan_job_task(
             uid=desired.uid, name=name, task=task, runs=runs, fingerprint=fingerprint, upstream=upstream,
-            may_submit=view.reachable and view.accounting and not suspended and upstream.allows_submission,
+            may_submit=(view.reachable and view.accounting and not suspended and upstream.allows_submission
+                        and not _missing_inputs(desired, name)),
             suspended=suspended, view=view, budget=budget, now=now,
+            retry_requested=desired.requests.retry_pending(name, last_attempt=runs.last_attempt),
         )
+        if _missing_inputs(desired, name):
+            plan = replace(plan, decision=replace(plan.decision, missing_inputs=_missing_inputs(desired, name)))
         progress = _job_progress(runs, plan)
     before = _previous_phase(desired.previous, name)
     return TaskStep(
@@ -171,6 +182,11 @@ def _plan_task(
         actions=cancels + plan.actions + _fetch_outputs(desired.uid, name, task, before=before, plan=plan),
         events=cancel_events + task_events(name, before=before, decision=plan.decision),
     )
+
+
+def _missing_inputs(desired: DesiredWorkflow, name: str) -> tuple[str, ...]:
+    found = desired.inputs.get(name)
+    return found.missing if found is not None else ()
 
 
 def _cancel_obsolete(uid: str, name: str, runs: TaskRuns) -> tuple[tuple[Cancel, ...], tuple[Event, ...]]:

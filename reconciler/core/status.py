@@ -17,6 +17,7 @@ from ..api import ArrayStatus, Condition, Task, TaskPhase, TaskStatus, WorkflowP
 from ..manifests.resolve import ResolvedWorkflow
 from .conditions import READY, RECONCILING, STALLED, condition, merge_conditions
 from .indexranges import compress
+from .inputs import INPUT_MISSING, INPUTS_READY
 from .observed import DONE_PHASES, LIVE_PHASES, ClusterView
 from .taskruns import Element, TaskRuns
 
@@ -44,6 +45,8 @@ class TaskDecision:
     suspended: bool = False
     next_retry: datetime | None = None
     view_reachable: bool = True
+    cancelled_by_user: bool = False  # ``reconciler cancel`` (or the cancel annotation) stopped it
+    missing_inputs: tuple[str, ...] = ()  # why it is not submitted: inputs that name nothing
 
     def failure_summary(self) -> str:
         failed = [e for e in self.runs.elements.values() if e.failures]
@@ -133,6 +136,12 @@ def _failure_reason(outcome: TaskDecision) -> Reason:
     return failed.reason or outcome.phase.value, outcome.failure_summary()
 
 
+def _cancelled_reason(outcome: TaskDecision) -> Reason:
+    if outcome.cancelled_by_user:
+        return "CancelledByUser", "cancelled by request; a retry or a change of its spec runs it again"
+    return _failure_reason(outcome)
+
+
 def _retry_reason(outcome: TaskDecision) -> Reason:
     when = outcome.next_retry.isoformat() if outcome.next_retry else "now"
     return "RetryBackoff", f"{outcome.failure_summary()}; next attempt at {when}"
@@ -145,6 +154,8 @@ def _unknown_reason(outcome: TaskDecision) -> Reason:
 
 
 def _waiting_reason(outcome: TaskDecision) -> Reason:
+    if outcome.missing_inputs:
+        return INPUT_MISSING, "; ".join(outcome.missing_inputs)
     return ("Suspended", "the workflow is suspended") if outcome.suspended else (None, None)
 
 
@@ -156,7 +167,7 @@ _REASONS: dict[TaskPhase, Callable[[TaskDecision], Reason]] = {
     TaskPhase.SUBMITTED: _slurm_reason,
     TaskPhase.HELD: _slurm_reason,
     TaskPhase.FAILED: _failure_reason,
-    TaskPhase.CANCELLED: _failure_reason,
+    TaskPhase.CANCELLED: _cancelled_reason,
     TaskPhase.RETRYING: _retry_reason,
     TaskPhase.QUEUED: _fixed("ClusterAtCapacity", "waiting in the reconciler's queue until the cluster has room"),
     TaskPhase.AWAITING_APPROVAL: _fixed("WaitingForApproval", "a person has to approve this step"),
@@ -206,6 +217,7 @@ def workflow_status(
     tally = _Tally.of({name: status.phase for name, status in tasks.items()})
     phase = _workflow_phase(tally, suspended=resolved.spec.suspend)
     wanted = _conditions(phase, tally=tally, tasks=tasks, view=view, generation=generation, now=now)
+    wanted += _inputs_conditions(outcomes, wanted, generation=generation, now=now)
     previous_conditions = previous.conditions if previous else []
     started_at, finished_at = _times(phase, started=tally.started, previous=previous, now=now)
     return WorkflowStatus(
@@ -252,6 +264,20 @@ def _conditions(
         wanted.append(condition(CLUSTER_REACHABLE, False, "ObservationFailed", _unobservable(view), now=now,
                                 generation=generation))
     return wanted
+
+
+def _inputs_conditions(outcomes: Mapping[str, TaskDecision], wanted: Sequence[Condition], *, generation: int,
+                       now: datetime) -> list[Condition]:
+    """InputsReady only while false: inputs that name nothing wait for a change of the source, so
+    the workflow is Stalled too (unless something else already stalls it)."""
+    missing = [message for outcome in outcomes.values() for message in outcome.missing_inputs]
+    if not missing:
+        return []
+    message = "; ".join(missing)
+    found = [condition(INPUTS_READY, False, INPUT_MISSING, message, now=now, generation=generation)]
+    if not any(c.type == STALLED for c in wanted):
+        found.append(condition(STALLED, True, INPUT_MISSING, message, now=now, generation=generation))
+    return found
 
 
 def _not_ready(phase: WorkflowPhase, *, tally: _Tally, view: ClusterView) -> tuple[str, str]:

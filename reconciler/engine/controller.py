@@ -48,6 +48,7 @@ from ..slurm.transport import Transport, TransportError, open_transport
 from ..sources.base import Snapshot, Source, SourceError
 from ..store.database import Store, StoredWorkflow
 from .executor import ClusterOutcome, adjust_status, carry_out
+from .staging import FoundInputs, find_inputs, input_states
 
 log = logging.getLogger(__name__)
 
@@ -367,10 +368,13 @@ class Controller:
         jobs = observation.jobs_by_workflow()
         for stored, _ in work.workflows:
             self.store.update_from_observation(stored.uid, jobs.get(stored.uid, []), now=now, cluster=name)
-        desired = [self._desired(stored, resolved, jobs.get(stored.uid, ())) for stored, resolved in work.workflows]
+        inputs = self._inputs(work)
+        desired = [self._desired(stored, resolved, jobs.get(stored.uid, ()), inputs.get(stored.uid))
+                   for stored, resolved in work.workflows]
         plans = plan_cluster(desired, view=view, capacity=cluster.spec.capacity, now=now)
         outcome = carry_out(plans, workflows={stored.uid: resolved for stored, resolved in work.workflows},
-                            client=client, store=self.store, outputs_dir=self.outputs_dir, stop=self.stop, now=now)
+                            client=client, store=self.store, outputs_dir=self.outputs_dir, stop=self.stop, now=now,
+                            inputs=inputs)
         if outcome.unavailable:
             backoff.failed()
         pruned = self._prune(work.prune, jobs, client, now=now) if view.reachable else ()
@@ -390,7 +394,9 @@ class Controller:
         name = cluster.metadata.name
         view = ClusterView(name=name, reachable=False, accounting=False, error=reason)
         try:
-            desired = [self._desired(stored, resolved, ()) for stored, resolved in work.workflows]
+            inputs = self._inputs(work)
+            desired = [self._desired(stored, resolved, (), inputs.get(stored.uid))
+                       for stored, resolved in work.workflows]
             plans = plan_cluster(desired, view=view, capacity=cluster.spec.capacity, now=now)
         except Exception:
             log.exception("cluster %s: the status of its workflows cannot be worked out either; they keep their "
@@ -398,12 +404,21 @@ class Controller:
             return TickResult()
         return _result(plans, ClusterOutcome())
 
-    def _desired(self, stored: StoredWorkflow, resolved: ResolvedWorkflow,
-                 observed: Iterable[ObservedJob]) -> DesiredWorkflow:
+    def _inputs(self, work: ClusterWork) -> dict[str, dict[str, FoundInputs]]:
+        """The inputs of each workflow's tasks, read from the snapshot this tick planned with."""
+        snapshot = self._snapshot
+        content = snapshot.content if snapshot is not None else None
+        config_maps = snapshot.config_maps if snapshot is not None else None
+        return {stored.uid: find_inputs(resolved, content=content, config_maps=config_maps)
+                for stored, resolved in work.workflows}
+
+    def _desired(self, stored: StoredWorkflow, resolved: ResolvedWorkflow, observed: Iterable[ObservedJob],
+                 inputs: Mapping[str, FoundInputs] | None) -> DesiredWorkflow:
         return DesiredWorkflow(
             uid=stored.uid, resolved=resolved, generation=resolved.workflow.metadata.generation or stored.generation,
             revision=stored.revision, approvals=self.store.approvals(stored.uid), previous=stored.status,
             observed=tuple(observed), records=tuple(self.store.attempts(stored.uid)),
+            inputs=input_states(inputs or {}),
         )
 
     def _observation_start(self, cluster: str, workflows: Iterable[tuple[StoredWorkflow, ResolvedWorkflow]], *,

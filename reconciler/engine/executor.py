@@ -11,7 +11,10 @@ guarantees, which is what makes a ``kill -9`` at any moment harmless:
   cluster this tick (the next tick looks again); a terminal refusal fails only that task;
 * any other failure of one action (Slurm's error, or an unexpected one, logged with its
   traceback) is an ``ActionFailed`` Warning event on its workflow, and the other actions go on;
-* a submission that depends on another one planned this tick goes out only after that one did.
+* a submission that depends on another one planned this tick goes out only after that one did;
+* a task's inputs are staged into its run directory before its intent is recorded: staging is
+  idempotent, so a crash or a failed staging leaves nothing to undo, and the next tick stages
+  and submits again.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from ..core.observed import JobKey
 from ..core.plan import Action, Cancel, Event, FetchOutputs, Hold, Release, Submit, WorkflowPlan
 from ..manifests.resolve import ResolvedWorkflow
 from ..slurm.client import SlurmClient, SlurmError, SlurmUnavailable, SubmitRefused, SubmitRequest
-from ..slurm.script import task_paths
+from ..slurm.script import run_dir_of, task_paths, upstream_files
 from ..slurm.tags import JobTag
 from ..store.database import Store
+from .staging import FoundInputs, stage, staged_files
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,7 @@ def carry_out(
     outputs_dir: Path,
     stop: threading.Event,
     now: datetime,
+    inputs: Mapping[str, Mapping[str, FoundInputs]] | None = None,
 ) -> ClusterOutcome:
     events: dict[str, list[Event]] = {}
     at_capacity: dict[tuple[str, str], str] = {}
@@ -77,7 +82,7 @@ def carry_out(
         resolved = workflows[plan.uid]
         try:
             done = _carry_out_one(action, resolved=resolved, client=client, store=store, outputs_dir=outputs_dir,
-                                  submitted=submitted, now=now)
+                                  submitted=submitted, now=now, inputs=(inputs or {}).get(plan.uid))
         except SlurmUnavailable as exc:
             log.warning("cluster %s unavailable: %s", client.name, exc)
             return ClusterOutcome(unavailable=str(exc), at_capacity=at_capacity, events=events)
@@ -103,9 +108,11 @@ def _described(action: Action) -> str:
 
 
 def _carry_out_one(action: Action, *, resolved: ResolvedWorkflow, client: SlurmClient, store: Store,
-                   outputs_dir: Path, submitted: Mapping[tuple[str, JobKey], str], now: datetime) -> _Done:
+                   outputs_dir: Path, submitted: Mapping[tuple[str, JobKey], str], now: datetime,
+                   inputs: Mapping[str, FoundInputs] | None) -> _Done:
     if isinstance(action, Submit):
-        return _submit(action, resolved=resolved, client=client, store=store, submitted=submitted, now=now)
+        return _submit(action, resolved=resolved, client=client, store=store, submitted=submitted, now=now,
+                       inputs=inputs)
     if isinstance(action, Cancel):
         client.cancel(action.job_ids)
         store.mark_cancelled(action.uid, job_ids=action.job_ids)
@@ -122,7 +129,8 @@ def _carry_out_one(action: Action, *, resolved: ResolvedWorkflow, client: SlurmC
 
 
 def _submit(action: Submit, *, resolved: ResolvedWorkflow, client: SlurmClient, store: Store,
-            submitted: Mapping[tuple[str, JobKey], str], now: datetime) -> _Done:
+            submitted: Mapping[tuple[str, JobKey], str], now: datetime,
+            inputs: Mapping[str, FoundInputs] | None = None) -> _Done:
     upstream = [submitted.get((action.uid, key)) for key in action.after_submits]
     if any(job_id is None for job_id in upstream):
         return _Done()  # its prerequisite did not go out this tick; the next tick plans it again
@@ -135,7 +143,14 @@ def _submit(action: Submit, *, resolved: ResolvedWorkflow, client: SlurmClient, 
         indices=action.indices, parallelism=action.parallelism,
         dependencies=tuple(sorted({*action.after_jobs, *(j for j in upstream if j)})),
         exclude_nodes=action.exclude_nodes,
+        inputs_from=upstream_files(task, resolved.tasks, cluster_workdir=client.cluster.spec.workdir,
+                                   namespace=meta.namespace, workflow=meta.name),
     )
+    files = tuple(staged_files(inputs, task.name))
+    if files:
+        run_dir = run_dir_of(cluster_workdir=client.cluster.spec.workdir, namespace=meta.namespace,
+                             workflow=meta.name, task=task)
+        stage(client.transport, cluster_workdir=client.cluster.spec.workdir, run_dir=run_dir, files=files)
     store.record_intent(action.uid, key=action.key, fingerprint=action.fingerprint, indices=action.indices,
                         resources=action.resources.model_dump(mode="json", exclude_none=True),
                         cluster=client.name, now=now)

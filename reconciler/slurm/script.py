@@ -10,6 +10,12 @@ and every user-supplied value in the body is shell-quoted, so no value can end a
 substitution or smuggle in a directive. Header values are escaped for sbatch's own tokenizer
 (Slurm 22.05 ``_get_argument``: backslash escapes, quotes group, an unquoted "#" starts a comment)
 and values that no escaping makes safe (newlines, NUL) are refused.
+
+Inputs from an earlier task's outputs are copied by the job itself, at its start, from that
+task's run directory (``UpstreamFiles``): a task submitted ahead with ``afterok`` goes out
+before its prerequisite has run, so nothing could copy them earlier. Each file arrives through
+a temporary name and a rename, so the elements of an array copying at once never see half a
+file; a pattern that matches nothing ends the job with a message naming it.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..api import Resources, Task
@@ -26,6 +32,49 @@ from .tags import JobTag, format_tag
 
 _DEPENDENCY = re.compile(r"[0-9]{1,10}(?:_[0-9]{1,10})?")
 _NODE = re.compile(r"[A-Za-z0-9_.\[\],-]+")
+
+
+@dataclass(frozen=True)
+class UpstreamFiles:
+    """Files an earlier task left in its run directory, to be copied into this task's."""
+
+    task: str
+    run_dir: str
+    pattern: str  # relative to run_dir; the model keeps it to characters safe in a shell word
+
+
+# Defined once in a script that copies upstream outputs: from-dir task pattern to-dir.
+_COPY_FUNCTION = r"""reconciler_inputs_from() {
+  ( cd -- "$1" || exit 1
+    shopt -s nullglob
+    files=($3)
+    copied=0
+    for f in "${files[@]}"; do
+      [ -f "$f" ] || continue
+      part="$4/$f.part.${SLURM_JOB_ID:-$$}"
+      mkdir -p -- "$(dirname -- "$4/$f")" && cp -p -- "$f" "$part" && mv -f -- "$part" "$4/$f" || exit 1
+      copied=1
+    done
+    [ "$copied" = 1 ] || { echo "input $3 of task $2: no such file in $1" >&2; exit 1; }
+  )
+}"""
+
+
+def upstream_files(task: Task, tasks: Mapping[str, Task], *, cluster_workdir: str, namespace: str,
+                   workflow: str) -> tuple[UpstreamFiles, ...]:
+    """The inputs of ``task`` that are outputs of earlier tasks (``tasks``: the workflow's)."""
+    return tuple(
+        UpstreamFiles(task=item.task, pattern=item.path,
+                      run_dir=run_dir_of(cluster_workdir=cluster_workdir, namespace=namespace, workflow=workflow,
+                                         task=tasks[item.task]))
+        for item in task.inputs if item.task is not None and item.path is not None
+    )
+
+
+def run_dir_of(*, cluster_workdir: str, namespace: str, workflow: str, task: Task) -> str:
+    if task.workdir is not None and posixpath.isabs(task.workdir):
+        return task.workdir
+    return posixpath.join(cluster_workdir, namespace, workflow, task.workdir or task.name)
 
 
 @dataclass(frozen=True)
@@ -39,10 +88,7 @@ def task_paths(*, cluster_workdir: str, namespace: str, workflow: str, task: Tas
     """Paths on the cluster (POSIX, whatever this machine is). Tasks of a workflow run in sibling
     directories of one workflow directory, so "../shared" in one task is the same place in all."""
     workflow_dir = posixpath.join(cluster_workdir, namespace, workflow)
-    if task.workdir is not None and posixpath.isabs(task.workdir):
-        run_dir = task.workdir
-    else:
-        run_dir = posixpath.join(workflow_dir, task.workdir or task.name)
+    run_dir = run_dir_of(cluster_workdir=cluster_workdir, namespace=namespace, workflow=workflow, task=task)
     own = posixpath.join(workflow_dir, ".reconciler")
     return TaskPaths(
         run_dir=run_dir,
@@ -65,6 +111,7 @@ def render_script(
     dependencies: Sequence[str] = (),
     hold: bool = False,
     exclude_nodes: Sequence[str] = (),
+    inputs_from: Sequence[UpstreamFiles] = (),
 ) -> str:
     """The script for one job, or one array chunk when ``indices`` (task indices, all at or
     above ``tag.part``) are given: Slurm's array task id is the task index minus ``tag.part``."""
@@ -105,12 +152,21 @@ def render_script(
     lines += [f"#SBATCH --{name}" + ("" if value is None else f"={_header_value(value)}")
               for name, value in directives if name == "hold" or value is not None]
     lines += _body(workflow=workflow, namespace=namespace, task=task, tag=tag, indices=indices,
-                   slurm_indices=slurm_indices)
+                   slurm_indices=slurm_indices, copies=_upstream_copies(inputs_from, run_dir=run_dir))
     return "\n".join(lines) + "\n"
 
 
+def _upstream_copies(inputs_from: Sequence[UpstreamFiles], *, run_dir: str) -> list[str]:
+    if not inputs_from:
+        return []
+    return [_COPY_FUNCTION, *(
+        f"reconciler_inputs_from {shlex.join([item.run_dir, item.task, item.pattern, run_dir])} || exit 1"
+        for item in inputs_from
+    )]
+
+
 def _body(*, workflow: str, namespace: str, task: Task, tag: JobTag, indices: tuple[int, ...] | None,
-          slurm_indices: list[int] | None) -> list[str]:
+          slurm_indices: list[int] | None, copies: list[str]) -> list[str]:
     # The first line is a command, not a comment: sbatch stops reading directives there, so
     # nothing below it (a quoted value spanning lines included) can ever act as one.
     lines = [
@@ -132,6 +188,7 @@ def _body(*, workflow: str, namespace: str, task: Task, tag: JobTag, indices: tu
             lines.append('export TASK_ITEM="${RECONCILER_ITEMS[$SLURM_ARRAY_TASK_ID]}"')
             lines.append("unset RECONCILER_ITEMS")
     lines += [f"export {name}={shlex.quote(value)}" for name, value in task.env.items()]
+    lines += copies
     lines.append("")
     if task.command is not None:
         lines.append(shlex.join(task.command))

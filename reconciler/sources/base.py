@@ -46,6 +46,33 @@ RETRY_SECONDS = 1.0
 READY_TIMEOUT = 5.0
 
 
+class SourceFiles(Protocol):
+    """The files of a source at the moment a snapshot was read, for task inputs. Paths are POSIX
+    and relative to the source's root; only regular files count (never a symlink)."""
+
+    def listing(self, folder: str) -> list[str]:
+        """Every file below ``folder`` ("" for the root), recursively; empty when it is missing."""
+        ...
+
+    def read(self, path: str) -> FileContent | None:
+        """The file's content, or None when there is no such regular file. Raises
+        :class:`SourceError` when it cannot be read this time."""
+        ...
+
+
+class ConfigMaps(Protocol):
+    def get(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        """A ConfigMap's keys and values, or None when there is none of that name. Raises
+        :class:`SourceError` when it cannot be read this time."""
+        ...
+
+
+@dataclass(frozen=True)
+class FileContent:
+    data: bytes
+    executable: bool
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Everything a source held at one moment."""
@@ -53,6 +80,8 @@ class Snapshot:
     load: LoadResult  # every resource and every broken document, names relative to the root
     revision: str | None  # the Git commit read; None for a plain directory
     files: tuple[str, ...]  # the manifest files read, relative to the root, in a stable order
+    content: SourceFiles | None = None  # the files as of this snapshot; None where a source has none
+    config_maps: ConfigMaps | None = None  # Kubernetes mode: the ConfigMaps inputs may name
 
 
 class SourceError(Exception):

@@ -6,17 +6,20 @@ files relative to ``root``, and raises :class:`SourceError` while that folder is
 unmounted share must not read as "every workflow was deleted"). ``wait()`` returns within a few
 hundred milliseconds of a saved edit, through a watchfiles watch on a background thread; the
 caller's interval is only the fallback for file systems that report nothing (some network mounts).
+Task inputs are read from the folder as it is on disk when the engine asks (``Snapshot.content``):
+regular files below the root only, never through a symlink.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from watchfiles import Change, DefaultFilter
 
 from ..manifests.loader import MANIFEST_SUFFIXES
-from .base import ChangeWatcher, Snapshot, SourceError, Wakeup, load_tree, relative_parts
+from .base import ChangeWatcher, FileContent, Snapshot, SourceError, Wakeup, load_tree, relative_parts
 
 # Editor droppings (swap files, backups) are not manifests; saving one must not wake the loop.
 _IGNORED = DefaultFilter()
@@ -51,7 +54,7 @@ class DirectorySource:
             load, files = load_tree(root=self._base, target=self._target)
         except OSError as exc:
             raise SourceError(f"cannot list {self._target}: {exc.strerror or exc}") from exc
-        return Snapshot(load=load, revision=None, files=files)
+        return Snapshot(load=load, revision=None, files=files, content=DirectoryFiles(self._base))
 
     def wait(self, timeout: float) -> bool:
         return self._wakeup.wait(timeout)
@@ -76,3 +79,37 @@ class DirectorySource:
         if any(part.startswith(".") for part in parts):
             return False
         return _IGNORED(Change.modified, os.sep.join(parts))
+
+
+class DirectoryFiles:
+    """The files below a folder, read from disk when asked (see :class:`SourceFiles`)."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    def listing(self, folder: str) -> list[str]:
+        found = []
+        for directory, folders, names in os.walk(self._root.joinpath(*folder.split("/")) if folder else self._root):
+            # Hidden folders (.git, editor state) are not inputs unless named exactly.
+            folders[:] = [name for name in folders if not name.startswith(".")]
+            for name in names:
+                path = Path(directory, name)
+                if path.is_file() and not path.is_symlink():
+                    found.append(path.relative_to(self._root).as_posix())
+        return sorted(found)
+
+    def read(self, path: str) -> FileContent | None:
+        parts = path.split("/")
+        target = self._root.joinpath(*parts)
+        try:
+            # A folder on the way that is a symlink could lead anywhere on this machine.
+            if target.parent.resolve() != self._root.resolve().joinpath(*parts[:-1]):
+                return None
+            status = os.lstat(target)
+            if not stat.S_ISREG(status.st_mode):
+                return None
+            return FileContent(data=target.read_bytes(), executable=bool(status.st_mode & stat.S_IXUSR))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise SourceError(f"cannot read {target}: {exc.strerror or exc}") from exc

@@ -18,6 +18,8 @@ Called by the controller through :func:`reconciler.sources.open_source`. What it
   git's own explanation; the clone is kept for the next try. A clone that is unusable (a broken
   ``.git``, missing objects, a failed checkout while the remote answers) is deleted and cloned
   again, once per read.
+- ``Snapshot.content`` reads task inputs from the commit read (its tree in the object store),
+  never from the working tree: regular files only (mode 100644 or 100755), no symlinks.
 - For a repository on this machine (a plain path or a ``file://`` URL) ``wait()`` watches that
   repository's refs, so a ``git push`` into it wakes the loop within a second; for a remote URL
   ``wait()`` is the caller's interval, cut short by ``wake()`` (the webhook receiver).
@@ -35,12 +37,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import git
 from git.exc import CommandError, GitError
 
-from .base import ChangeWatcher, Snapshot, SourceError, Wakeup, load_tree, relative_parts
+from .base import ChangeWatcher, FileContent, Snapshot, SourceError, Wakeup, load_tree, relative_parts
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +171,8 @@ class GitSource:
                     load, files = load_tree(root=self._clone, target=target)
                 except OSError as exc:
                     raise SourceError(f"cannot list the clone {self._clone}: {exc.strerror or exc}") from exc
-                return Snapshot(load=load, revision=revision, files=files)
+                return Snapshot(load=load, revision=revision, files=files,
+                                content=GitFiles(self._clone, revision))
 
     def wait(self, timeout: float) -> bool:
         return self._wakeup.wait(timeout)
@@ -302,6 +306,53 @@ class GitSource:
     def _run_outside(self, *args: str) -> str:
         command = ["git", *_SAFE_OPTIONS, *args]
         return str(git.Git(self._cache_dir).execute(command, env=self._env, kill_after_timeout=self._timeout))
+
+
+_REGULAR_MODES = (0o100644, 0o100755)
+
+
+class GitFiles:
+    """The files of one commit of a clone (see :class:`SourceFiles`), read from its objects."""
+
+    def __init__(self, clone: Path, revision: str) -> None:
+        self._clone = clone
+        self._revision = revision
+
+    def listing(self, folder: str) -> list[str]:
+        with self._tree(folder) as tree:
+            if tree is None or tree.type != "tree":
+                return []
+            return sorted(str(item.path) for item in tree.traverse()
+                          if item.type == "blob" and item.mode in _REGULAR_MODES)
+
+    def read(self, path: str) -> FileContent | None:
+        with self._tree(path) as item:
+            if item is None or item.type != "blob" or item.mode not in _REGULAR_MODES:
+                return None
+            try:
+                data = item.data_stream.read()
+            except (GitError, ValueError, OSError) as exc:
+                raise SourceError(f"cannot read {path} at {self._revision[:12]}: {_error_text(exc)}") from exc
+            return FileContent(data=data, executable=item.mode == 0o100755)
+
+    @contextlib.contextmanager
+    def _tree(self, path: str) -> Iterator[Any]:
+        """The tree or blob at ``path`` in the commit ("" for its root), None when absent."""
+        try:
+            repo = git.Repo(self._clone)
+        except (GitError, OSError) as exc:
+            raise SourceError(f"cannot open the clone {self._clone}: {exc}") from exc
+        try:
+            try:
+                root = repo.commit(self._revision).tree
+                item = root / path if path else root
+            except KeyError:
+                item = None
+            except (GitError, ValueError, OSError) as exc:
+                raise SourceError(f"cannot read {path} at {self._revision[:12]}: {_error_text(exc)}") from exc
+            yield item
+        finally:
+            repo.close()
 
 
 def _is_ref(parts: tuple[str, ...]) -> bool:
