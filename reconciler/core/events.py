@@ -22,6 +22,10 @@ class _Announcement:
     message: Callable[[str, TaskDecision], str]  # from the task's name and decision
 
 
+def _by_whom(decision: TaskDecision) -> str:
+    return "by request" if decision.cancelled_by_user else "outside the reconciler"
+
+
 _TASK_ANNOUNCEMENTS: dict[TaskPhase, _Announcement] = {
     TaskPhase.SUCCEEDED: _Announcement("Normal", "TaskSucceeded", lambda name, _: f"task {name} succeeded"),
     TaskPhase.FAILED: _Announcement(
@@ -31,7 +35,7 @@ _TASK_ANNOUNCEMENTS: dict[TaskPhase, _Announcement] = {
     TaskPhase.AWAITING_APPROVAL: _Announcement(
         "Normal", "AwaitingApproval", lambda name, _: f"task {name} is waiting for a person to approve it"),
     TaskPhase.CANCELLED: _Announcement(
-        "Warning", "TaskCancelled", lambda name, _: f"task {name} was cancelled outside the reconciler"),
+        "Warning", "TaskCancelled", lambda name, decision: f"task {name} was cancelled {_by_whom(decision)}"),
     TaskPhase.QUEUED: _Announcement(
         "Normal", "ClusterAtCapacity", lambda name, _: f"task {name} waits for the cluster's capacity"),
 }

@@ -126,10 +126,12 @@ def plan_job_task(
     view: ClusterView,
     budget: CapacityBudget,
     now: datetime,
+    retry_requested: bool = False,
 ) -> TaskPlan:
     """Decide one job task. ``may_submit`` says whether the workflow and the cluster allow new
-    jobs at all this tick; ``budget`` is taken from for every element submitted."""
-    elements = classify_elements(runs, policy=task.retry, now=now)
+    jobs at all this tick; ``budget`` is taken from for every element submitted;
+    ``retry_requested``: a person asked for a new attempt (``reconciler retry``) not made yet."""
+    elements = classify_elements(runs, policy=task.retry, now=now, retry_requested=retry_requested)
     actions: tuple[Action, ...] = hold_or_release(uid=uid, name=name, live=elements.live, suspended=suspended)
     admission = Admission(chunks=(), queued=False)
     if may_submit and not elements.blocked:
@@ -149,10 +151,15 @@ def plan_job_task(
     return TaskPlan(decision=decision, actions=actions + submits, retry_at=elements.next_retry)
 
 
-def classify_elements(runs: TaskRuns, *, policy: RetryPolicy | None, now: datetime) -> ElementClasses:
+def classify_elements(runs: TaskRuns, *, policy: RetryPolicy | None, now: datetime,
+                      retry_requested: bool = False) -> ElementClasses:
+    """A retry asked for by a person runs every failed element again at once, whatever the
+    policy's limit and backoff say."""
     elements = tuple(runs.elements.values())
     retryable, final = _split_failed(elements, policy=policy)
     due, next_retry = _retry_times(retryable, policy=policy, now=now)
+    if retry_requested:
+        retryable, final, due, next_retry = retryable + final, (), retryable + final, None
     return ElementClasses(
         live=tuple(element for element in elements if element.phase in LIVE_PHASES),
         unknown=tuple(element for element in elements if element.phase is TaskPhase.UNKNOWN),

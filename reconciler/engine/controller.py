@@ -419,6 +419,7 @@ class Controller:
             revision=stored.revision, approvals=self.store.approvals(stored.uid), previous=stored.status,
             observed=tuple(observed), records=tuple(self.store.attempts(stored.uid)),
             inputs=input_states(inputs or {}),
+            requests=self.store.requests(stored.uid),
         )
 
     def _observation_start(self, cluster: str, workflows: Iterable[tuple[StoredWorkflow, ResolvedWorkflow]], *,

@@ -47,6 +47,7 @@ from .array_outcomes import (
 )
 from .connection import StoreConnection
 from .encoding import canonical_json, from_iso, iso, iso_or_none
+from .requests import RequestBook
 from .rows import AttemptHistory, EventRow, WorkflowRow
 
 STATE_DB = "state.db"
@@ -221,7 +222,7 @@ class _AttemptRow:
 
 # -- the store -----------------------------------------------------------------------------------
 
-class Store(StoreConnection):
+class Store(RequestBook, StoreConnection):
     """Every workflow's status, the record of every submission, approvals and events, in one SQLite
     file (see :class:`StoreConnection` for how it is opened and shared)."""
 

@@ -81,8 +81,36 @@ def _create_v1(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+# Version 5: requests made by hand (cancel, retry) and the annotation entries already acted on.
+# New tables only: every existing row keeps its meaning (no request stands for an older run).
+_V5 = (
+    """CREATE TABLE requests (
+        uid TEXT NOT NULL REFERENCES workflows (uid),
+        task TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        fingerprint TEXT,
+        after_attempt INTEGER,
+        requested_by TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        PRIMARY KEY (uid, task)
+    )""",
+    """CREATE TABLE handled_annotations (
+        uid TEXT NOT NULL REFERENCES workflows (uid),
+        annotation TEXT NOT NULL,
+        entry TEXT NOT NULL,
+        PRIMARY KEY (uid, annotation, entry)
+    )""",
+)
+
+
+def _create_v5(db: sqlite3.Connection) -> None:
+    for statement in _V5:
+        db.execute(statement)
+
+
 # MIGRATIONS[n] takes a database from version n - 1 to version n (version 0: an empty file).
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1}
+MIGRATIONS[5] = _create_v5
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
