@@ -75,6 +75,10 @@ def _cmd_render(args: argparse.Namespace) -> int:
         jobs = [n for n, t in resolved.tasks.items() if t.type.value == "job"]
         print(f"workflow {args.workflow} has no job task {args.task!r}; its jobs: {', '.join(jobs)}", file=sys.stderr)
         return 1
+    if task.array is not None and task.array.source is not None:
+        print(f"task {task.name} is sized at run time by {task.array.source.file} of task {task.array.source.task}: "
+              "its script exists once `reconciler run` has read that file", file=sys.stderr)
+        return 1
     meta = resolved.workflow.metadata
     assert resolved.cluster is not None
     tag = JobTag(uid=args.uid or meta.uid or "preview", task=task.name, attempt=args.attempt, part=0,
@@ -179,6 +183,25 @@ def _cmd_approve(args: argparse.Namespace) -> int:
     return approve(state=args.state_dir, name=args.workflow, task=args.task)
 
 
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    from .verbs import cancel
+
+    return cancel(state=args.state_dir, name=args.workflow, task=args.task)
+
+
+def _cmd_retry(args: argparse.Namespace) -> int:
+    from .verbs import retry
+
+    return retry(state=args.state_dir, name=args.workflow, task=args.task)
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from .verbs import diff
+
+    return diff(source=args.source, path=args.path, branch=args.branch, revision=args.revision,
+                state=args.state_dir, output=args.output)
+
+
 def _cmd_operator(args: argparse.Namespace) -> int:
     from ..kube.operator import run_operator
     from .commands import state_dir
@@ -281,6 +304,29 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("task")
     _state_dir_option(approve)
     approve.set_defaults(func=_cmd_approve)
+
+    cancel = commands.add_parser("cancel", help="stop a workflow's running and pending jobs, or one task's, "
+                                                "until its spec changes or it is retried")
+    cancel.add_argument("workflow", help="workflow name (or namespace/name)")
+    cancel.add_argument("task", nargs="?", help="only this task (default: every task that has not finished)")
+    _state_dir_option(cancel)
+    cancel.set_defaults(func=_cmd_cancel)
+
+    retry = commands.add_parser("retry", help="run a Failed or Cancelled task again (one new attempt)")
+    retry.add_argument("workflow", help="workflow name (or namespace/name)")
+    retry.add_argument("task")
+    _state_dir_option(retry)
+    retry.set_defaults(func=_cmd_retry)
+
+    diff = commands.add_parser("diff", help="what a push would change against the stored state (exit 1 on changes)")
+    diff.add_argument("--source", required=True, metavar="SRC",
+                      help="a directory, a Git repository path, or a file://, ssh:// or https:// Git URL")
+    diff.add_argument("--path", metavar="SUBDIR", help="read manifests only under this folder of the source")
+    diff.add_argument("--branch", metavar="B", help="Git branch (default: the repository's HEAD)")
+    diff.add_argument("--revision", metavar="R", help="read this Git commit, tag or branch (main~1, HEAD~2 too)")
+    diff.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
+    _state_dir_option(diff)
+    diff.set_defaults(func=_cmd_diff)
 
     dev = commands.add_parser("dev-cluster", help="a single-node Slurm on this machine, for trying things out")
     dev.add_argument("action", choices=["up", "down", "status"])

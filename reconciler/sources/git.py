@@ -7,6 +7,9 @@ Called by the controller through :func:`reconciler.sources.open_source`. What it
   names), checks its tip out detached with ``--force`` and removes every untracked file, then
   loads the manifests of that working tree. ``Snapshot.revision`` is the commit read, and file
   names are relative to the repository root (``plans/x.yaml``), never to the clone folder.
+- With a fixed ``revision`` (a commit, tag or branch, ``HEAD~1`` naming the branch's tip's parent),
+  ``read()`` checks that commit out instead of the branch's tip, from a clone of its own that
+  keeps the history (``reconciler diff --revision``).
 - Nothing from the remote is ever executed: the clone has no hooks (``core.hooksPath=/dev/null``,
   no templates), submodules are not fetched, and symlinks are checked out as plain files holding
   their target, so no manifest read can leave the checkout. These settings are passed on every
@@ -111,11 +114,16 @@ class _CloneBroken(Exception):
 
 class GitSource:
     def __init__(self, url: str, *, branch: str | None = None, path: str | None = None, cache_dir: Path,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, revision: str | None = None) -> None:
         if url.startswith("-"):
             raise ValueError(f"{url!r} is not a repository URL")
         if branch is not None:
             _check_branch(branch)
+        if revision is not None and (not revision or revision.startswith("-") or any(c.isspace() for c in revision)):
+            raise ValueError(f"{revision!r} is not a valid revision")
+        # A fixed revision (``reconciler diff --revision``): a commit, tag or branch, read instead
+        # of the branch's tip; its clone keeps the whole history so relative names (main~1) resolve.
+        self._revision = revision
         self._parts = relative_parts(path)
         self._local = local_repository(url)
         # git runs in other folders, so a relative path must be made absolute first.
@@ -126,10 +134,13 @@ class GitSource:
         self._timeout = timeout
         self._cache_dir = cache_dir.expanduser().absolute()
         # One clone per URL, branch and path: two sources never check out into the same tree.
-        key = hashlib.sha256("\n".join((self._shown, branch or "", "/".join(self._parts))).encode()).hexdigest()[:16]
+        key = hashlib.sha256("\n".join((self._shown, branch or "", "/".join(self._parts), *(
+            (f"revision {revision}",) if revision else ()))).encode()).hexdigest()[:16]
         self._clone = self._cache_dir / f"git-{key}"
         where = f", path {'/'.join(self._parts)}" if self._parts else ""
         self.description = f"git {self._shown} ({f'branch {branch}' if branch else 'default branch'}{where})"
+        if revision:
+            self.description = f"git {self._shown} (revision {revision}{where})"
         self._env = {
             "GIT_TERMINAL_PROMPT": "0",
             # Commands run outside the clone (ls-remote, init) must not find an enclosing repository.
@@ -189,6 +200,8 @@ class GitSource:
     def _update(self, *, branch: str) -> str:
         """Fetch ``branch`` and check its tip out; returns the commit. Raises _CloneBroken or SourceError."""
         self._open_or_create()
+        if self._revision is not None:
+            return self._check_out_revision(self._revision, branch=branch)
         remote_ref = f"refs/remotes/origin/{branch}"
         try:
             # Shallow: only the tip is ever read, and history can be large.
@@ -205,6 +218,30 @@ class GitSource:
         except CommandError as exc:
             raise _CloneBroken(f"checkout failed: {_error_text(exc)}") from exc
         return revision
+
+    def _check_out_revision(self, revision: str, *, branch: str) -> str:
+        """Fetch every branch and tag with their history and check ``revision`` out (``HEAD``
+        names the tip of ``branch``, as in the repository itself)."""
+        try:
+            self._run_in_clone("fetch", "--quiet", "--no-recurse-submodules", "--", self._url,
+                               "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
+        except CommandError as exc:
+            raise SourceError(f"cannot fetch from {self._shown}: {_error_text(exc)}") from exc
+        if revision.startswith("HEAD"):
+            revision = f"refs/remotes/origin/{branch}{revision.removeprefix('HEAD')}"
+        for candidate in (revision, f"refs/remotes/origin/{revision}", f"refs/tags/{revision}"):
+            try:
+                commit = self._run_in_clone("rev-parse", "--verify", "--quiet", "--end-of-options",
+                                            f"{candidate}^{{commit}}").strip()
+            except CommandError:
+                continue
+            try:
+                self._run_in_clone("checkout", "--quiet", "--force", "--detach", commit)
+                self._run_in_clone("clean", "-ffdxq")
+            except CommandError as exc:
+                raise _CloneBroken(f"checkout failed: {_error_text(exc)}") from exc
+            return commit
+        raise SourceError(f"revision {revision!r} not found in {self._shown}")
 
     def _open_or_create(self) -> None:
         if self._clone.exists() or self._clone.is_symlink():

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.api import Capacity, FailureKind, TaskPhase, TaskStatus, Workflow, WorkflowPhase, WorkflowStatus
+from reconciler.cli.main import main
 from reconciler.core.fingerprint import fingerprints
 from reconciler.core.observed import AttemptRecord, JobKey, JobOutcome
 from reconciler.core.plan import Cancel
@@ -256,3 +257,38 @@ def test_a_version_1_file_keeps_its_workflows_and_gains_the_request_tables(tmp_p
         store.request_cancel("u1", {"a": "fp"}, by="me", now=T0)
         assert [r.task for r in store.requests("u1").cancels] == ["a"]
 
+
+# -- the commands --------------------------------------------------------------------------------
+
+def _run_with(tmp_path: Path, phases_by_task: dict[str, TaskPhase]) -> tuple[Path, str]:
+    directory = tmp_path / "state"
+    with Store(directory / "state.db") as store:
+        uid = _workflow(store)
+        store.save_status(uid, _status(**phases_by_task))
+    return directory, uid
+
+
+def test_cancel_records_a_request_per_unfinished_task_and_refuses_a_finished_one(tmp_path: Path, capsys):
+    state, uid = _run_with(tmp_path, {"a": TaskPhase.SUCCEEDED, "b": TaskPhase.RUNNING, "c": TaskPhase.WAITING})
+    assert main(["cancel", "plan", "a", "--state-dir", str(state)]) == 1
+    assert "task a has already finished (Succeeded): there is nothing to cancel" in capsys.readouterr().err
+    assert main(["cancel", "plan", "b", "--state-dir", str(state)]) == 0
+    assert capsys.readouterr().out == "workflow.hpc.reconciler.dev/plan task b cancelled\n"
+    with Store(state / "state.db") as store:
+        assert [(r.task, r.fingerprint) for r in store.requests(uid).cancels] == [("b", "fp-b")]
+    assert main(["cancel", "plan", "--state-dir", str(state)]) == 0
+    with Store(state / "state.db") as store:
+        assert [r.task for r in store.requests(uid).cancels] == ["b", "c"]
+    assert main(["cancel", "nope", "--state-dir", str(state)]) == 1
+    assert 'workflow "nope" not found' in capsys.readouterr().err
+
+
+def test_retry_records_a_request_only_for_a_failed_or_cancelled_task(tmp_path: Path, capsys):
+    state, uid = _run_with(tmp_path, {"a": TaskPhase.RUNNING, "b": TaskPhase.FAILED})
+    assert main(["retry", "plan", "a", "--state-dir", str(state)]) == 1
+    assert "task a is Running: only a Failed or Cancelled task can be retried" in capsys.readouterr().err
+    assert main(["retry", "plan", "b", "--state-dir", str(state)]) == 0
+    assert capsys.readouterr().out == ("workflow.hpc.reconciler.dev/plan task b retried "
+                                       "(a new attempt after attempt 0)\n")
+    with Store(state / "state.db") as store:
+        assert [(r.task, r.after_attempt) for r in store.requests(uid).retries] == [("b", 0)]
