@@ -1,0 +1,99 @@
+"""Task inputs end to end, through both transports: files of the pushed commit reach the job's
+run directory, a changed input reruns its task (and only the blob that changed is sent again), a
+missing input is a condition rather than a failed job, and an earlier task's outputs arrive."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+
+from reconciler.devcluster import DevCluster
+from tests.integration.gitops_world import Loop, PlanRepo, unique
+
+pytestmark = pytest.mark.slurm
+
+
+def workflow(name: str) -> str:
+    return f"""\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+  defaults:
+    resources: {{partition: debug, time: "00:05:00", memory: 20M}}
+  tasks:
+    - name: tile
+      script: mkdir -p tiles && echo zero > tiles/0.tif && echo one > tiles/1.tif && echo no > tiles/x.txt
+    - name: segment
+      dependsOn: [tile]
+      script: ./segment.sh
+      inputs: [segment.sh, "params/*.json", {{task: tile, path: "tiles/*.tif"}}]
+    - name: report
+      dependsOn: [segment]
+      script: cp ../segment/seen.txt report.txt
+"""
+
+
+SEGMENT = """\
+#!/bin/sh
+# {name}
+cat params/*.json > seen.txt
+ls tiles >> seen.txt
+"""
+
+
+@pytest.fixture(params=["local", "ssh"])
+def world(request: pytest.FixtureRequest, tmp_path: Path, dev_cluster: DevCluster):
+    repo = PlanRepo(tmp_path, dev_cluster.manifest_path(request.param).read_text())
+    loop = Loop(repo, tmp_path / "state", interval=0.5)
+    yield repo, loop, Path(dev_cluster.cluster(request.param).spec.workdir)
+    loop.stop()
+
+
+def uploads(loop: Loop) -> list[str]:
+    return re.findall(r"uploaded input blob ([0-9a-f]{12})", loop.log.read_text())
+
+
+def test_inputs_reach_the_job_and_a_changed_one_reruns_only_what_it_feeds(world):
+    repo, loop, workdir = world
+    name = unique("inputs")
+    repo.write(f"plans/{name}.yaml", workflow(name))
+    repo.write("plans/segment.sh", SEGMENT.format(name=name))
+    (repo.work / "plans" / "segment.sh").chmod(0o755)
+    repo.write("plans/params/a.json", f'{{"run": "{name}", "threshold": 1}}\n')
+    repo.push("a workflow with inputs")
+    loop.start()
+    first = loop.wait_for_phase(name, "Succeeded", timeout=120)
+    run_dir = workdir / "default" / name
+    assert (run_dir / "segment" / "seen.txt").read_text() == f'{{"run": "{name}", "threshold": 1}}\n0.tif\n1.tif\n'
+    assert (run_dir / "report" / "report.txt").exists()
+    script_blob = workdir / ".reconciler" / "blobs" / hashlib.sha256(SEGMENT.format(name=name).encode()).hexdigest()
+    before = script_blob.stat()
+    assert len(uploads(loop)) == 2  # the script and the parameters, each new to the cluster
+
+    repo.write("plans/params/a.json", f'{{"run": "{name}", "threshold": 2}}\n')
+    repo.push("only a parameter changes")
+    second = loop.wait_for(
+        name, lambda s: s["phase"] == "Succeeded" and s["tasks"]["report"]["fingerprint"]
+        != first["tasks"]["report"]["fingerprint"], timeout=120, what="the rerun after the parameter change")
+    assert (run_dir / "segment" / "seen.txt").read_text().startswith(f'{{"run": "{name}", "threshold": 2}}')
+    assert second["tasks"]["tile"] == first["tasks"]["tile"]  # upstream of the change: not run again
+    assert second["tasks"]["segment"]["fingerprint"] != first["tasks"]["segment"]["fingerprint"]
+    after = script_blob.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert len(uploads(loop)) == 3  # only the changed parameters were sent
+
+    repo.remove("plans/params/a.json")
+    repo.push("the parameters are gone")
+    held = loop.wait_for(name, lambda s: any(c["type"] == "InputsReady" for c in s.get("conditions", [])),
+                         timeout=60, what="the InputsReady condition")
+    [condition] = [c for c in held["conditions"] if c["type"] == "InputsReady"]
+    assert (condition["status"], condition["reason"]) == ("False", "InputMissing")
+    assert f"input params/*.json not found (named in plans/{name}.yaml)" in condition["message"]
+    segment = held["tasks"]["segment"]
+    assert (segment["phase"], segment["reason"]) == ("Waiting", "InputMissing")
+    assert held["tasks"]["tile"] == first["tasks"]["tile"]
+    assert "Failed" not in {task["phase"] for task in held["tasks"].values()}
