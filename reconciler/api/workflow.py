@@ -165,11 +165,17 @@ class TaskInput(FrozenModel):
 MAX_APPROVAL_NOTE = 200
 
 
+MAX_APPROVAL_NOTE = 200
+
+
 class Task(FrozenModel):
     name: LabelName
     depends_on: list[LabelName] = Field(default_factory=list)
     type: TaskType = TaskType.JOB
-    approved: bool = Field(default=False, description="approves an approval task declaratively")
+    # A note (any text) approves like true; changing the value approves the task again.
+    approved: bool | str = Field(default=False, description=(
+        "true, or a note saying what was checked: approves the task as it is where this value first appears; "
+        "change the value to approve again"))
     script: str | None = None
     command: list[str] | None = None
     workdir: str | None = None
@@ -195,6 +201,8 @@ class Task(FrozenModel):
                 raise ValueError("an approval task runs nothing: no script, command or array")
         if len(set(self.depends_on)) != len(self.depends_on):
             raise ValueError("dependsOn lists a task twice")
+        if isinstance(self.approved, str) and not 0 < len(self.approved.strip()) <= MAX_APPROVAL_NOTE:
+            raise ValueError(f"approved: a note must have 1 to {MAX_APPROVAL_NOTE} characters (or use true)")
         self._check_inputs()
         return self
 

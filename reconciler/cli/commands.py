@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..api import TaskPhase
+from ..core.approvals import ApprovalVia
 from ..core.selectors import Selector, SelectorError, parse_selector
 from ..store.database import Store, StoredWorkflow, state_dir_default
 from .output import describe, dump, resource, task_resource, task_rows, tasks_table, workflows_table
@@ -173,6 +175,21 @@ def approve(*, state: str | None, name: str, task: str) -> int:
             print(f"Error: workflow {name} has no approval task {task!r} (approval tasks: "
                   f"{', '.join(approvals) or 'none'})", file=sys.stderr)
             return 1
-        store.approve(stored.namespace, stored.name, task, by=getpass.getuser(), now=datetime.now(UTC))
-    print(f"workflow.hpc.reconciler.dev/{short} task {task} approved")
+        shown = stored.status.tasks.get(task) if stored.status else None
+        if shown is None or not shown.fingerprint:
+            print(f"Error: workflow {name} shows no task {task} yet (the loop has not planned it): approve it once "
+                  f"`reconciler get workflow {name}` lists it, so the approval names the inputs it is for",
+                  file=sys.stderr)
+            return 1
+        if shown.phase is TaskPhase.SUCCEEDED:
+            print(f"workflow.hpc.reconciler.dev/{short} task {task} is already approved for its current inputs "
+                  f"({shown.fingerprint}): nothing to do")
+            return 0
+        # The fingerprint the person looked at: an approval holds for these inputs only.
+        store.approve(stored.namespace, stored.name, task, fingerprint=shown.fingerprint, via=ApprovalVia.CLI,
+                      by=getpass.getuser(), now=datetime.now(UTC))
+    if shown.phase is not TaskPhase.AWAITING_APPROVAL:
+        print(f"note: task {task} is {shown.phase.value}, not awaiting approval: the tasks before it run first, and "
+              f"this approval counts once they succeed with the inputs shown now; if they change, {task} asks again")
+    print(f"workflow.hpc.reconciler.dev/{short} task {task} approved (inputs {shown.fingerprint})")
     return 0

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..api import TaskPhase, TaskType, WorkflowPhase, WorkflowStatus
+from .approvals import APPROVAL_STALE
 from .plan import Event
 from .status import TaskDecision
 
@@ -41,6 +42,10 @@ _TASK_ANNOUNCEMENTS: dict[TaskPhase, _Announcement] = {
 }
 # An approval task that succeeds was approved: that is what its reader wants to hear.
 _APPROVED = _Announcement("Normal", "Approved", lambda name, _: f"task {name} was approved")
+# One that asks again had an approval that stopped counting when a task before it changed.
+_APPROVAL_STALE = _Announcement(
+    "Normal", APPROVAL_STALE, lambda name, decision: f"task {name} waits for a person again: its earlier approval "
+    f"was for different inputs ({decision.stale_approval.described if decision.stale_approval else ''})")
 
 
 def task_events(name: str, *, before: TaskPhase | None, decision: TaskDecision) -> tuple[Event, ...]:
@@ -48,11 +53,18 @@ def task_events(name: str, *, before: TaskPhase | None, decision: TaskDecision) 
     in the previous status, None when the task is new); phases nobody needs to hear of have none."""
     if before is decision.phase:
         return ()
-    approved = decision.phase is TaskPhase.SUCCEEDED and decision.task.type is TaskType.APPROVAL
-    announcement = _APPROVED if approved else _TASK_ANNOUNCEMENTS.get(decision.phase)
+    announcement = _announcement(decision)
     if announcement is None:
         return ()
     return (Event(announcement.type, announcement.reason, announcement.message(name, decision)),)
+
+
+def _announcement(decision: TaskDecision) -> _Announcement | None:
+    if decision.task.type is TaskType.APPROVAL and decision.phase is TaskPhase.SUCCEEDED:
+        return _APPROVED
+    if decision.phase is TaskPhase.AWAITING_APPROVAL and decision.stale_approval is not None:
+        return _APPROVAL_STALE
+    return _TASK_ANNOUNCEMENTS.get(decision.phase)
 
 
 _WORKFLOW_EVENTS = {

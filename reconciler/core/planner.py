@@ -18,6 +18,7 @@ from datetime import datetime
 
 from ..api import Capacity, Task, TaskPhase, TaskType, WorkflowStatus
 from ..manifests.resolve import ResolvedWorkflow
+from .approvals import TaskApprovals
 from .capacity import CapacityBudget
 from .events import task_events, workflow_events
 from .fingerprint import fingerprints
@@ -29,7 +30,7 @@ from .requests import TaskRequests, cancel_in_force, plan_cancelled_task
 from .status import TaskDecision, workflow_status
 from .taskruns import TaskRuns, task_runs
 
-__all__ = ["CapacityBudget", "DesiredWorkflow", "plan_cluster", "prune"]
+__all__ = ["CapacityBudget", "DesiredWorkflow", "plan_cluster", "prune", "task_fingerprints"]
 
 BROKEN_PHASES = frozenset({TaskPhase.FAILED, TaskPhase.SKIPPED, TaskPhase.CANCELLED})
 
@@ -40,7 +41,7 @@ class DesiredWorkflow:
     resolved: ResolvedWorkflow
     generation: int
     revision: str | None = None
-    approvals: frozenset[str] = frozenset()
+    approvals: TaskApprovals = field(default_factory=TaskApprovals)  # each bound to a task's fingerprint
     previous: WorkflowStatus | None = None
     observed: tuple[ObservedJob, ...] = ()
     records: tuple[AttemptRecord, ...] = ()
@@ -101,7 +102,7 @@ def _plan_workflow(
     desired: DesiredWorkflow, *, view: ClusterView, budget: CapacityBudget, now: datetime
 ) -> WorkflowPlan:
     resolved = desired.resolved
-    fps = fingerprints(resolved.graph, {name: found.digest for name, found in desired.inputs.items()})
+    fps = task_fingerprints(desired)
     observed = _by_task(desired.observed)
     records = _by_task(desired.records)
     steps: dict[str, TaskStep] = {}
@@ -125,6 +126,12 @@ def _plan_workflow(
         events=events + workflow_events(previous=desired.previous, status=status),
         requeue_after=max(0.0, (min(due) - now).total_seconds()) if due else None,
     )
+
+
+def task_fingerprints(desired: DesiredWorkflow) -> dict[str, str]:
+    """Every task's fingerprint as this plan computes it (the controller binds the manifest's
+    approvals to the same ones)."""
+    return fingerprints(desired.resolved.graph, {name: found.digest for name, found in desired.inputs.items()})
 
 
 def _indices(task: Task) -> list[int | None]:
@@ -198,19 +205,23 @@ def _cancel_obsolete(uid: str, name: str, runs: TaskRuns) -> tuple[tuple[Cancel,
 
 
 def _plan_approval(
-    name: str, *, task: Task, runs: TaskRuns, fingerprint: str, upstream: Upstream, approvals: frozenset[str]
+    name: str, *, task: Task, runs: TaskRuns, fingerprint: str, upstream: Upstream, approvals: TaskApprovals
 ) -> TaskPlan:
-    """An approval task succeeds once a person approved it, asked only after its prerequisites
-    succeeded; approving early does not skip them."""
+    """An approval task succeeds once a person approved it as it is now (its fingerprint, which
+    folds in everything before it), asked only after its prerequisites succeeded; approving early
+    does not skip them. An approval of other inputs is stale: the task asks a person again."""
+    stale = None
     if upstream.broken:
         phase = TaskPhase.SKIPPED
     elif not upstream.done:
         phase = TaskPhase.WAITING
-    elif task.approved or name in approvals:
+    elif approvals.current(name, fingerprint=fingerprint) is not None:
         phase = TaskPhase.SUCCEEDED
     else:
         phase = TaskPhase.AWAITING_APPROVAL
-    return TaskPlan(decision=TaskDecision(phase=phase, runs=runs, fingerprint=fingerprint, task=task))
+        stale = approvals.stale(name, fingerprint=fingerprint)
+    return TaskPlan(decision=TaskDecision(phase=phase, runs=runs, fingerprint=fingerprint, task=task,
+                                          stale_approval=stale))
 
 
 def _job_progress(runs: TaskRuns, plan: TaskPlan) -> TaskProgress:

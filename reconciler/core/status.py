@@ -15,6 +15,7 @@ from datetime import datetime
 
 from ..api import ArrayStatus, Condition, Task, TaskPhase, TaskStatus, WorkflowPhase, WorkflowStatus
 from ..manifests.resolve import ResolvedWorkflow
+from .approvals import APPROVAL_STALE, Approval
 from .conditions import READY, RECONCILING, STALLED, condition, merge_conditions
 from .indexranges import compress
 from .inputs import INPUT_MISSING, INPUTS_READY
@@ -46,6 +47,7 @@ class TaskDecision:
     next_retry: datetime | None = None
     view_reachable: bool = True
     cancelled_by_user: bool = False  # ``reconciler cancel`` (or the cancel annotation) stopped it
+    stale_approval: Approval | None = None  # awaiting approval: the one given for other inputs
     missing_inputs: tuple[str, ...] = ()  # why it is not submitted: inputs that name nothing
 
     def failure_summary(self) -> str:
@@ -159,6 +161,15 @@ def _waiting_reason(outcome: TaskDecision) -> Reason:
     return ("Suspended", "the workflow is suspended") if outcome.suspended else (None, None)
 
 
+def _approval_reason(outcome: TaskDecision) -> Reason:
+    stale = outcome.stale_approval
+    if stale is None:
+        return "WaitingForApproval", "a person has to approve this step"
+    return APPROVAL_STALE, (f"the earlier approval ({stale.described}) was for different inputs (fingerprint "
+                            f"{stale.fingerprint}, now {outcome.fingerprint}): a task before this one changed "
+                            f"since, so a person has to approve it again: {stale.how_to_renew}")
+
+
 def _fixed(reason: str, message: str) -> Callable[[TaskDecision], Reason]:
     return lambda _: (reason, message)
 
@@ -170,7 +181,7 @@ _REASONS: dict[TaskPhase, Callable[[TaskDecision], Reason]] = {
     TaskPhase.CANCELLED: _cancelled_reason,
     TaskPhase.RETRYING: _retry_reason,
     TaskPhase.QUEUED: _fixed("ClusterAtCapacity", "waiting in the reconciler's queue until the cluster has room"),
-    TaskPhase.AWAITING_APPROVAL: _fixed("WaitingForApproval", "a person has to approve this step"),
+    TaskPhase.AWAITING_APPROVAL: _approval_reason,
     TaskPhase.UNKNOWN: _unknown_reason,
     TaskPhase.SKIPPED: _fixed("UpstreamFailed", "a task this one depends on did not succeed"),
     TaskPhase.WAITING: _waiting_reason,

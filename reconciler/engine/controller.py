@@ -29,17 +29,18 @@ import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 from ..api import SlurmCluster, SlurmClusterSpec, WorkflowPhase, WorkflowStatus
 from ..backoff import NO_JITTER, Backoff, backoff_delay
+from ..core.approvals import declared_approvals
 from ..core.desired import DesiredState, classify_desired
 from ..core.observed import ClusterView, ObservedJob
 from ..core.plan import Event, WorkflowPlan
-from ..core.planner import DesiredWorkflow, plan_cluster, prune
+from ..core.planner import DesiredWorkflow, plan_cluster, prune, task_fingerprints
 from ..core.status import invalid_status
 from ..manifests.loader import ManifestError
 from ..manifests.resolve import ResolvedWorkflow
@@ -414,13 +415,21 @@ class Controller:
 
     def _desired(self, stored: StoredWorkflow, resolved: ResolvedWorkflow, observed: Iterable[ObservedJob],
                  inputs: Mapping[str, FoundInputs] | None) -> DesiredWorkflow:
-        return DesiredWorkflow(
+        return self._with_approvals(stored, DesiredWorkflow(
             uid=stored.uid, resolved=resolved, generation=resolved.workflow.metadata.generation or stored.generation,
-            revision=stored.revision, approvals=self.store.approvals(stored.uid), previous=stored.status,
+            revision=stored.revision, previous=stored.status,
             observed=tuple(observed), records=tuple(self.store.attempts(stored.uid)),
             inputs=input_states(inputs or {}),
             requests=self.store.requests(stored.uid),
-        )
+        ))
+
+    def _with_approvals(self, stored: StoredWorkflow, desired: DesiredWorkflow) -> DesiredWorkflow:
+        """``desired`` with its approvals, after recording the manifest's new ``approved:``
+        values for the tasks as they are in this revision."""
+        self.store.record_declared(stored.uid, declared_approvals(desired.resolved.tasks),
+                                   fingerprints=task_fingerprints(desired), revision=stored.revision,
+                                   now=datetime.now(UTC))
+        return replace(desired, approvals=self.store.approvals(stored.uid))
 
     def _observation_start(self, cluster: str, workflows: Iterable[tuple[StoredWorkflow, ResolvedWorkflow]], *,
                            now: datetime) -> datetime:

@@ -9,8 +9,10 @@ Called by the controller (the ``Publisher`` hooks) in Kubernetes mode. Guarantee
   jobs were cancelled (the loop prunes a Workflow being deleted);
 * the local store is a cache: a run the store does not know is recreated from the object (its
   uid, its last status), so deleting the operator's state loses nothing;
-* approvals come from the ``hpc.reconciler.dev/approve`` annotation (comma-separated tasks)
-  as well as from ``approved: true`` in the spec;
+* approvals come from the ``hpc.reconciler.dev/approve`` annotation (comma-separated tasks) as
+  well as from ``approved:`` in the spec; a bare task in the annotation is rewritten
+  ``task=FINGERPRINT``, pinning it to the inputs the status showed, so it survives a lost local
+  state and does not count for other inputs;
 * a status, event or finalizer that cannot be written affects only its workflow: ``publish``
   writes every other one and returns the statuses it could not write (each also posted as a
   ``StatusWriteFailed`` event), and the next tick writes them again;
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,7 @@ from urllib3.exceptions import HTTPError
 
 from ..api import API_VERSION, GROUP, VERSION, SlurmCluster, SlurmClusterSpec, WorkflowStatus
 from ..backoff import backoff_delay
+from ..core.approvals import ApprovalVia, annotation_text, parse_annotation, pin_entries
 from ..core.plan import Event
 from ..engine.controller import ClusterConnectionError, status_write_failed
 from ..sources.base import Snapshot
@@ -106,10 +108,7 @@ class KubernetesPublisher:
             stored = store.workflow(namespace, name)
             if stored is None or stored.uid != uid or not stored.active:
                 self._adopt(obj, store, now=now)
-            for task in _approvals(meta):
-                # No active run (a Workflow being deleted): nothing left to approve.
-                with contextlib.suppress(KeyError):
-                    store.approve(namespace, name, task, by=f"annotation {APPROVE_ANNOTATION}", now=now)
+            self._approve_by_annotation(obj, store, now=now)
 
     def _adopt(self, obj: dict[str, Any], store: Store, *, now: datetime) -> None:
         """A run the local store does not know yet (new, or a lost state): recorded under the
@@ -124,6 +123,44 @@ class KubernetesPublisher:
                 store.save_status(stored.uid, WorkflowStatus.model_validate(obj["status"]))
             except ValidationError as exc:
                 log.warning("%s: ignoring a status that does not parse: %s", origin("Workflow", obj), exc)
+
+    def _approve_by_annotation(self, obj: dict[str, Any], store: Store, *, now: datetime) -> None:
+        """Record the approve annotation's approvals. A bare ``TASK`` approves the fingerprint the
+        status shows for the task now, and is rewritten ``TASK=FINGERPRINT`` (a metadata patch): the
+        object keeps what was approved, so a lost local state gets the approval back and new inputs
+        of the task do not inherit it."""
+        meta = obj["metadata"]
+        namespace, name = meta.get("namespace", "default"), meta["name"]
+        stored = store.workflow(namespace, name)
+        if stored is None or stored.uid != meta["uid"] or not stored.active:
+            return  # a Workflow being deleted: nothing left to approve
+        written = (meta.get("annotations") or {}).get(APPROVE_ANNOTATION)
+        entries = parse_annotation(written)
+        shown = {task: found.fingerprint for task, found in (stored.status.tasks if stored.status else {}).items()
+                 if found.fingerprint}
+        pinned = pin_entries(entries, shown=shown)
+        if pinned != entries and not self._pin_approvals(obj, written, annotation_text(pinned)):
+            pinned = entries  # the bare entries are bound on a later tick, to what the status shows then
+        for entry in pinned:
+            if entry.fingerprint is not None:
+                store.approve(namespace, name, entry.task, fingerprint=entry.fingerprint, via=ApprovalVia.ANNOTATION,
+                              by=entry.text, now=now)
+
+    def _pin_approvals(self, obj: dict[str, Any], written: str | None, value: str) -> bool:
+        """Rewrite the approve annotation as ``value``, unless it changed meanwhile."""
+        meta = obj["metadata"]
+        path = "/metadata/annotations/" + APPROVE_ANNOTATION.replace("~", "~0").replace("/", "~1")
+        patch: list[dict[str, Any]] = [{"op": "test", "path": path, "value": written},
+                                       {"op": "replace", "path": path, "value": value}]
+        try:
+            updated = custom_object(self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, meta.get("namespace", "default"), "workflows", meta["name"], patch,
+                _content_type="application/json-patch+json"))
+        except API_ERRORS as exc:
+            log.info("%s: approve annotation not pinned (%s); next tick", origin("Workflow", obj), _api_error(exc))
+            return False
+        self.source.workflows.remember(updated)
+        return True
 
     def _set_finalizers(self, obj: dict[str, Any], finalizers: list[str]) -> None:
         meta = obj["metadata"]
@@ -282,7 +319,3 @@ def _decoded(value: bytes | str, *, what: str) -> bytes:
     except binascii.Error:
         raise ClusterConnectionError(f"{what} is not valid base64") from None
 
-
-def _approvals(meta: dict[str, Any]) -> list[str]:
-    value = (meta.get("annotations") or {}).get(APPROVE_ANNOTATION, "")
-    return [task.strip() for task in value.split(",") if task.strip()]

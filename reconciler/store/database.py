@@ -36,6 +36,7 @@ from ..api import FailureKind, Resources, TaskPhase, WorkflowStatus
 from ..core.indexranges import compress, expand
 from ..core.observed import AttemptRecord, JobKey, JobOutcome, ObservedJob
 from ..core.plan import Event
+from .approvals import ApprovalBook
 from .array_outcomes import (
     MAX_ELEMENTS,
     Group,
@@ -222,7 +223,7 @@ class _AttemptRow:
 
 # -- the store -----------------------------------------------------------------------------------
 
-class Store(RequestBook, StoreConnection):
+class Store(ApprovalBook, RequestBook, StoreConnection):
     """Every workflow's status, the record of every submission, approvals and events, in one SQLite
     file (see :class:`StoreConnection` for how it is opened and shared)."""
 
@@ -473,24 +474,7 @@ class Store(RequestBook, StoreConnection):
             (oldest,) = self._db.execute(f"SELECT MIN(recorded_at) {self._OPEN}", (cluster,)).fetchone()
         return from_iso(oldest)
 
-    # -- approvals and events --------------------------------------------------------------------
-
-    def approve(self, namespace: str, name: str, task: str, *, by: str, now: datetime) -> str:
-        """Approve ``task`` of the active run of namespace/name; returns its uid. The first
-        approval of a task is kept."""
-        with self._transaction() as db:
-            found = db.execute("SELECT uid FROM workflows WHERE namespace = ? AND name = ? AND removed_at IS NULL",
-                               (namespace, name)).fetchone()
-            if found is None:
-                raise KeyError(f"no active workflow {namespace}/{name}")
-            db.execute("INSERT OR IGNORE INTO approvals (uid, task, approved_by, approved_at) VALUES (?,?,?,?)",
-                       (found[0], task, by, iso(now)))
-            return str(found[0])
-
-    def approvals(self, uid: str) -> frozenset[str]:
-        with self._lock:
-            rows = self._db.execute("SELECT task FROM approvals WHERE uid = ?", (uid,)).fetchall()
-        return frozenset(task for (task,) in rows)
+    # -- events ----------------------------------------------------------------------------------
 
     def add_events(self, uid: str, events: Iterable[Event], *, now: datetime) -> None:
         batch = [(uid, iso(now), e.type, e.reason, e.message) for e in events]

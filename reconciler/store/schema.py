@@ -8,6 +8,7 @@ written by a newer reconciler instead of guessing at it.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 
@@ -81,6 +82,46 @@ def _create_v1(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+# Version 2: an approval belongs to the fingerprint of what it approved, and says how it was
+# given; the approved: values of manifests already recorded (so each is recorded once).
+_V2 = (
+    """CREATE TABLE task_approvals (
+        uid TEXT NOT NULL REFERENCES workflows (uid),
+        task TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        via TEXT NOT NULL,
+        approved_by TEXT NOT NULL,
+        approved_at TEXT NOT NULL,
+        revision TEXT,
+        PRIMARY KEY (uid, task, fingerprint)
+    )""",
+    """CREATE TABLE declared_approvals (
+        uid TEXT NOT NULL REFERENCES workflows (uid),
+        task TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (uid, task)
+    )""",
+)
+
+
+def _create_v2(db: sqlite3.Connection) -> None:
+    """An approval of version 1 was given for the task as the stored status showed it then: it
+    keeps counting for that fingerprint. One given before the loop ever planned its task showed
+    nothing to approve, and is dropped (the task asks a person again)."""
+    for statement in _V2:
+        db.execute(statement)
+    rows = db.execute("SELECT approvals.uid, approvals.task, approvals.approved_by, approvals.approved_at, "
+                      "workflows.status FROM approvals JOIN workflows USING (uid)").fetchall()
+    for uid, task, by, at, status in rows:
+        shown = ((json.loads(status) if status else {}).get("tasks") or {}).get(task) or {}
+        if shown.get("fingerprint"):
+            # Version 1 named an annotation's approvals "annotation hpc.reconciler.dev/approve".
+            via, by = ("annotation", task) if by.startswith("annotation ") else ("cli", by)
+            db.execute("INSERT INTO task_approvals (uid, task, fingerprint, via, approved_by, approved_at) "
+                       "VALUES (?,?,?,?,?,?)", (uid, task, shown["fingerprint"], via, by, at))
+    db.execute("DROP TABLE approvals")
+
+
 # Version 5: requests made by hand (cancel, retry) and the annotation entries already acted on.
 # New tables only: every existing row keeps its meaning (no request stands for an older run).
 _V5 = (
@@ -110,6 +151,7 @@ def _create_v5(db: sqlite3.Connection) -> None:
 
 # MIGRATIONS[n] takes a database from version n - 1 to version n (version 0: an empty file).
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1}
+MIGRATIONS[2] = _create_v2
 MIGRATIONS[5] = _create_v5
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from reconciler.api import Capacity, FailureKind, TaskPhase
+from reconciler.core.approvals import Approval, ApprovalVia, TaskApprovals
 from reconciler.core.fingerprint import fingerprints
 from reconciler.core.observed import ClusterView, JobKey, JobOutcome, ObservedJob
 from reconciler.core.planner import DesiredWorkflow, plan_cluster
@@ -53,10 +54,20 @@ def plan(resolved_workflow, *, observed=(), records=(), now=T0, previous=None, a
          cluster_view=None):
     desired = DesiredWorkflow(
         uid="uid-1", resolved=resolved_workflow, generation=1, previous=previous,
-        approvals=frozenset(approvals), observed=tuple(observed), records=tuple(records),
+        approvals=approved(resolved_workflow, approvals), observed=tuple(observed), records=tuple(records),
     )
     [result] = plan_cluster([desired], view=cluster_view or view(), capacity=capacity or Capacity(), now=now)
     return result
+
+
+def approved(resolved_workflow, approvals) -> TaskApprovals:
+    """Approvals as given: an ``Approval``, or a task's name for a person's approval of the task as
+    it is now (its current fingerprint)."""
+    current = fingerprints(resolved_workflow.graph)
+    return TaskApprovals(tuple(
+        a if isinstance(a, Approval) else Approval(task=a, fingerprint=current[a], via=ApprovalVia.CLI, by="alice",
+                                                   at=T0)
+        for a in approvals))
 
 
 def later(seconds: float) -> datetime:

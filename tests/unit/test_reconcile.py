@@ -3,6 +3,8 @@
 from datetime import timedelta
 
 from reconciler.api import Capacity, FailureKind, TaskPhase, WorkflowPhase, WorkflowStatus
+from reconciler.core.approvals import Approval, ApprovalVia, declared_approvals
+from reconciler.core.fingerprint import fingerprints
 from reconciler.core.observed import AttemptRecord, JobKey
 from reconciler.core.plan import Cancel, FetchOutputs, Hold, Release, Submit
 from reconciler.core.planner import DesiredWorkflow, plan_cluster
@@ -226,7 +228,12 @@ def test_approval_blocks_until_approved():
     assert ("Approved", "task ok was approved") in [(e.reason, e.message) for e in approved.events]
     assert [s.key.task for s in submits(approved)] == ["z"]
     declared = resolved(APPROVAL.replace("type: approval,", "type: approval, approved: true,"))
-    approved_up_front = plan(declared, observed=[job(declared, "a", phase=TaskPhase.SUCCEEDED)])
+    # The loop records a committed approved: value as an approval of the task as it is in that revision.
+    assert declared_approvals(declared.tasks) == {"ok": "true"}
+    committed = Approval(task="ok", fingerprint=fingerprints(declared.graph)["ok"], via=ApprovalVia.MANIFEST,
+                         by="true", at=T0, revision="r1")
+    approved_up_front = plan(declared, observed=[job(declared, "a", phase=TaskPhase.SUCCEEDED)],
+                             approvals=[committed])
     assert [s.key.task for s in submits(approved_up_front)] == ["z"]
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.api import FailureKind, Resources, TaskPhase, Workflow, WorkflowPhase, WorkflowStatus
+from reconciler.core.approvals import ApprovalVia
 from reconciler.core.observed import JobKey, JobOutcome, ObservedJob
 from reconciler.core.plan import Event
 from reconciler.core.taskruns import task_runs
@@ -330,17 +331,17 @@ def test_a_30000_element_array_stays_small(store: Store, uid: str, tmp_path: Pat
 # -- approvals and events ---------------------------------------------------------------------------------
 
 def test_approvals_belong_to_the_active_run(store: Store, uid: str):
-    assert store.approve("default", "plan", "review", by="alice", now=T0) == uid
-    store.approve("default", "plan", "review", by="bob", now=T0)
-    assert store.approvals(uid) == frozenset({"review"})
+    assert store.approve("default", "plan", "review", fingerprint=FP, via=ApprovalVia.CLI, by="alice", now=T0) == uid
+    store.approve("default", "plan", "review", fingerprint=FP, via=ApprovalVia.CLI, by="bob", now=T0)
+    assert store.approvals(uid).tasks == frozenset({"review"})
     with pytest.raises(KeyError, match="no active workflow default/ghost"):
-        store.approve("default", "ghost", "review", by="alice", now=T0)
+        store.approve("default", "ghost", "review", fingerprint=FP, via=ApprovalVia.CLI, by="alice", now=T0)
     store.mark_removed(uid, now=T0)
     with pytest.raises(KeyError):
-        store.approve("default", "plan", "review", by="alice", now=T0)
+        store.approve("default", "plan", "review", fingerprint=FP, via=ApprovalVia.CLI, by="alice", now=T0)
     again = store.upsert_workflow(namespace="default", name="plan", resource=resource(), revision=None,
                                   source_file=None, now=T0)
-    assert store.approvals(again.uid) == frozenset()
+    assert store.approvals(again.uid).tasks == frozenset()
 
 
 def test_events_are_newest_last_and_trimmed(store: Store, uid: str):
@@ -356,7 +357,7 @@ def test_events_are_newest_last_and_trimmed(store: Store, uid: str):
 def test_writes_from_two_threads_share_one_store(store: Store, uid: str):
     def approve(task: str) -> None:
         for n in range(50):
-            store.approve("default", "plan", f"{task}-{n}", by="webhook", now=T0)
+            store.approve("default", "plan", f"{task}-{n}", fingerprint=FP, via=ApprovalVia.CLI, by="webhook", now=T0)
 
     threads = [threading.Thread(target=approve, args=(name,)) for name in ("a", "b")]
     for thread in threads:
@@ -365,7 +366,7 @@ def test_writes_from_two_threads_share_one_store(store: Store, uid: str):
         store.add_events(uid, [Event("Normal", "Tick", str(n))], now=T0)
     for thread in threads:
         thread.join()
-    assert len(store.approvals(uid)) == 100 and len(store.events(uid, limit=100)) == 50
+    assert len(store.approvals(uid).tasks) == 100 and len(store.events(uid, limit=100)) == 50
 
 
 def test_naive_times_are_refused(store: Store):
