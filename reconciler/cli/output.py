@@ -112,7 +112,7 @@ def dump(documents: dict | list, *, output: str) -> str:
 def describe(row: WorkflowRow, events: Sequence[EventRow], *, now: datetime,
              attempts: Sequence[AttemptHistory] = ()) -> str:
     status = row.status or WorkflowStatus()
-    sections = [_header(row, status, now=now), _conditions(status), _tasks(status, declared_task_labels(row))]
+    sections = [_header(row, status, now=now), _conditions(status), _tasks(status, row.task_labels)]
     if attempts:
         sections.append(_attempts(status, attempts))
     sections += [_waiting(row, status), _events(events, now=now)]
@@ -151,18 +151,9 @@ class TaskRow:
     core_hours: float = 0.0
 
 
-def declared_task_labels(row: WorkflowRow) -> dict[str, dict[str, str]]:
-    """Each declared task's labels, from the manifest as last read valid.
-
-    A template instance declares no tasks itself, and the store keeps no template, so its tasks
-    have no labels here.
-    """
-    return {task["name"]: dict(task.get("labels") or {}) for task in row.spec.get("tasks") or [] if "name" in task}
-
-
 def task_rows(row: WorkflowRow) -> list[TaskRow]:
-    """The workflow's tasks in DAG order (the status's), then any declared task it does not name yet."""
-    labels = declared_task_labels(row)
+    """The workflow's tasks in DAG order (the status's), then any task it does not name yet."""
+    labels = row.task_labels
     known = row.status.tasks if row.status else {}
     names = [*known, *(name for name in labels if name not in known)]
     rows = []

@@ -296,7 +296,7 @@ class Controller:
             stored = self.store.upsert_workflow(
                 namespace=meta.namespace, name=meta.name, resource=resolved.workflow.to_wire(),
                 revision=snapshot.revision, source_file=resolved.location.file if resolved.location else None, now=now,
-                uid=meta.uid,
+                uid=meta.uid, task_labels={name: task.labels for name, task in resolved.tasks.items()},
             )
             assert resolved.cluster is not None
             workflows.setdefault(resolved.cluster.metadata.name, []).append((stored, resolved))

@@ -79,6 +79,12 @@ def _document(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _declared_task_labels(resource: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """Each task's labels as the resource itself declares them (none for a template instance)."""
+    tasks = (resource.get("spec") or {}).get("tasks") or []
+    return {task["name"]: dict(task.get("labels") or {}) for task in tasks if isinstance(task, dict) and "name" in task}
+
+
 def spec_hash(spec: Mapping[str, Any]) -> str:
     """The hash of a spec's canonical JSON: equal specs hash equal whatever their key order."""
     return hashlib.sha256(canonical_json(spec).encode()).hexdigest()
@@ -100,6 +106,9 @@ class StoredWorkflow:
     removed_at: datetime | None
     status: WorkflowStatus | None
     labels: dict[str, str] = field(default_factory=dict)
+    # Each task's labels by name, in the order of the tasks: as resolved, so a template
+    # instance's come from its template.
+    task_labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
@@ -110,21 +119,23 @@ class StoredWorkflow:
         return WorkflowRow(
             namespace=self.namespace, name=self.name, uid=self.uid, generation=self.generation,
             created_at=self.created_at, spec=dict(self.resource.get("spec") or {}), labels=dict(self.labels),
-            status=self.status, source_file=self.source_file,
+            status=self.status, source_file=self.source_file, task_labels=dict(self.task_labels),
         )
 
 
 _WORKFLOW_COLUMNS = ("uid, namespace, name, generation, resource, spec_hash, revision, source_file, labels, "
-                     "created_at, removed_at, status")
+                     "created_at, removed_at, status, task_labels")
 
 
 def _stored(values: tuple) -> StoredWorkflow:
-    uid, namespace, name, generation, resource, digest, revision, source_file, labels, created, removed, status = values
+    (uid, namespace, name, generation, resource, digest, revision, source_file, labels, created, removed, status,
+     task_labels) = values
     return StoredWorkflow(
         uid=uid, namespace=namespace, name=name, generation=generation, resource=json.loads(resource),
         spec_hash=digest, revision=revision, source_file=source_file, created_at=datetime.fromisoformat(created),
         removed_at=from_iso(removed),
         status=None if status is None else WorkflowStatus.model_validate(json.loads(status)), labels=json.loads(labels),
+        task_labels=json.loads(task_labels),
     )
 
 
@@ -230,15 +241,20 @@ class Store(ApprovalBook, RequestBook, StoreConnection):
     # -- workflows -------------------------------------------------------------------------------
 
     def upsert_workflow(self, *, namespace: str, name: str, resource: dict, revision: str | None,
-                        source_file: str | None, now: datetime, uid: str | None = None) -> StoredWorkflow:
+                        source_file: str | None, now: datetime, uid: str | None = None,
+                        task_labels: Mapping[str, Mapping[str, str]] | None = None) -> StoredWorkflow:
         """The active run of namespace/name, created on first sight, with ``resource`` kept as its
         last good one; the generation goes up only when ``resource["spec"]`` changes.
 
         ``uid`` is the run's identity when the source has one (Kubernetes' metadata.uid); an
         active run of the same name under another uid is a previous object, and ends here.
+        ``task_labels`` are the resolved tasks' labels by name (a template instance's tasks are
+        not in its resource); without them, the labels its resource's own tasks declare.
         """
         digest = spec_hash(resource.get("spec") or {})
         labels = dict((resource.get("metadata") or {}).get("labels") or {})
+        by_task = _document(_declared_task_labels(resource) if task_labels is None
+                            else {task: dict(values) for task, values in task_labels.items()})
         with self._transaction() as db:
             current = db.execute("SELECT uid, generation, spec_hash FROM workflows WHERE namespace = ? "
                                  "AND name = ? AND removed_at IS NULL", (namespace, name)).fetchone()
@@ -247,15 +263,15 @@ class Store(ApprovalBook, RequestBook, StoreConnection):
                 current = None
             if current is None:
                 uid = uid or uuid.uuid4().hex[:16]
-                db.execute(f"INSERT INTO workflows ({_WORKFLOW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,NULL)",
+                db.execute(f"INSERT INTO workflows ({_WORKFLOW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,NULL,?)",
                            (uid, namespace, name, 1, _document(resource), digest, revision, source_file,
-                            canonical_json(labels), iso(now)))
+                            canonical_json(labels), iso(now), by_task))
             else:
                 uid, generation, old_digest = current
                 db.execute("UPDATE workflows SET generation = ?, resource = ?, spec_hash = ?, revision = ?, "
-                           "source_file = ?, labels = ? WHERE uid = ?",
+                           "source_file = ?, labels = ?, task_labels = ? WHERE uid = ?",
                            (generation + (digest != old_digest), _document(resource), digest, revision, source_file,
-                            canonical_json(labels), uid))
+                            canonical_json(labels), by_task, uid))
             stored = self._workflow_by_uid(db, uid)
             assert stored is not None, "the workflow's row was written in this transaction"
             return stored

@@ -3,7 +3,7 @@ plain frozen values, never database rows or dicts read by string key."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..api import Resources, TaskPhase, WorkflowStatus
@@ -21,6 +21,8 @@ class WorkflowRow:
     labels: dict[str, str]
     status: WorkflowStatus | None
     source_file: str | None = None
+    # Each task's labels by name, in the order of the tasks, as the loop resolved them.
+    task_labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

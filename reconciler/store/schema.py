@@ -149,10 +149,23 @@ def _create_v5(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+# Version 6: each task's labels as the loop resolved them, since a template instance's manifest
+# names no tasks. A workflow stored before showed the labels its own manifest's tasks declare:
+# those are written, so it reads as before until the loop records it again.
+def _create_v6(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE workflows ADD COLUMN task_labels TEXT NOT NULL DEFAULT '{}'")
+    for uid, resource in db.execute("SELECT uid, resource FROM workflows").fetchall():
+        tasks = [task for task in (json.loads(resource).get("spec") or {}).get("tasks") or []
+                 if isinstance(task, dict) and "name" in task]
+        labels = {task["name"]: task.get("labels") or {} for task in tasks}
+        db.execute("UPDATE workflows SET task_labels = ? WHERE uid = ?", (json.dumps(labels), uid))
+
+
 # MIGRATIONS[n] takes a database from version n - 1 to version n (version 0: an empty file).
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1}
 MIGRATIONS[2] = _create_v2
 MIGRATIONS[5] = _create_v5
+MIGRATIONS[6] = _create_v6
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

@@ -1,9 +1,12 @@
 """``get workflows -l``, ``get tasks`` and task labels in ``describe``, run through the real CLI
-against a store in a temporary state directory."""
+against a store in a temporary state directory: one written directly, one a tick of the loop
+wrote for a template instance (its tasks' labels come from the template), and one from before
+task labels were kept."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +15,10 @@ import pytest
 from reconciler.api import TaskPhase, WorkflowStatus
 from reconciler.api.workflow import TaskStatus
 from reconciler.cli.main import main
+from reconciler.engine.controller import Controller
 from reconciler.store.database import Store
+from reconciler.store.schema import MIGRATIONS
+from tests.fakes import FakeSlurm, LoginNodes, MemorySource
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -133,3 +139,77 @@ def test_describe_shows_task_labels(state: Path, capsys):
 def test_describe_without_task_labels_has_no_labels_column(state: Path, capsys):
     assert main(["describe", "workflow", "bare", "--state-dir", str(state)]) == 0
     assert "LABELS" not in capsys.readouterr().out
+
+
+# -- a template instance's tasks ----------------------------------------------------------------
+
+INSTANCE = """\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: SlurmCluster
+metadata: {name: dev}
+spec: {workdir: /work/dev}
+---
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: mosaic}
+spec:
+  parameters: [{name: slide}]
+  defaults: {resources: {partition: debug, time: "00:05:00"}}
+  tasks:
+    - {name: cut, script: "echo {{ params.slide }}", labels: {stage: pre}}
+    - {name: stitch, dependsOn: [cut], script: "echo stitch", labels: {stage: main, gpu: a100}}
+---
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: Workflow
+metadata: {name: slide-7, labels: {team: histology}}
+spec:
+  templateRef: {name: mosaic}
+  arguments: {slide: s7}
+"""
+
+
+@pytest.fixture
+def instance_state(tmp_path: Path) -> Path:
+    """A state directory after one tick of the real loop over a template instance."""
+    directory = tmp_path / "instance"
+    directory.mkdir()
+    with Store(directory / "state.db") as store:
+        Controller(source=MemorySource(INSTANCE), store=store, state_dir=directory, interval=30.0,
+                   connect=LoginNodes({"/work/dev": FakeSlurm()})).tick()
+    return directory
+
+
+def test_a_template_instances_tasks_are_selected_by_their_templates_labels(instance_state: Path, capsys):
+    assert main(["get", "tasks", "-l", "stage=main", "--state-dir", str(instance_state)]) == 0
+    assert _task_rows(capsys.readouterr().out) == [("slide-7", "stitch")]
+    assert main(["get", "tasks", "--workflow", "slide-7", "-o", "json", "--state-dir", str(instance_state)]) == 0
+    items = json.loads(capsys.readouterr().out)["items"]
+    assert [(i["task"], i["labels"]) for i in items] == [("cut", {"stage": "pre"}),
+                                                         ("stitch", {"gpu": "a100", "stage": "main"})]
+
+
+def test_describe_shows_a_template_instances_task_labels(instance_state: Path, capsys):
+    assert main(["describe", "workflow", "slide-7", "--state-dir", str(instance_state)]) == 0
+    out = capsys.readouterr().out
+    tasks = out[out.index("Tasks:"):].splitlines()
+    assert tasks[1].split()[6] == "LABELS"
+    assert tasks[2].split()[0] == "cut" and tasks[2].split()[6] == "stage=pre"
+    assert tasks[3].split()[0] == "stitch" and tasks[3].split()[6] == "gpu=a100,stage=main"
+
+
+def test_a_store_from_before_task_labels_were_kept_shows_what_its_manifests_declare(tmp_path: Path, capsys):
+    raw = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    for version in sorted(v for v in MIGRATIONS if v < 6):
+        MIGRATIONS[version](raw)
+    raw.execute("PRAGMA user_version = 5")
+    resource = _workflow("old", {}, [{"name": "prep", "command": ["true"], "labels": {"stage": "pre"}},
+                                     {"name": "solve", "command": ["true"]}])
+    raw.execute("INSERT INTO workflows (uid, namespace, name, generation, resource, spec_hash, labels, created_at) "
+                "VALUES ('u1', 'default', 'old', 1, ?, 'h', '{}', '2026-01-01T00:00:00+00:00')",
+                (json.dumps(resource),))
+    raw.close()
+    assert main(["get", "tasks", "-l", "stage", "--state-dir", str(tmp_path)]) == 0
+    assert _task_rows(capsys.readouterr().out) == [("old", "prep")]
+    with Store(tmp_path / "state.db") as store:
+        stored = store.workflow("default", "old")
+        assert stored is not None and stored.task_labels == {"prep": {"stage": "pre"}, "solve": {}}
