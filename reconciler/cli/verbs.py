@@ -80,6 +80,7 @@ def retry(*, state: str | None, name: str, task: str) -> int:
 def diff(*, source: str, path: str | None, branch: str | None, revision: str | None, state: str | None,
          output: str) -> int:
     """What a push of ``source`` (at ``revision``) would change against the stored runs."""
+    from ..engine.staging import find_inputs, input_states
     from ..sources import SourceError, open_source
 
     with tempfile.TemporaryDirectory(prefix="reconciler-diff-") as cache:
@@ -95,9 +96,14 @@ def diff(*, source: str, path: str | None, branch: str | None, revision: str | N
             return 2
         finally:
             opened.close()
-    runs = _stored_runs(state_dir(state))
-    desired = classify_desired(snapshot.load, active={(r.namespace, r.name): f for r, f in runs})
-    report = compare(desired=desired, stored=[run for run, _ in runs], resources=snapshot.load.resources)
+        runs = _stored_runs(state_dir(state))
+        desired = classify_desired(snapshot.load, active={(r.namespace, r.name): f for r, f in runs})
+        # Read while the checkout exists: a task's inputs count towards its fingerprint.
+        inputs = {(w.workflow.metadata.namespace, w.workflow.metadata.name): {
+            task: found.digest for task, found in input_states(find_inputs(
+                w, content=snapshot.content, config_maps=snapshot.config_maps)).items()} for w in desired.valid}
+    report = compare(desired=desired, stored=[run for run, _ in runs], resources=snapshot.load.resources,
+                     inputs=inputs)
     if output in ("json", "yaml"):
         sys.stdout.write(dump(report.as_dict(), output=output))
     else:
