@@ -11,7 +11,8 @@ from datetime import datetime
 
 from ruamel.yaml import YAML
 
-from ..api import API_VERSION, TaskPhase, WorkflowStatus
+from ..api import API_VERSION, TaskPhase, TaskStatus, WorkflowStatus
+from ..core.approvals import APPROVAL_STALE
 from ..store.rows import AttemptHistory, EventRow, WorkflowRow
 
 
@@ -216,7 +217,14 @@ def _waiting(row: WorkflowRow, status: WorkflowStatus) -> str:
     waiting = awaiting_approval(status)
     if not waiting:
         return ""
-    return "Waiting for a person:\n" + "".join(f"  reconciler approve {row.name} {task}\n" for task in waiting)
+    return "Waiting for a person:\n" + "".join(_approval_hint(row.name, task, status.tasks[task]) for task in waiting)
+
+
+def _approval_hint(workflow: str, name: str, task: TaskStatus) -> str:
+    """The command that approves the task, the inputs it approves, and why it asks again."""
+    inputs = f"  (approves inputs {task.fingerprint})" if task.fingerprint else ""
+    why = f"    {task.message}\n" if task.reason == APPROVAL_STALE and task.message else ""
+    return f"  reconciler approve {workflow} {name}{inputs}\n{why}"
 
 
 def _events(events: Sequence[EventRow], *, now: datetime) -> str:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from reconciler.api import Task, TaskPhase, Workflow, WorkflowStatus
 from reconciler.cli.commands import approve
+from reconciler.cli.output import describe
 from reconciler.core.approvals import (
     APPROVAL_STALE,
     AnnotationEntry,
@@ -288,3 +289,16 @@ def test_annotation_entries_are_pinned_to_the_fingerprint_shown():
     # A pinned entry keeps what it approved; a task the status does not show yet stays bare.
     assert annotation_text(pinned) == "review=fp-now,gate=fp-old,later"
     assert parse_annotation(None) == ()
+
+
+def test_describe_names_the_inputs_an_approval_is_for_and_why_it_asks_again(tmp_path: Path):
+    before, after = resolved(REVIEWED), resolved(CHANGED)
+    result = plan(after, observed=[job(after, "prepare", phase=TaskPhase.SUCCEEDED, exit_code=0)],
+                  approvals=[given(before)])
+    with stored_with(tmp_path, None) as store:
+        stored = store.workflow("default", "reviewed")
+        store.save_status(stored.uid, result.status)
+        text = describe(store.workflow("default", "reviewed").as_row(), [], now=T0)
+    current = fingerprints(after.graph)["review"]
+    assert f"reconciler approve reviewed review  (approves inputs {current})" in text
+    assert "was for different inputs" in text
