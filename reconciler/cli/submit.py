@@ -5,13 +5,23 @@ Called by the CLI and the demo. The whole DAG goes to Slurm at once, chained wit
 ``MaxArraySize``. An approval task that is not approved in the manifest stops the submission
 there: what comes after it needs a person, which is the control loop's job (``reconciler run``).
 Nothing here retries or reruns; that too is the loop's job.
+
+An array's ``parallelism`` N caps the whole task, while Slurm's ``%N`` caps one array job: so the
+N is split between the task's chunks (``split_parallelism``), each chunk throttled to its share
+and the shares summing to N. Every chunk starts at once and Slurm alone keeps the cap, exactly,
+with no loop watching. The other way Slurm offers, one chunk after the other (each waiting on the
+one before with ``afterany``), keeps the cap as well but leaves each chunk's tail running below
+N until its last element ends; the split's price is smaller: a chunk that ends early does not hand
+its share on, so only the task's last elements run below N. A task whose N is smaller than its
+number of chunks cannot give each chunk a share of at least one: it is not submitted, and says
+so, rather than run above its cap; ``reconciler run`` sends such a task one chunk at a time.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -60,20 +70,47 @@ def submit_workflow(resolved: ResolvedWorkflow, client: SlurmClient, *, uid: str
             stands_for[name] = dependencies
             continue
         size = task.array.size if task.array else 1
+        chunks = [tuple(range(start, min(start + max_array, size))) for start in range(0, size, max_array)]
+        parallelism = task.array.parallelism if task.array else None
+        shares: list[int] | list[None] | None = [None] * len(chunks)
+        if parallelism is not None:
+            shares = split_parallelism([len(c) for c in chunks], parallelism)
+        if shares is None:
+            submission.blocked[name] = (
+                f"its parallelism {parallelism} is below its {len(chunks)} arrays of at most {max_array} elements "
+                "(the cluster's MaxArraySize), so Slurm cannot hold the cap; `reconciler run` sends one at a time")
+            continue
         job_ids: list[str] = []
-        for start in range(0, size, max_array):
+        for chunk, share in zip(chunks, shares, strict=True):
             # An array's chunk is tagged with its first index; a plain job is part 0.
-            chunk = tuple(range(start, min(start + max_array, size)))
             job_ids.append(client.submit(SubmitRequest(
                 namespace=meta.namespace, workflow=meta.name, task=task,
-                tag=JobTag(uid=submission.uid, task=name, attempt=1, part=start, fingerprint=fps[name]),
+                tag=JobTag(uid=submission.uid, task=name, attempt=1, part=chunk[0], fingerprint=fps[name]),
                 resources=task.resources, indices=chunk if task.array else None,
-                parallelism=task.array.parallelism if task.array else None, dependencies=dependencies,
+                parallelism=share, dependencies=dependencies,
             )))
         submission.jobs[name] = job_ids
         submission.elements[name] = size
         stands_for[name] = tuple(job_ids)
     return submission
+
+
+def split_parallelism(sizes: Sequence[int], parallelism: int) -> list[int] | None:
+    """Each chunk's ``%N`` (by the chunks' ``sizes``), at least one and summing to at most
+    ``parallelism``; None when there are more chunks than ``parallelism``. Pure.
+
+    Shares are as even as the chunks allow: a chunk never gets more than it has elements, and
+    what a small chunk cannot use goes to the others.
+    """
+    if parallelism < len(sizes):
+        return None
+    shares = [0] * len(sizes)
+    left = parallelism
+    by_size = sorted(range(len(sizes)), key=lambda i: sizes[i])
+    for done, i in enumerate(by_size):
+        shares[i] = min(sizes[i], -(-left // (len(sizes) - done)))  # the ceiling of an even share
+        left -= shares[i]
+    return shares
 
 
 @dataclass(frozen=True)
