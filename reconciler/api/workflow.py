@@ -240,6 +240,9 @@ class WorkflowSpec(FrozenModel):
     arguments: dict[str, ArgumentValue] = Field(default_factory=dict)
     defaults: TaskDefaults = Field(default_factory=TaskDefaults)
     tasks: list[Task] = Field(default_factory=list)
+    ttl_seconds_after_finished: Annotated[int, Field(ge=0, description=(
+        "once the workflow has succeeded or failed for this long, its run directories on the cluster and the "
+        "fetched outputs' copies are removed (status and history are kept)"))] | None = None
 
     @model_validator(mode="after")
     def _tasks_or_template(self) -> WorkflowSpec:
@@ -292,6 +295,24 @@ class ArrayStatus(Model):
     indices: dict[str, str] = Field(default_factory=dict)
 
 
+class OutputsPhase(str, Enum):
+    """Where a succeeded task's declared outputs are: still to fetch, fetched, or not there."""
+
+    PENDING = "Pending"
+    FETCHED = "Fetched"
+    FAILED = "Failed"  # the last try failed; tried again after a backoff
+    MISSING = "Missing"  # a declared pattern matched no file
+
+
+class TaskOutputsStatus(Model):
+    phase: OutputsPhase
+    reason: str
+    message: str | None = None
+    files: int = 0
+    path: str | None = None  # where the fetched files are, on the reconciler's machine
+    tries: int = 0
+
+
 class TaskStatus(Model):
     phase: TaskPhase = TaskPhase.WAITING
     job_id: str | None = None
@@ -304,6 +325,7 @@ class TaskStatus(Model):
     core_hours: float = 0.0
     fingerprint: str | None = None
     array: ArrayStatus | None = None
+    outputs: TaskOutputsStatus | None = None  # a succeeded task's declared outputs
 
 
 class WorkflowStatus(Model):
@@ -315,6 +337,7 @@ class WorkflowStatus(Model):
     finished_at: datetime | None = None
     core_hours: float = 0.0
     revision: str | None = None
+    cleaned_at: datetime | None = None  # when ttlSecondsAfterFinished removed its files
     tasks: dict[str, TaskStatus] = Field(default_factory=dict)
 
 

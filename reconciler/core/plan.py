@@ -6,6 +6,7 @@ Frozen plain data, so tests can compare plans and the controller can log them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..api import Resources, WorkflowStatus
 from .observed import JobKey
@@ -53,9 +54,23 @@ class Release:
 
 @dataclass(frozen=True)
 class FetchOutputs:
+    """Fetch a succeeded task's declared outputs (``reconciler.core.outputs`` says when)."""
+
     uid: str
     task: str
     patterns: tuple[str, ...]
+    fingerprint: str  # the variant they belong to: each has a directory of its own
+    attempt: int  # the attempt that produced them
+    tries: int = 0  # earlier tries that failed
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    """Remove a finished workflow's files once its ``ttlSecondsAfterFinished`` has passed."""
+
+    uid: str
+    finished_at: datetime  # the end it is due for: a workflow that runs and ends again is due again
+    ttl_seconds: int
 
 
 @dataclass(frozen=True)
@@ -65,7 +80,7 @@ class Event:
     message: str
 
 
-Action = Submit | Cancel | Hold | Release | FetchOutputs
+Action = Submit | Cancel | Hold | Release | FetchOutputs | Cleanup
 
 
 @dataclass(frozen=True)

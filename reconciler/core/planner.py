@@ -20,12 +20,14 @@ from ..api import Capacity, Task, TaskPhase, TaskType, WorkflowStatus
 from ..manifests.resolve import ResolvedWorkflow
 from .approvals import TaskApprovals
 from .capacity import CapacityBudget
+from .cleanup import CleanupRecord, plan_cleanup
 from .events import task_events, workflow_events
 from .fingerprint import fingerprints
 from .inputs import TaskInputs
 from .jobtask import TaskPlan, Upstream, plan_job_task
 from .observed import LIVE_PHASES, AttemptRecord, ClusterView, JobKey, ObservedJob
-from .plan import Action, Cancel, Event, FetchOutputs, WorkflowPlan
+from .outputs import TaskOutputs, decide_outputs
+from .plan import Action, Cancel, Event, WorkflowPlan
 from .requests import TaskRequests, cancel_in_force, plan_cancelled_task
 from .status import TaskDecision, workflow_status
 from .taskruns import TaskRuns, task_runs
@@ -47,6 +49,8 @@ class DesiredWorkflow:
     records: tuple[AttemptRecord, ...] = ()
     requests: TaskRequests = field(default_factory=TaskRequests)  # cancel and retry asked for by hand
     inputs: Mapping[str, TaskInputs] = field(default_factory=dict)  # by task, for tasks with inputs
+    outputs: TaskOutputs = field(default_factory=TaskOutputs)  # where each fetch of declared outputs stands
+    cleanup: CleanupRecord | None = None  # the last ttlSecondsAfterFinished cleanup done
 
 
 def plan_cluster(
@@ -118,11 +122,15 @@ def _plan_workflow(
         resolved=resolved, outcomes={name: step.plan.decision for name, step in steps.items()},
         previous=desired.previous, view=view, generation=desired.generation, revision=desired.revision, now=now,
     )
+    cleanup = plan_cleanup(desired.uid, ttl_seconds=resolved.spec.ttl_seconds_after_finished, status=status,
+                           previous=desired.previous, done=desired.cleanup, now=now)
+    status = status.model_copy(update={"cleaned_at": cleanup.cleaned_at})
     events = tuple(event for step in steps.values() for event in step.events)
-    due = [step.plan.retry_at for step in steps.values() if step.plan.retry_at is not None]
+    due = [at for at in (*(step.plan.retry_at for step in steps.values()), cleanup.due) if at is not None]
     return WorkflowPlan(
         uid=desired.uid, status=status,
-        actions=tuple(action for step in steps.values() for action in step.actions),
+        actions=tuple(action for step in steps.values() for action in step.actions)
+        + ((cleanup.action,) if cleanup.action is not None else ()),
         events=events + workflow_events(previous=desired.previous, status=status),
         requeue_after=max(0.0, (min(due) - now).total_seconds()) if due else None,
     )
@@ -184,9 +192,10 @@ def _plan_task(
             plan = replace(plan, decision=replace(plan.decision, missing_inputs=_missing_inputs(desired, name)))
         progress = _job_progress(runs, plan)
     before = _previous_phase(desired.previous, name)
+    plan, fetch = _with_outputs(desired, name, plan=plan, now=now)
     return TaskStep(
         plan=plan, progress=progress,
-        actions=cancels + plan.actions + _fetch_outputs(desired.uid, name, task, before=before, plan=plan),
+        actions=cancels + plan.actions + fetch,
         events=cancel_events + task_events(name, before=before, decision=plan.decision),
     )
 
@@ -243,10 +252,19 @@ def _previous_phase(previous: WorkflowStatus | None, name: str) -> TaskPhase | N
     return task.phase if task is not None else None
 
 
-def _fetch_outputs(uid: str, name: str, task: Task, *, before: TaskPhase | None, plan: TaskPlan) -> tuple[Action, ...]:
-    """A task's declared outputs are fetched once, when it succeeds."""
-    succeeded_now = plan.decision.phase is TaskPhase.SUCCEEDED and before is not TaskPhase.SUCCEEDED
-    return (FetchOutputs(uid, name, tuple(task.outputs)),) if succeeded_now and task.outputs else ()
+def _with_outputs(desired: DesiredWorkflow, name: str, *, plan: TaskPlan,
+                  now: datetime) -> tuple[TaskPlan, tuple[Action, ...]]:
+    """A succeeded task's declared outputs: its status says where they stand, and they are
+    fetched until they are here (``outputs``); the next try of a failed fetch is due like a retry."""
+    decision = plan.decision
+    attempt = max((element.attempt or 0 for element in decision.runs.elements.values()), default=0)
+    found = decide_outputs(desired.uid, name, task=decision.task, phase=decision.phase,
+                           fingerprint=decision.fingerprint, attempt=attempt, outputs=desired.outputs, now=now)
+    if found is None:
+        return plan, ()
+    due = min((at for at in (plan.retry_at, found.due) if at is not None), default=None)
+    plan = replace(plan, decision=replace(decision, outputs=found.status), retry_at=due)
+    return plan, (found.fetch,) if found.fetch is not None else ()
 
 
 def _by_task(items: Iterable[ObservedJob | AttemptRecord]) -> dict[str, list]:

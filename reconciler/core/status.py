@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..api import ArrayStatus, Condition, Task, TaskPhase, TaskStatus, WorkflowPhase, WorkflowStatus
+from ..api.workflow import TaskOutputsStatus
 from ..manifests.resolve import ResolvedWorkflow
 from .approvals import APPROVAL_STALE, Approval
 from .conditions import READY, RECONCILING, STALLED, condition, merge_conditions
 from .indexranges import compress
 from .inputs import INPUT_MISSING, INPUTS_READY
 from .observed import DONE_PHASES, LIVE_PHASES, ClusterView
+from .outputs import outputs_conditions, outputs_phase
 from .taskruns import Element, TaskRuns
 
 CLUSTER_REACHABLE = "ClusterReachable"
@@ -49,6 +51,7 @@ class TaskDecision:
     cancelled_by_user: bool = False  # ``reconciler cancel`` (or the cancel annotation) stopped it
     stale_approval: Approval | None = None  # awaiting approval: the one given for other inputs
     missing_inputs: tuple[str, ...] = ()  # why it is not submitted: inputs that name nothing
+    outputs: TaskOutputsStatus | None = None  # a succeeded task's declared outputs (``outputs``)
 
     def failure_summary(self) -> str:
         failed = [e for e in self.runs.elements.values() if e.failures]
@@ -75,6 +78,7 @@ def task_status(outcome: TaskDecision, *, now: datetime) -> TaskStatus:
         finished_at=_finished_at(outcome.phase, elements),
         core_hours=round(outcome.runs.core_hours, 6),
         fingerprint=outcome.fingerprint,
+        outputs=outcome.outputs,
     )
     if outcome.task.array is not None:
         status.array = _array_status(elements)
@@ -226,9 +230,10 @@ def workflow_status(
     with the previous ones, and when it started and finished."""
     tasks = {name: task_status(outcomes[name], now=now) for name in resolved.order}
     tally = _Tally.of({name: status.phase for name, status in tasks.items()})
-    phase = _workflow_phase(tally, suspended=resolved.spec.suspend)
+    phase = outputs_phase(_workflow_phase(tally, suspended=resolved.spec.suspend), tasks)
     wanted = _conditions(phase, tally=tally, tasks=tasks, view=view, generation=generation, now=now)
     wanted += _inputs_conditions(outcomes, wanted, generation=generation, now=now)
+    wanted = outputs_conditions(tasks, wanted, phase=phase, generation=generation, now=now)
     previous_conditions = previous.conditions if previous else []
     started_at, finished_at = _times(phase, started=tally.started, previous=previous, now=now)
     return WorkflowStatus(

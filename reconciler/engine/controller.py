@@ -421,6 +421,7 @@ class Controller:
             observed=tuple(observed), records=tuple(self.store.attempts(stored.uid)),
             inputs=input_states(inputs or {}),
             requests=self.store.requests(stored.uid),
+            outputs=self.store.outputs(stored.uid), cleanup=self.store.cleanup(stored.uid),
         ))
 
     def _with_approvals(self, stored: StoredWorkflow, desired: DesiredWorkflow) -> DesiredWorkflow:

@@ -28,12 +28,13 @@ from pathlib import Path
 
 from ..api import TaskPhase, TaskStatus, WorkflowStatus
 from ..core.observed import JobKey
-from ..core.plan import Action, Cancel, Event, FetchOutputs, Hold, Release, Submit, WorkflowPlan
+from ..core.plan import Action, Cancel, Cleanup, Event, FetchOutputs, Hold, Release, Submit, WorkflowPlan
 from ..manifests.resolve import ResolvedWorkflow
 from ..slurm.client import SlurmClient, SlurmError, SlurmUnavailable, SubmitRefused, SubmitRequest
-from ..slurm.script import run_dir_of, task_paths, upstream_files
+from ..slurm.script import run_dir_of, upstream_files
 from ..slurm.tags import JobTag
 from ..store.database import Store
+from .outputs import clean_up, fetch_outputs
 from .staging import FoundInputs, stage, staged_files
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,8 @@ def carry_out(
 
 
 def _described(action: Action) -> str:
+    if isinstance(action, Cleanup):
+        return "Cleanup of the workflow's files"
     task = action.key.task if isinstance(action, Submit) else action.task
     return f"{type(action).__name__} of {task}"
 
@@ -125,7 +128,11 @@ def _carry_out_one(action: Action, *, resolved: ResolvedWorkflow, client: SlurmC
         client.release(action.job_ids)
         return _Done(events=(Event("Normal", "Released",
                                    f"released job(s) {', '.join(action.job_ids)} of {action.task}"),))
-    return _fetch(action, resolved=resolved, client=client, outputs_dir=outputs_dir)
+    if isinstance(action, FetchOutputs):
+        return _Done(events=fetch_outputs(action, resolved=resolved, client=client, store=store,
+                                          outputs_dir=outputs_dir, now=now))
+    return _Done(events=clean_up(action, resolved=resolved, client=client, store=store, outputs_dir=outputs_dir,
+                                 now=now))
 
 
 def _submit(action: Submit, *, resolved: ResolvedWorkflow, client: SlurmClient, store: Store,
@@ -174,20 +181,6 @@ def _submit(action: Submit, *, resolved: ResolvedWorkflow, client: SlurmClient, 
                                    f"excluding {','.join(action.exclude_nodes)}" if action.exclude_nodes else ""]))
     return _Done(events=(Event("Normal", "Submitted", f"task {action.key.task} ({what}) submitted as job {job_id}"),),
                  job_id=job_id)
-
-
-def _fetch(action: FetchOutputs, *, resolved: ResolvedWorkflow, client: SlurmClient, outputs_dir: Path) -> _Done:
-    meta = resolved.workflow.metadata
-    task = resolved.tasks[action.task]
-    paths = task_paths(cluster_workdir=client.cluster.spec.workdir, namespace=meta.namespace, workflow=meta.name,
-                       task=task, tag=JobTag(uid=action.uid, task=task.name, attempt=1, part=0, fingerprint="0"))
-    destination = outputs_dir / meta.namespace / meta.name / task.name
-    fetched = client.fetch_outputs(run_dir=paths.run_dir, patterns=action.patterns, destination=destination)
-    if fetched:
-        return _Done(events=(Event("Normal", "OutputsFetched",
-                                   f"task {task.name}: fetched {len(fetched)} file(s) into {destination}"),))
-    return _Done(events=(Event("Warning", "OutputsMissing",
-                               f"task {task.name}: no file matched {', '.join(action.patterns)}"),))
 
 
 def adjust_status(status: WorkflowStatus, *, uid: str, outcome: ClusterOutcome) -> WorkflowStatus:

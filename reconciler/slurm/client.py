@@ -52,6 +52,10 @@ class SlurmUnavailable(SlurmError):
     """Slurm could not be reached or did not answer in time: retry later."""
 
 
+class UnsafePath(SlurmError):
+    """A path the reconciler was asked to remove is not safely inside the directory it owns."""
+
+
 class SubmitRefused(SlurmError):
     def __init__(self, message: str, *, at_capacity: bool) -> None:
         super().__init__(message)
@@ -272,6 +276,55 @@ class SlurmClient:
             return self.transport.fetch(run_dir, patterns, destination)
         except TransportError as exc:
             raise SlurmUnavailable(f"fetching outputs from {run_dir}: {exc}") from exc
+
+    def fetch_declared(self, *, run_dir: str, patterns: Sequence[str],
+                       destination: Path) -> tuple[list[Path], tuple[str, ...]]:
+        """Fetch each pattern's files from ``run_dir`` into ``destination``: the files fetched, and
+        the patterns that matched no file (one fetch per pattern, so each can be told apart)."""
+        fetched: list[Path] = []
+        unmatched: list[str] = []
+        for pattern in patterns:
+            found = self.fetch_outputs(run_dir=run_dir, patterns=[pattern], destination=destination)
+            fetched.extend(path for path in found if path not in fetched)
+            if not found:
+                unmatched.append(pattern)
+        return fetched, tuple(unmatched)
+
+    def remove_tree(self, path: str, *, inside: str) -> str | None:
+        """Remove the directory ``path`` and everything in it on the cluster (``rm -rf``); the
+        path removed, None when there was nothing to remove.
+
+        ``path`` must lie strictly inside ``inside``, both as written and once the cluster has
+        resolved every symlink on the way, and ``inside`` must not resolve to ``/``: a workdir
+        of "/" or a symlink planted on the way can never make this remove anything else
+        (:class:`UnsafePath`, which is not worth retrying). ``--one-file-system`` keeps it from
+        following into a filesystem mounted below.
+        """
+        if not (path.startswith("/") and inside.startswith("/")):
+            raise UnsafePath(f"refusing to remove {path!r}: both it and {inside!r} must be absolute")
+        written, root = posixpath.normpath(path), posixpath.normpath(inside)
+        if root == "/" or not written.startswith(root + "/"):
+            raise UnsafePath(f"refusing to remove {path}: it is not strictly inside {inside}, or that is /")
+        resolved_root = self._resolved(root)
+        resolved = self._resolved(written)
+        if resolved_root is None or resolved is None:
+            return None  # nothing there
+        if resolved_root == "/" or not resolved.startswith(resolved_root.rstrip("/") + "/"):
+            raise UnsafePath(f"refusing to remove {path}: it resolves to {resolved}, which is not strictly inside "
+                             f"{inside} (resolved: {resolved_root})")
+        result = self._run(["rm", "-rf", "--one-file-system", "--", resolved])
+        if result.exit_code != 0:
+            raise SlurmError(f"rm -rf {resolved} failed ({result.exit_code}): {result.stderr.strip()}")
+        return resolved
+
+    def _resolved(self, path: str) -> str | None:
+        """``path`` with every symlink resolved on the cluster; None when it does not exist."""
+        result = self._run(["realpath", "-e", "--", path])
+        if result.exit_code == 0 and result.stdout.strip():
+            return result.stdout.strip()
+        if "No such file or directory" in result.stderr:
+            return None
+        raise SlurmError(f"realpath {path} failed ({result.exit_code}): {result.stderr.strip()}")
 
     def close(self) -> None:
         self.transport.close()

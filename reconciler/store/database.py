@@ -48,6 +48,7 @@ from .array_outcomes import (
 )
 from .connection import StoreConnection
 from .encoding import canonical_json, from_iso, iso, iso_or_none
+from .outputs import OutputBook
 from .requests import RequestBook
 from .rows import AttemptHistory, EventRow, WorkflowRow
 
@@ -234,7 +235,7 @@ class _AttemptRow:
 
 # -- the store -----------------------------------------------------------------------------------
 
-class Store(ApprovalBook, RequestBook, StoreConnection):
+class Store(OutputBook, ApprovalBook, RequestBook, StoreConnection):
     """Every workflow's status, the record of every submission, approvals and events, in one SQLite
     file (see :class:`StoreConnection` for how it is opened and shared)."""
 

@@ -122,6 +122,54 @@ def _create_v2(db: sqlite3.Connection) -> None:
     db.execute("DROP TABLE approvals")
 
 
+# Version 3: the obligations a finished task leaves. A fetch of declared outputs per (run, task,
+# fingerprint, attempt), so a rerun's outputs are kept apart and a lost fetch is tried again; and
+# the ttlSecondsAfterFinished cleanup of a run, once per end.
+_V3 = (
+    """CREATE TABLE task_outputs (
+        uid TEXT NOT NULL REFERENCES workflows (uid),
+        task TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        phase TEXT NOT NULL,
+        files INTEGER NOT NULL DEFAULT 0,
+        location TEXT,
+        unmatched TEXT,
+        error TEXT,
+        tries INTEGER NOT NULL DEFAULT 0,
+        next_try_at TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (uid, task, fingerprint, attempt)
+    )""",
+    """CREATE TABLE cleanups (
+        uid TEXT PRIMARY KEY REFERENCES workflows (uid),
+        finished_at TEXT NOT NULL,
+        cleaned_at TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        message TEXT
+    )""",
+)
+
+
+def _create_v3(db: sqlite3.Connection) -> None:
+    """A task that had succeeded before had its outputs fetched then, once, where nothing
+    recorded: each is recorded as fetched (no place known), so it is not fetched again into a
+    variant's directory from a run directory a later run may have changed since."""
+    for statement in _V3:
+        db.execute(statement)
+    rows = db.execute("SELECT uid, status FROM workflows WHERE status IS NOT NULL").fetchall()
+    for uid, status in rows:
+        for task, shown in ((json.loads(status) or {}).get("tasks") or {}).items():
+            if shown.get("phase") != "Succeeded" or not shown.get("fingerprint"):
+                continue
+            (attempt,) = db.execute("SELECT MAX(attempt) FROM attempts WHERE uid = ? AND task = ? AND fingerprint = ? "
+                                    "AND phase = 'Succeeded'", (uid, task, shown["fingerprint"])).fetchone()
+            if attempt is not None:
+                db.execute("INSERT INTO task_outputs (uid, task, fingerprint, attempt, phase, updated_at) VALUES "
+                           "(?,?,?,?,'Fetched',COALESCE(?, strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')))",
+                           (uid, task, shown["fingerprint"], attempt, shown.get("finishedAt")))
+
+
 # Version 5: requests made by hand (cancel, retry) and the annotation entries already acted on.
 # New tables only: every existing row keeps its meaning (no request stands for an older run).
 _V5 = (
@@ -164,6 +212,7 @@ def _create_v6(db: sqlite3.Connection) -> None:
 # MIGRATIONS[n] takes a database from version n - 1 to version n (version 0: an empty file).
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1}
 MIGRATIONS[2] = _create_v2
+MIGRATIONS[3] = _create_v3
 MIGRATIONS[5] = _create_v5
 MIGRATIONS[6] = _create_v6
 SCHEMA_VERSION = max(MIGRATIONS)

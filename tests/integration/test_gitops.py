@@ -91,7 +91,7 @@ def test_a_pushed_plan_runs_to_succeeded(world, dev_cluster: DevCluster):
     assert status["coreHours"] >= 0
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True"
-    report = loop.state_dir / "outputs" / "default" / "ultrasound-plan" / "postprocess" / "report.txt"
+    report = loop.state_dir / "outputs" / "default" / "ultrasound-plan" / "postprocess" / "latest" / "report.txt"
     assert "peak_pressure_mpa=1.83" in report.read_text()
 
     table = loop.cli("get", "workflows").stdout

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from reconciler.api import Capacity, FailureKind, TaskPhase
+from reconciler.api.workflow import OutputsPhase
 from reconciler.core.approvals import Approval, ApprovalVia, TaskApprovals
 from reconciler.core.fingerprint import fingerprints
 from reconciler.core.observed import ClusterView, JobKey, JobOutcome, ObservedJob
+from reconciler.core.outputs import OutputRecord, TaskOutputs
 from reconciler.core.planner import DesiredWorkflow, plan_cluster
 from reconciler.manifests.loader import load_text
 from reconciler.manifests.resolve import resolve
@@ -51,10 +53,11 @@ def job(resolved_workflow, task: str, *, attempt: int = 1, phase: TaskPhase, job
 
 
 def plan(resolved_workflow, *, observed=(), records=(), now=T0, previous=None, approvals=(), capacity=None,
-         cluster_view=None):
+         cluster_view=None, outputs=None):
     desired = DesiredWorkflow(
         uid="uid-1", resolved=resolved_workflow, generation=1, previous=previous,
         approvals=approved(resolved_workflow, approvals), observed=tuple(observed), records=tuple(records),
+        outputs=outputs or TaskOutputs(),
     )
     [result] = plan_cluster([desired], view=cluster_view or view(), capacity=capacity or Capacity(), now=now)
     return result
@@ -68,6 +71,15 @@ def approved(resolved_workflow, approvals) -> TaskApprovals:
         a if isinstance(a, Approval) else Approval(task=a, fingerprint=current[a], via=ApprovalVia.CLI, by="alice",
                                                    at=T0)
         for a in approvals))
+
+
+def fetched(resolved_workflow, *tasks: str, attempt: int = 1, files: int = 1) -> TaskOutputs:
+    """Output records saying the outputs of ``tasks``, as they are now, were fetched."""
+    current = fingerprints(resolved_workflow.graph)
+    return TaskOutputs(tuple(
+        OutputRecord(task=task, fingerprint=current[task], attempt=attempt, phase=OutputsPhase.FETCHED, files=files,
+                     location=f"/state/outputs/default/{task}/{current[task]}", at=T0)
+        for task in tasks))
 
 
 def later(seconds: float) -> datetime:

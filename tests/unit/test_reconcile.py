@@ -8,7 +8,7 @@ from reconciler.core.fingerprint import fingerprints
 from reconciler.core.observed import AttemptRecord, JobKey
 from reconciler.core.plan import Cancel, FetchOutputs, Hold, Release, Submit
 from reconciler.core.planner import DesiredWorkflow, plan_cluster
-from tests.unit.reconcile_world import T0, job, later, plan, resolved, view
+from tests.unit.reconcile_world import T0, fetched, job, later, plan, resolved, view
 
 CHAIN = """\
 apiVersion: hpc.reconciler.dev/v1alpha1
@@ -126,9 +126,14 @@ def test_success_after_two_failures_counts_three_attempts_and_fetches_outputs():
     observed += [job(wf, "b", attempt=3, phase=TaskPhase.SUCCEEDED, exit_code=0),
                  job(wf, "c", phase=TaskPhase.SUCCEEDED, exit_code=0)]
     result = plan(wf, observed=observed)
+    assert result.status.progress == "3/3" and result.status.tasks["b"].attempts == 3
+    fingerprint = result.status.tasks["b"].fingerprint
+    assert FetchOutputs("uid-1", "b", ("out.txt",), fingerprint=fingerprint, attempt=3) in result.actions
+    # Succeeded, and Ready, once the outputs are here.
+    assert result.status.phase is WorkflowPhase.RUNNING
+    result = plan(wf, observed=observed, outputs=fetched(wf, "b", attempt=3))
     assert result.status.phase is WorkflowPhase.SUCCEEDED and result.status.progress == "3/3"
-    assert result.status.tasks["b"].attempts == 3
-    assert FetchOutputs("uid-1", "b", ("out.txt",)) in result.actions
+    assert not [a for a in result.actions if isinstance(a, FetchOutputs)]
 
 
 def test_independent_branch_goes_on_after_a_failure():
@@ -252,7 +257,9 @@ def test_retry_policy_edits_do_not_rerun_finished_work():
     wf = resolved(CHAIN)
     observed = [job(wf, name, phase=TaskPhase.SUCCEEDED, exit_code=0) for name in ("a", "b", "c")]
     edited = resolved(CHAIN.replace("limit: 2", "limit: 5"))
-    result = plan(edited, observed=observed, previous=plan(wf, observed=observed).status)
+    outputs = fetched(wf, "b")
+    result = plan(edited, observed=observed, previous=plan(wf, observed=observed, outputs=outputs).status,
+                  outputs=outputs)
     assert result.actions == () and result.status.phase is WorkflowPhase.SUCCEEDED
 
 
