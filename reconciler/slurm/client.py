@@ -31,7 +31,7 @@ from ..core.observed import ClusterView, ObservedJob
 from . import commands
 from .commands import ClusterLimits, JobRecord, PartitionInfo, SubmitErrorKind
 from .observation import cluster_view, observed_by_workflow, observed_jobs, reported_ids
-from .script import render_script, task_paths
+from .script import UpstreamFiles, render_script, task_paths
 from .tags import JobTag
 from .transport import CommandResult, Transport, TransportError
 
@@ -76,6 +76,7 @@ class SubmitRequest:
     dependencies: tuple[str, ...] = ()
     hold: bool = False
     exclude_nodes: tuple[str, ...] = ()
+    inputs_from: tuple[UpstreamFiles, ...] = ()  # earlier tasks' outputs the job copies at its start
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ class SlurmClient:
             workflow=request.workflow, namespace=request.namespace, task=request.task, tag=request.tag,
             resources=request.resources, run_dir=paths.run_dir, log_dir=paths.log_dir, indices=request.indices,
             parallelism=request.parallelism, dependencies=request.dependencies, hold=request.hold,
-            exclude_nodes=request.exclude_nodes,
+            exclude_nodes=request.exclude_nodes, inputs_from=request.inputs_from,
         )
         return paths.script, script
 
