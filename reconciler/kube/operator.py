@@ -72,7 +72,7 @@ def run_operator(*, namespace: str | None, kubeconfig: str | None, state_dir: Pa
     lease_ns = lease_namespace or os.environ.get("POD_NAMESPACE") or namespace or "default"
     elector = LeaderElector(k8s.CoordinationV1Api(api_client), name=LEASE_NAME, namespace=lease_ns,
                             identity=identity or default_identity())
-    source = KubernetesSource(custom, namespace=namespace)
+    source = KubernetesSource(custom, namespace=namespace, core=core)
     store = Store(state_dir / "state.db")
     try:
         if not elector.acquire(stop):

@@ -26,6 +26,8 @@ RULES: tuple[Rule, ...] = (
     Rule(GROUP, "slurmclusters/status", ("get", "update", "patch")),
     # SSH keys of ssh SlurmClusters, read by name.
     Rule("", "secrets", ("get",)),
+    # Task inputs from ConfigMaps, read by name.
+    Rule("", "configmaps", ("get",)),
     Rule("", "events", ("create", "patch")),
     # Leader election.
     Rule("coordination.k8s.io", "leases", ("get", "create", "update")),

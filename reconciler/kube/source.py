@@ -6,17 +6,26 @@ caches, so a tick costs no API call for desired state. Objects that fail the mod
 come back as broken documents named ``workflow NAMESPACE/NAME`` (no file, no line); Workflows
 being deleted are left out of the desired state, so the loop prunes them (cancels their jobs)
 before their finalizer is released.
+
+The ConfigMaps that task inputs name are the one exception: each snapshot reads each ConfigMap
+it is asked for once from the API server (a tick asks for each at most once, however many tasks
+name it); a missing one is ``None`` (the task waits with ``InputMissing``), any other failure a
+``SourceError`` for that tick.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import threading
 from typing import Any
 
 from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from ..manifests.loader import LoadedResource, LoadResult, load_object
-from ..sources.base import Snapshot
+from ..sources.base import Snapshot, SourceError
 from .informer import Informer
 
 PLURALS = {"Workflow": "workflows", "WorkflowTemplate": "workflowtemplates", "SlurmCluster": "slurmclusters"}
@@ -32,7 +41,9 @@ def deleting(obj: dict[str, Any]) -> bool:
 
 
 class KubernetesSource:
-    def __init__(self, api: k8s.CustomObjectsApi, *, namespace: str | None) -> None:
+    def __init__(self, api: k8s.CustomObjectsApi, *, namespace: str | None,
+                 core: k8s.CoreV1Api | None = None) -> None:
+        self._core = core
         self.description = f"kubernetes ({'namespace ' + namespace if namespace else 'all namespaces'})"
         self._changed = threading.Event()
         self.informers = {kind: Informer(api, plural=plural, namespace=namespace, on_change=self.wake)
@@ -58,7 +69,8 @@ class KubernetesSource:
                     load.resources.append(loaded)
                 else:
                     load.broken.append(loaded)
-        return Snapshot(load=load, revision=None, files=())
+        return Snapshot(load=load, revision=None, files=(),
+                        config_maps=ConfigMapReader(self._core) if self._core is not None else None)
 
     def wait(self, timeout: float) -> bool:
         changed = self._changed.wait(timeout)
@@ -71,3 +83,38 @@ class KubernetesSource:
     def close(self) -> None:
         for informer in self.informers.values():
             informer.stop()
+
+
+# A ConfigMap read must not hold the tick up for long; the next tick reads it again.
+_READ_TIMEOUT = 10.0
+
+
+class ConfigMapReader:
+    """The ConfigMaps of one snapshot, each read once, as file contents by key."""
+
+    def __init__(self, core: k8s.CoreV1Api) -> None:
+        self._core = core
+        self._read: dict[tuple[str, str], dict[str, bytes] | None] = {}
+
+    def get(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        key = (namespace, name)
+        if key not in self._read:
+            self._read[key] = self._fetch(namespace, name)
+        return self._read[key]
+
+    def _fetch(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        try:
+            found = self._core.read_namespaced_config_map(name, namespace, _request_timeout=_READ_TIMEOUT)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            hint = ": the operator's Role must grant get on configmaps" if exc.status == 403 else ""
+            raise SourceError(f"ConfigMap {namespace}/{name}: {exc.status} {exc.reason}{hint}") from exc
+        except (HTTPError, OSError) as exc:
+            raise SourceError(f"ConfigMap {namespace}/{name} cannot be read: {exc}") from exc
+        data = {key: value.encode() for key, value in (found.data or {}).items()}
+        try:
+            data.update({key: base64.b64decode(value) for key, value in (found.binary_data or {}).items()})
+        except binascii.Error as exc:
+            raise SourceError(f"ConfigMap {namespace}/{name}: binaryData is not base64") from exc
+        return data

@@ -293,3 +293,27 @@ spec:
         "cluster: dev\n", "cluster: dev-ssh\n"))
     kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", what="Succeeded", operators=(operator,))
     assert "BEGIN OPENSSH PRIVATE KEY" not in operator.log.read_text()
+
+
+def test_a_config_map_input_reaches_the_job_and_a_missing_one_is_a_condition(kubectl: Kubectl, operator: Operator,
+                                                                            apiserver: ApiServer,
+                                                                            dev_cluster: DevCluster):
+    name, config = unique("tuned"), unique("tuning")
+    kubectl.apply(workflow(name, f"""\
+    - name: segment
+      script: cat settings.json threshold > seen.txt
+      inputs: [{{configMap: {config}}}]
+"""))
+    held = kubectl.wait_for(name, lambda s: any(c["type"] == "InputsReady" for c in s.get("conditions", [])),
+                            what="InputsReady", operators=(operator,))
+    [condition] = [c for c in held["conditions"] if c["type"] == "InputsReady"]
+    assert (condition["status"], condition["reason"]) == ("False", "InputMissing")
+    assert f"no ConfigMap {config} in namespace default" in condition["message"]
+    assert held["tasks"]["segment"]["phase"] == "Waiting"
+
+    kubectl("create", "configmap", config, '--from-literal=settings.json={"scale": 2}', "--from-literal=threshold=7")
+    kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", what="Succeeded", operators=(operator,))
+    run_dir = Path(dev_cluster.cluster("local").spec.workdir) / "default" / name / "segment"
+    assert (run_dir / "seen.txt").read_text() == '{"scale": 2}7'
+    reads = [r for r in apiserver.requests_for("configmaps") if r.user_agent.startswith(OPERATOR_AGENT)]
+    assert reads and {r.verb for r in reads} == {"get"}

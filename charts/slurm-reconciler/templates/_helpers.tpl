@@ -103,6 +103,10 @@ tests/unit/test_chart.py fails when the two lists differ.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+# Task inputs from ConfigMaps, read by name.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
