@@ -21,7 +21,9 @@ from reconciler.engine.staging import blob_dir, find_inputs, stage
 from reconciler.slurm.script import render_script, upstream_files
 from reconciler.slurm.tags import JobTag
 from reconciler.slurm.transport import LocalTransport
+from reconciler.sources.base import FileContent
 from reconciler.sources.directory import DirectoryFiles
+from reconciler.sources.git import GitFiles
 from tests.unit.reconcile_world import T0, resolved, view
 
 PIPELINE = """\
@@ -246,3 +248,27 @@ def test_staging_sends_each_blob_once_and_places_files_with_their_mode(tmp_path)
     assert blob.stat().st_ino == inode
     assert (run_dir / "params" / "b.json").read_text() == '{"b": 3}'
     assert not list(run_dir.rglob("*staging*"))
+
+
+def test_a_git_source_reads_inputs_from_the_commit_not_the_working_copy(tmp_path):
+    repo = tmp_path / "repo"
+    environment = {**os.environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b", "GIT_COMMITTER_NAME": "a",
+                   "GIT_COMMITTER_EMAIL": "a@b"}
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, env=environment, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    _folder(repo)
+    (repo / "plans" / "link.sh").symlink_to("segment.sh")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "plans")
+    (repo / "plans" / "params" / "a.json").write_text("edited, never committed")
+    (repo / "plans" / "params" / "c.json").write_text("untracked")
+    files = GitFiles(repo, git("rev-parse", "HEAD"))
+    assert files.listing("plans/params") == ["plans/params/a.json", "plans/params/b.json"]
+    assert files.read("plans/params/a.json") == FileContent(data=b'{"a": 1}', executable=False)
+    assert files.read("plans/segment.sh") == FileContent(data=b"#!/bin/sh\necho seg\n", executable=True)
+    assert files.read("plans/link.sh") is None  # a symlink is not an input
+    assert files.read("plans/params") is None and files.read("plans/nothing.sh") is None
