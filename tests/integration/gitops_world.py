@@ -244,3 +244,28 @@ def sacct_states(cluster: DevCluster, job_ids: list[str], *, timeout: float = 20
             return states
         time.sleep(0.5)
     raise AssertionError(f"jobs {job_ids} still not ended: {states}")
+
+
+def squeue_state(cluster: DevCluster, job_id: str) -> str:
+    """The state slurmctld holds for one job, ended ones included ("" once it forgot the job)."""
+    done = subprocess.run(["squeue", "--states=all", f"--jobs={job_id}", "--noheader", "--format=%T"],
+                          env={**os.environ, **cluster.env}, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def sacct_tags(cluster: DevCluster, job_name_prefix: str, *, since: str = "now-2hours",
+               at_least: int = 1) -> list[tuple[str, str]]:
+    """(job id, identity tag) of every ended job with that name prefix, once there are
+    ``at_least`` and two answers a second apart agree (slurmdbd stores a job's comment, where the
+    tag is, when the job ends)."""
+    previous: list[tuple[str, str]] | None = None
+    for _ in range(30):
+        done = subprocess.run(["sacct", "-X", "-P", "-n", f"--starttime={since}", "--format=JobID,JobName,Comment"],
+                              env={**os.environ, **cluster.env}, capture_output=True, text=True, check=True)
+        rows = [line.split("|", 2) for line in done.stdout.splitlines() if line]
+        current = sorted((row[0], row[2]) for row in rows if row[1].startswith(job_name_prefix) and row[2])
+        if current == previous and len(current) >= at_least:
+            return current
+        previous = current
+        time.sleep(1.0)
+    raise AssertionError(f"sacct kept changing for {job_name_prefix}: {previous}")
