@@ -5,6 +5,7 @@ from .cluster import Capacity, Partition, SlurmCluster, SlurmClusterSpec, SshSet
 from .meta import API_VERSION, GROUP, VERSION, Condition, ConditionStatus, ObjectMeta
 from .template import Parameter, WorkflowTemplate, WorkflowTemplateSpec
 from .workflow import (
+    ArraySource,
     ArraySpec,
     ArrayStatus,
     Escalation,
@@ -32,7 +33,7 @@ KINDS: dict[str, type[Workflow] | type[WorkflowTemplate] | type[SlurmCluster]] =
 }
 
 __all__ = [
-    "API_VERSION", "GROUP", "KINDS", "VERSION", "ArraySpec", "ArrayStatus", "Capacity", "Condition",
+    "API_VERSION", "GROUP", "KINDS", "VERSION", "ArraySource", "ArraySpec", "ArrayStatus", "Capacity", "Condition",
     "ConditionStatus", "Escalation", "FailureKind", "ObjectMeta", "Parameter", "Partition", "Resource",
     "Resources", "RetryPolicy", "SlurmCluster", "SlurmClusterSpec", "SshSettings", "Task", "TaskDefaults",
     "TaskInput", "TaskPhase", "TaskStatus", "TaskType", "TemplateRef", "TransportKind", "Workflow", "WorkflowPhase",

@@ -60,23 +60,56 @@ class Resources(FrozenModel):
         return base.model_copy(update=self.model_dump(exclude_none=True))
 
 
+# A file in an earlier task's run directory: relative, inside it, plain enough for any shell word.
+RESULT_FILE = r"^[A-Za-z0-9_.@+,=-]+(/[A-Za-z0-9_.@+,=-]+)*$"
+
+
+class ArraySource(FrozenModel):
+    """A file an earlier task leaves in its run directory, read once that task has succeeded."""
+
+    task: LabelName = Field(description="the task that writes the file (listed in dependsOn)")
+    file: Annotated[str, Field(pattern=RESULT_FILE, max_length=1024,
+                               description="relative to that task's run directory")]
+
+    @field_validator("file")
+    @classmethod
+    def _inside(cls, file: str) -> str:
+        if any(part in (".", "..") for part in file.split("/")):
+            raise ValueError(f"file {file!r} must name a file inside the task's run directory (no '.' or '..')")
+        return file
+
+
 class ArraySpec(FrozenModel):
-    """A fan-out of identical jobs: one Slurm job array."""
+    """A fan-out of identical jobs: one Slurm job array, sized by the manifest (``count``,
+    ``items``) or by a file an earlier task writes (``countFrom``, ``itemsFrom``)."""
 
     count: Annotated[int, Field(ge=1)] | None = None
     items: list[str] | None = None
+    count_from: ArraySource | None = Field(default=None, description=(
+        "size the array by the positive integer in an earlier task's file, read when that task succeeded"))
+    items_from: ArraySource | None = Field(default=None, description=(
+        "one element per line of an earlier task's file (as $TASK_ITEM), read when that task succeeded"))
     parallelism: Annotated[int, Field(ge=1, description="at most this many elements at once")] | None = None
 
     @model_validator(mode="after")
     def _exactly_one_size(self) -> ArraySpec:
-        if (self.count is None) == (self.items is None):
-            raise ValueError("set exactly one of count or items")
+        given = [value for value in (self.count, self.items, self.count_from, self.items_from) if value is not None]
+        if len(given) != 1:
+            raise ValueError("set exactly one of count, items, countFrom or itemsFrom")
         if self.items is not None and not self.items:
             raise ValueError("items must not be empty")
         return self
 
     @property
+    def source(self) -> ArraySource | None:
+        """Where a run-time size comes from; None for a size the manifest states."""
+        return self.count_from or self.items_from
+
+    @property
     def size(self) -> int:
+        """The size the manifest states (a run-time size is known only to the planner)."""
+        if self.source is not None:
+            raise ValueError("an array sized at run time has no size in its manifest")
         return self.count if self.count is not None else len(self.items or [])
 
 
@@ -204,6 +237,7 @@ class Task(FrozenModel):
         if isinstance(self.approved, str) and not 0 < len(self.approved.strip()) <= MAX_APPROVAL_NOTE:
             raise ValueError(f"approved: a note must have 1 to {MAX_APPROVAL_NOTE} characters (or use true)")
         self._check_inputs()
+        self._check_array_source()
         return self
 
     def _check_inputs(self) -> None:
@@ -213,6 +247,12 @@ class Task(FrozenModel):
             # A prerequisite, not an implied one: the order of the DAG stays what dependsOn says.
             if item.task is not None and item.task not in self.depends_on:
                 raise ValueError(f"input {item.described}: add {item.task!r} to dependsOn")
+
+    def _check_array_source(self) -> None:
+        source = self.array.source if self.array is not None else None
+        if source is not None and source.task not in self.depends_on:
+            # Read only after that task succeeded: it must come first in the DAG, as declared.
+            raise ValueError(f"array size from task {source.task!r}: add {source.task!r} to dependsOn")
 
     def with_defaults(self, defaults: TaskDefaults) -> Task:
         """The task as it will run: ``defaults`` fill what the task leaves unset."""

@@ -4,6 +4,8 @@ Called by the CLI and the demo. The whole DAG goes to Slurm at once, chained wit
 ``afterok`` dependencies, so the chain runs with no gap; arrays are cut at the cluster's
 ``MaxArraySize``. An approval task that is not approved in the manifest stops the submission
 there: what comes after it needs a person, which is the control loop's job (``reconciler run``).
+So does an array sized at run time (``countFrom``, ``itemsFrom``): its size is known only after
+its prerequisite ran.
 Nothing here retries or reruns; that too is the loop's job.
 
 An array's ``parallelism`` N caps the whole task, while Slurm's ``%N`` caps one array job: so the
@@ -68,6 +70,12 @@ def submit_workflow(resolved: ResolvedWorkflow, client: SlurmClient, *, uid: str
                 submission.blocked[name] = "needs a person's approval (reconciler run tracks approvals)"
                 continue
             stands_for[name] = dependencies
+            continue
+        source = task.array.source if task.array else None
+        if source is not None:
+            # Its size is in a file its prerequisite has not written yet: only the loop reads it.
+            submission.blocked[name] = (f"is sized at run time by {source.file} of task {source.task}; "
+                                        "`reconciler run` reads it and submits the array")
             continue
         size = task.array.size if task.array else 1
         chunks = [tuple(range(start, min(start + max_array, size))) for start in range(0, size, max_array)]

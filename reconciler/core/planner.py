@@ -22,6 +22,7 @@ from .approvals import TaskApprovals
 from .capacity import CapacityBudget
 from .cleanup import CleanupRecord, plan_cleanup
 from .events import task_events, workflow_events
+from .fanout import ArraySize, Unsized, array_indices, unsized_phase
 from .fingerprint import fingerprints
 from .inputs import TaskInputs
 from .jobtask import TaskPlan, Upstream, plan_job_task
@@ -49,6 +50,8 @@ class DesiredWorkflow:
     records: tuple[AttemptRecord, ...] = ()
     requests: TaskRequests = field(default_factory=TaskRequests)  # cancel and retry asked for by hand
     inputs: Mapping[str, TaskInputs] = field(default_factory=dict)  # by task, for tasks with inputs
+    # By array task sized at run time: what its file said, read for its writer's current fingerprint.
+    array_sizes: Mapping[str, ArraySize] = field(default_factory=dict)
     outputs: TaskOutputs = field(default_factory=TaskOutputs)  # where each fetch of declared outputs stands
     cleanup: CleanupRecord | None = None  # the last ttlSecondsAfterFinished cleanup done
 
@@ -111,7 +114,7 @@ def _plan_workflow(
     records = _by_task(desired.records)
     steps: dict[str, TaskStep] = {}
     for name in resolved.order:
-        runs = task_runs(indices=_indices(resolved.tasks[name]), fingerprint=fps[name], observed=observed.get(name, ()),
+        runs = task_runs(indices=_indices(desired, name), fingerprint=fps[name], observed=observed.get(name, ()),
                          records=records.get(name, ()), accounting=view.accounting,
                          accounting_complete_until=view.accounting_complete_until)
         upstream = _upstream(sorted(resolved.graph.predecessors(name)), steps=steps)
@@ -142,8 +145,8 @@ def task_fingerprints(desired: DesiredWorkflow) -> dict[str, str]:
     return fingerprints(desired.resolved.graph, {name: found.digest for name, found in desired.inputs.items()})
 
 
-def _indices(task: Task) -> list[int | None]:
-    return list(range(task.array.size)) if task.array else [None]
+def _indices(desired: DesiredWorkflow, name: str) -> list[int | None]:
+    return array_indices(desired.resolved.tasks[name], desired.array_sizes.get(name))
 
 
 def _upstream(names: Sequence[str], *, steps: Mapping[str, TaskStep]) -> Upstream:
@@ -174,6 +177,9 @@ def _plan_task(
     cancels, cancel_events = _cancel_obsolete(desired.uid, name, runs)
     if cancel_in_force(desired.requests, name, fingerprint=fingerprint, runs=runs):
         plan = plan_cancelled_task(desired.uid, name, task=task, runs=runs, fingerprint=fingerprint)
+        progress = TaskProgress(phase=plan.decision.phase, fully_submitted=False)
+    elif (unsized := unsized_phase(task, desired.array_sizes.get(name), upstream_broken=upstream.broken)) is not None:
+        plan = _plan_unsized(task, unsized, runs=runs, fingerprint=fingerprint)
         progress = TaskProgress(phase=plan.decision.phase, fully_submitted=False)
     elif task.type is TaskType.APPROVAL:
         plan = _plan_approval(name, task=task, runs=runs, fingerprint=fingerprint, upstream=upstream,
@@ -211,6 +217,13 @@ def _cancel_obsolete(uid: str, name: str, runs: TaskRuns) -> tuple[tuple[Cancel,
         return (), ()
     return ((Cancel(uid, name, runs.obsolete_live_jobs, "SpecChanged"),),
             (Event("Normal", "SpecChanged", f"task {name} changed: cancelling its running jobs"),))
+
+
+def _plan_unsized(task: Task, unsized: Unsized, *, runs: TaskRuns, fingerprint: str) -> TaskPlan:
+    """An array whose size is not known yet, or cannot be: nothing goes out, not even ahead of
+    its writer with afterok, since how many elements to submit is what is missing."""
+    return TaskPlan(decision=TaskDecision(phase=unsized.phase, runs=runs, fingerprint=fingerprint, task=task,
+                                          unsized=unsized.message))
 
 
 def _plan_approval(

@@ -18,6 +18,7 @@ from ..api.workflow import TaskOutputsStatus
 from ..manifests.resolve import ResolvedWorkflow
 from .approvals import APPROVAL_STALE, Approval
 from .conditions import READY, RECONCILING, STALLED, condition, merge_conditions
+from .fanout import SIZE_INVALID, SIZE_UNKNOWN
 from .indexranges import compress
 from .inputs import INPUT_MISSING, INPUTS_READY
 from .observed import DONE_PHASES, LIVE_PHASES, ClusterView
@@ -52,6 +53,7 @@ class TaskDecision:
     stale_approval: Approval | None = None  # awaiting approval: the one given for other inputs
     missing_inputs: tuple[str, ...] = ()  # why it is not submitted: inputs that name nothing
     outputs: TaskOutputsStatus | None = None  # a succeeded task's declared outputs (``outputs``)
+    unsized: str | None = None  # an array sized at run time whose size is not known, or cannot be: why
 
     def failure_summary(self) -> str:
         failed = [e for e in self.runs.elements.values() if e.failures]
@@ -80,7 +82,7 @@ def task_status(outcome: TaskDecision, *, now: datetime) -> TaskStatus:
         fingerprint=outcome.fingerprint,
         outputs=outcome.outputs,
     )
-    if outcome.task.array is not None:
+    if outcome.task.array is not None and outcome.unsized is None:
         status.array = _array_status(elements)
     return status
 
@@ -133,6 +135,8 @@ def _slurm_reason(outcome: TaskDecision) -> Reason:
 
 def _failure_reason(outcome: TaskDecision) -> Reason:
     """The failure kind of the first failed element, else Slurm's reason, else the phase."""
+    if outcome.unsized is not None:
+        return SIZE_INVALID, outcome.unsized
     failed = next((e for e in outcome.runs.elements.values() if e.failures), None)
     if failed is None:
         return outcome.phase.value, outcome.failure_summary()
@@ -160,6 +164,8 @@ def _unknown_reason(outcome: TaskDecision) -> Reason:
 
 
 def _waiting_reason(outcome: TaskDecision) -> Reason:
+    if outcome.unsized is not None:
+        return SIZE_UNKNOWN, outcome.unsized
     if outcome.missing_inputs:
         return INPUT_MISSING, "; ".join(outcome.missing_inputs)
     return ("Suspended", "the workflow is suspended") if outcome.suspended else (None, None)

@@ -49,6 +49,7 @@ from ..slurm.transport import Transport, TransportError, open_transport
 from ..sources.base import Snapshot, Source, SourceError
 from ..store.database import Store, StoredWorkflow
 from .executor import ClusterOutcome, adjust_status, carry_out
+from .fanout import array_sizes
 from .staging import FoundInputs, find_inputs, input_states
 
 log = logging.getLogger(__name__)
@@ -372,10 +373,11 @@ class Controller:
         inputs = self._inputs(work)
         desired = [self._desired(stored, resolved, jobs.get(stored.uid, ()), inputs.get(stored.uid))
                    for stored, resolved in work.workflows]
+        desired = self._with_sizes(client, work, desired, now=now)
         plans = plan_cluster(desired, view=view, capacity=cluster.spec.capacity, now=now)
         outcome = carry_out(plans, workflows={stored.uid: resolved for stored, resolved in work.workflows},
                             client=client, store=self.store, outputs_dir=self.outputs_dir, stop=self.stop, now=now,
-                            inputs=inputs)
+                            inputs=inputs, array_sizes={item.uid: item.array_sizes for item in desired})
         if outcome.unavailable:
             backoff.failed()
         pruned = self._prune(work.prune, jobs, client, now=now) if view.reachable else ()
@@ -398,6 +400,7 @@ class Controller:
             inputs = self._inputs(work)
             desired = [self._desired(stored, resolved, (), inputs.get(stored.uid))
                        for stored, resolved in work.workflows]
+            desired = self._with_sizes(None, work, desired, now=now)
             plans = plan_cluster(desired, view=view, capacity=cluster.spec.capacity, now=now)
         except Exception:
             log.exception("cluster %s: the status of its workflows cannot be worked out either; they keep their "
@@ -423,6 +426,14 @@ class Controller:
             requests=self.store.requests(stored.uid),
             outputs=self.store.outputs(stored.uid), cleanup=self.store.cleanup(stored.uid),
         ))
+
+    def _with_sizes(self, client: SlurmClient | None, work: ClusterWork, desired: Sequence[DesiredWorkflow], *,
+                    now: datetime) -> list[DesiredWorkflow]:
+        """Each workflow with the sizes of its arrays sized at run time, reading the files that
+        can be read now (none without ``client``: the cluster cannot be reached)."""
+        return [replace(item, array_sizes=array_sizes(client, self.store, stored=stored, resolved=resolved,
+                                                      fingerprints=task_fingerprints(item), now=now))
+                for (stored, resolved), item in zip(work.workflows, desired, strict=True)]
 
     def _with_approvals(self, stored: StoredWorkflow, desired: DesiredWorkflow) -> DesiredWorkflow:
         """``desired`` with its approvals, after recording the manifest's new ``approved:``

@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..api import TaskPhase, TaskStatus, WorkflowStatus
+from ..core.fanout import ArraySize
 from ..core.observed import JobKey
 from ..core.plan import Action, Cancel, Cleanup, Event, FetchOutputs, Hold, Release, Submit, WorkflowPlan
 from ..manifests.resolve import ResolvedWorkflow
@@ -34,6 +35,7 @@ from ..slurm.client import SlurmClient, SlurmError, SlurmUnavailable, SubmitRefu
 from ..slurm.script import run_dir_of, upstream_files
 from ..slurm.tags import JobTag
 from ..store.database import Store
+from .fanout import items_file
 from .outputs import clean_up, fetch_outputs
 from .staging import FoundInputs, stage, staged_files
 
@@ -69,6 +71,7 @@ def carry_out(
     stop: threading.Event,
     now: datetime,
     inputs: Mapping[str, Mapping[str, FoundInputs]] | None = None,
+    array_sizes: Mapping[str, Mapping[str, ArraySize]] | None = None,
 ) -> ClusterOutcome:
     events: dict[str, list[Event]] = {}
     at_capacity: dict[tuple[str, str], str] = {}
@@ -83,7 +86,8 @@ def carry_out(
         resolved = workflows[plan.uid]
         try:
             done = _carry_out_one(action, resolved=resolved, client=client, store=store, outputs_dir=outputs_dir,
-                                  submitted=submitted, now=now, inputs=(inputs or {}).get(plan.uid))
+                                  submitted=submitted, now=now, inputs=(inputs or {}).get(plan.uid),
+                                  sizes=(array_sizes or {}).get(plan.uid, {}))
         except SlurmUnavailable as exc:
             log.warning("cluster %s unavailable: %s", client.name, exc)
             return ClusterOutcome(unavailable=str(exc), at_capacity=at_capacity, events=events)
@@ -112,10 +116,10 @@ def _described(action: Action) -> str:
 
 def _carry_out_one(action: Action, *, resolved: ResolvedWorkflow, client: SlurmClient, store: Store,
                    outputs_dir: Path, submitted: Mapping[tuple[str, JobKey], str], now: datetime,
-                   inputs: Mapping[str, FoundInputs] | None) -> _Done:
+                   inputs: Mapping[str, FoundInputs] | None, sizes: Mapping[str, ArraySize]) -> _Done:
     if isinstance(action, Submit):
         return _submit(action, resolved=resolved, client=client, store=store, submitted=submitted, now=now,
-                       inputs=inputs)
+                       inputs=inputs, size=sizes.get(action.key.task))
     if isinstance(action, Cancel):
         client.cancel(action.job_ids)
         store.mark_cancelled(action.uid, job_ids=action.job_ids)
@@ -137,7 +141,7 @@ def _carry_out_one(action: Action, *, resolved: ResolvedWorkflow, client: SlurmC
 
 def _submit(action: Submit, *, resolved: ResolvedWorkflow, client: SlurmClient, store: Store,
             submitted: Mapping[tuple[str, JobKey], str], now: datetime,
-            inputs: Mapping[str, FoundInputs] | None = None) -> _Done:
+            inputs: Mapping[str, FoundInputs] | None = None, size: ArraySize | None = None) -> _Done:
     upstream = [submitted.get((action.uid, key)) for key in action.after_submits]
     if any(job_id is None for job_id in upstream):
         return _Done()  # its prerequisite did not go out this tick; the next tick plans it again
@@ -152,6 +156,7 @@ def _submit(action: Submit, *, resolved: ResolvedWorkflow, client: SlurmClient, 
         exclude_nodes=action.exclude_nodes,
         inputs_from=upstream_files(task, resolved.tasks, cluster_workdir=client.cluster.spec.workdir,
                                    namespace=meta.namespace, workflow=meta.name),
+        items_file=items_file(client, store, uid=action.uid, task=task, size=size),
     )
     files = tuple(staged_files(inputs, task.name))
     if files:

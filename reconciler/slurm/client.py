@@ -52,6 +52,11 @@ class SlurmUnavailable(SlurmError):
     """Slurm could not be reached or did not answer in time: retry later."""
 
 
+class FileUnreadable(SlurmError):
+    """A file on the cluster cannot be read (missing, a directory, no permission): asking again
+    gives the same answer until something changes the file."""
+
+
 class UnsafePath(SlurmError):
     """A path the reconciler was asked to remove is not safely inside the directory it owns."""
 
@@ -77,6 +82,7 @@ class SubmitRequest:
     hold: bool = False
     exclude_nodes: tuple[str, ...] = ()
     inputs_from: tuple[UpstreamFiles, ...] = ()  # earlier tasks' outputs the job copies at its start
+    items_file: str | None = None  # an itemsFrom array's list on the cluster: element i reads line i + 1
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,7 @@ class SlurmClient:
             resources=request.resources, run_dir=paths.run_dir, log_dir=paths.log_dir, indices=request.indices,
             parallelism=request.parallelism, dependencies=request.dependencies, hold=request.hold,
             exclude_nodes=request.exclude_nodes, inputs_from=request.inputs_from,
+            items_file=request.items_file,
         )
         return paths.script, script
 
@@ -277,6 +284,33 @@ class SlurmClient:
             return self.transport.fetch(run_dir, patterns, destination)
         except TransportError as exc:
             raise SlurmUnavailable(f"fetching outputs from {run_dir}: {exc}") from exc
+
+    def read_head(self, path: str, *, max_bytes: int) -> tuple[str, int]:
+        """At most ``max_bytes + 1`` bytes of the file at ``path`` as text (bytes that are not
+        UTF-8 become U+FFFD), and how many bytes that text stands for; more than ``max_bytes``
+        says the file is larger than the caller accepts. Raises :class:`SlurmUnavailable` when the
+        cluster cannot be reached, :class:`FileUnreadable` when the file cannot be read."""
+        try:
+            result = self.transport.run(["head", "-c", str(max_bytes + 1), "--", path],
+                                        timeout=COMMAND_TIMEOUT)
+        except TransportError as exc:
+            raise SlurmUnavailable(f"reading {path} on {self.transport.description}: {exc}") from exc
+        if result.exit_code != 0:
+            raise FileUnreadable(result.stderr.strip() or f"head exited {result.exit_code}")
+        # U+FFFD is three bytes, and stands for at least one: never less than what was read.
+        return result.stdout, len(result.stdout.encode())
+
+    def ensure_file(self, path: str, data: bytes) -> bool:
+        """Write ``data`` to ``path`` (read-only, atomically) unless a file is there already;
+        whether it was written. For content-addressed files, whose name says what they hold."""
+        try:
+            if self.transport.run(["test", "-f", path], timeout=COMMAND_TIMEOUT).exit_code == 0:
+                return False
+            self.transport.make_dirs(posixpath.dirname(path))
+            self.transport.write_file(path, data, mode=0o444)
+        except TransportError as exc:
+            raise SlurmUnavailable(f"writing {path} on {self.transport.description}: {exc}") from exc
+        return True
 
     def fetch_declared(self, *, run_dir: str, patterns: Sequence[str],
                        destination: Path) -> tuple[list[Path], tuple[str, ...]]:

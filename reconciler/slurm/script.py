@@ -112,9 +112,11 @@ def render_script(
     hold: bool = False,
     exclude_nodes: Sequence[str] = (),
     inputs_from: Sequence[UpstreamFiles] = (),
+    items_file: str | None = None,
 ) -> str:
     """The script for one job, or one array chunk when ``indices`` (task indices, all at or
-    above ``tag.part``) are given: Slurm's array task id is the task index minus ``tag.part``."""
+    above ``tag.part``) are given: Slurm's array task id is the task index minus ``tag.part``.
+    ``items_file``: where an ``itemsFrom`` array's list lies on the cluster."""
     if task.script is None and task.command is None:
         raise ValueError(f"task {task.name} runs nothing (an approval task is never submitted)")
     slurm_indices = _slurm_indices(indices, tag.part)
@@ -152,7 +154,8 @@ def render_script(
     lines += [f"#SBATCH --{name}" + ("" if value is None else f"={_header_value(value)}")
               for name, value in directives if name == "hold" or value is not None]
     lines += _body(workflow=workflow, namespace=namespace, task=task, tag=tag, indices=indices,
-                   slurm_indices=slurm_indices, copies=_upstream_copies(inputs_from, run_dir=run_dir))
+                   slurm_indices=slurm_indices, copies=_upstream_copies(inputs_from, run_dir=run_dir),
+                   items_file=items_file)
     return "\n".join(lines) + "\n"
 
 
@@ -166,7 +169,7 @@ def _upstream_copies(inputs_from: Sequence[UpstreamFiles], *, run_dir: str) -> l
 
 
 def _body(*, workflow: str, namespace: str, task: Task, tag: JobTag, indices: tuple[int, ...] | None,
-          slurm_indices: list[int] | None, copies: list[str]) -> list[str]:
+          slurm_indices: list[int] | None, copies: list[str], items_file: str | None = None) -> list[str]:
     # The first line is a command, not a comment: sbatch stops reading directives there, so
     # nothing below it (a quoted value spanning lines included) can ever act as one.
     lines = [
@@ -187,6 +190,8 @@ def _body(*, workflow: str, namespace: str, task: Task, tag: JobTag, indices: tu
             lines.append(f"RECONCILER_ITEMS=({entries})")
             lines.append('export TASK_ITEM="${RECONCILER_ITEMS[$SLURM_ARRAY_TASK_ID]}"')
             lines.append("unset RECONCILER_ITEMS")
+        elif task.array is not None and task.array.items_from is not None:
+            lines += _item_from_file(task, items_file)
     lines += [f"export {name}={shlex.quote(value)}" for name, value in task.env.items()]
     lines += copies
     lines.append("")
@@ -197,6 +202,19 @@ def _body(*, workflow: str, namespace: str, task: Task, tag: JobTag, indices: tu
     if any("\0" in line for line in lines):
         raise ValueError(f"task {task.name}: a NUL character cannot be passed through a shell script")
     return lines
+
+
+def _item_from_file(task: Task, items_file: str | None) -> list[str]:
+    """``TASK_ITEM`` from line ``TASK_INDEX + 1`` of the list the reconciler put on the cluster:
+    a list of 30,000 items is read by each element, never written into every script."""
+    if items_file is None:
+        raise ValueError(f"task {task.name} takes its items from a file, and none was given")
+    quoted = shlex.quote(items_file)
+    return [
+        f"[ -r {quoted} ] || {{ echo {shlex.quote(f'the item list of task {task.name} is missing: {items_file}')} >&2;"
+        " exit 1; }",
+        f'export TASK_ITEM="$(sed -n "$(( TASK_INDEX + 1 )){{p;q}}" {quoted})"',
+    ]
 
 
 def _slurm_indices(indices: tuple[int, ...] | None, part: int) -> list[int] | None:

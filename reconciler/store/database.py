@@ -46,6 +46,7 @@ from .array_outcomes import (
     decode_groups,
     encode_groups,
 )
+from .array_sizes import ArraySizeBook
 from .connection import StoreConnection
 from .encoding import canonical_json, from_iso, iso, iso_or_none
 from .outputs import OutputBook
@@ -235,7 +236,7 @@ class _AttemptRow:
 
 # -- the store -----------------------------------------------------------------------------------
 
-class Store(OutputBook, ApprovalBook, RequestBook, StoreConnection):
+class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, StoreConnection):
     """Every workflow's status, the record of every submission, approvals and events, in one SQLite
     file (see :class:`StoreConnection` for how it is opened and shared)."""
 

@@ -72,8 +72,17 @@ def test_render_prints_the_exact_script_with_every_resource(plans: Path, capsys)
 
 
 def test_render_of_an_array_uses_slurms_array_and_parallelism(plans: Path, capsys):
+    example = (plans / "tile-mosaic.yaml").read_text()
+    static = example.replace("itemsFrom: {task: tile, file: tiles.txt}", 'count: "{{ params.tiles }}"')
+    assert static != example
+    (plans / "tile-mosaic.yaml").write_text(static)
     assert main(["render", "slide-2231", "process-tiles", "--source", str(plans)]) == 0
     assert "#SBATCH --array=0-99%25" in capsys.readouterr().out
+
+
+def test_render_of_an_array_sized_at_run_time_says_when_its_script_exists(plans: Path, capsys):
+    assert main(["render", "slide-2231", "process-tiles", "--source", str(plans)]) == 1
+    assert "is sized at run time by tiles.txt of task tile" in capsys.readouterr().err
 
 
 def test_render_refuses_an_approval_step(plans: Path, capsys):
