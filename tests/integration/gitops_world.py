@@ -269,3 +269,22 @@ def sacct_tags(cluster: DevCluster, job_name_prefix: str, *, since: str = "now-2
         previous = current
         time.sleep(1.0)
     raise AssertionError(f"sacct kept changing for {job_name_prefix}: {previous}")
+
+
+def sacct_times(cluster: DevCluster, job_name_prefix: str, *, at_least: int,
+                since: str = "now-2hours") -> list[tuple[str, str, str, str]]:
+    """(job id, job name, start, end) of every ended job with that name prefix, an array's
+    elements one by one ("1234_0"), once there are ``at_least`` and two answers a second apart
+    agree. The times are sacct's ISO text to the second, so they compare as text."""
+    previous: list[tuple[str, str, str, str]] | None = None
+    for _ in range(30):
+        done = subprocess.run(["sacct", "-X", "-P", "-n", f"--starttime={since}", "--format=JobID,JobName,Start,End"],
+                              env={**os.environ, **cluster.env}, capture_output=True, text=True, check=True)
+        rows = [line.split("|") for line in done.stdout.splitlines() if line]
+        current = sorted((job, name, start, end) for job, name, start, end in rows
+                         if name.startswith(job_name_prefix) and end not in ("Unknown", "None"))
+        if current == previous and len(current) >= at_least:
+            return current
+        previous = current
+        time.sleep(1.0)
+    raise AssertionError(f"sacct kept changing for {job_name_prefix}: {previous}")
