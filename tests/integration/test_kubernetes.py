@@ -109,17 +109,37 @@ def test_apply_wait_and_get_the_three_step_chain(kubectl: Kubectl, operator: Ope
     assert not denied
 
 
-def test_approval_by_annotation(kubectl: Kubectl, operator: Operator):
-    name = unique("reviewed")
-    kubectl.apply(workflow(name, chain(("prepare", "echo prepared"), ("publish", "echo published")).replace(
+def reviewed(name: str, *, prepare: str) -> str:
+    return workflow(name, chain(("prepare", prepare), ("publish", "echo published")).replace(
         "dependsOn: [prepare]", "dependsOn: [review]") + "    - name: review\n      type: approval\n"
-                                                          "      dependsOn: [prepare]\n"))
+                                                          "      dependsOn: [prepare]\n")
+
+
+def test_approval_by_annotation(kubectl: Kubectl, operator: Operator, dev_cluster: DevCluster):
+    name = unique("reviewed")
+    kubectl.apply(reviewed(name, prepare="echo prepared"))
     kubectl.wait_for(name, lambda s: s.get("tasks", {}).get("review", {}).get("phase") == "AwaitingApproval",
                      what="awaiting approval", operators=(operator,))
     operator.later_ticks(2)
     assert kubectl.status(name)["tasks"]["publish"]["phase"] == "Waiting"
     kubectl("annotate", "workflow", name, "hpc.reconciler.dev/approve=review")
-    kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", what="Succeeded", operators=(operator,))
+    status = kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", what="Succeeded", operators=(operator,))
+    # The operator pinned the entry to the inputs it approved.
+    annotations = (kubectl.get("workflow", name) or {})["metadata"]["annotations"]
+    assert annotations["hpc.reconciler.dev/approve"] == f"review={status['tasks']['review']['fingerprint']}"
+
+    # New inputs before the approval: the pinned entry no longer counts, publish waits for a person.
+    kubectl.apply(reviewed(name, prepare="echo prepared again"))
+    status = kubectl.wait_for(name, lambda s: s["tasks"]["prepare"]["phase"] == "Succeeded"
+                              and s["tasks"]["review"]["phase"] == "AwaitingApproval",
+                              what="awaiting approval again", operators=(operator,))
+    assert status["tasks"]["review"]["reason"] == "ApprovalStale", status["tasks"]["review"]
+    operator.later_ticks(2)
+    assert kubectl.status(name)["tasks"]["publish"]["phase"] == "Waiting"
+    assert len(sacct_jobs(dev_cluster, f"{name}.publish")) == 1
+    kubectl("annotate", "--overwrite", "workflow", name, "hpc.reconciler.dev/approve=review")
+    kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", what="Succeeded again", operators=(operator,))
+    assert len(sacct_jobs(dev_cluster, f"{name}.publish", at_least=2)) == 2
 
 
 def test_suspend_by_patch_holds_and_resume_releases(kubectl: Kubectl, operator: Operator, dev_cluster: DevCluster):
