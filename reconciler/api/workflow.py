@@ -198,9 +198,6 @@ class TaskInput(FrozenModel):
 MAX_APPROVAL_NOTE = 200
 
 
-MAX_APPROVAL_NOTE = 200
-
-
 class Task(FrozenModel):
     name: LabelName
     depends_on: list[LabelName] = Field(default_factory=list)
