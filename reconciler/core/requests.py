@@ -78,6 +78,8 @@ def refusal_to_cancel(status: WorkflowStatus | None, task: str) -> str | None:
         return f"task {task!r} has no status yet (it is not known, or the loop has not run it)"
     if found.phase in FINISHED_PHASES:
         return f"task {task} has already finished ({found.phase.value}): there is nothing to cancel"
+    if not found.fingerprint:
+        return f"task {task} has no fingerprint in its status yet; try again after the next tick"
     return None
 
 
@@ -98,6 +100,11 @@ def cancellable_tasks(status: WorkflowStatus | None) -> dict[str, str]:
         return {}
     return {name: task.fingerprint for name, task in status.tasks.items()
             if task.phase not in FINISHED_PHASES and task.fingerprint}
+
+
+def retryable_tasks(status: WorkflowStatus | None) -> list[str]:
+    """Every task a retry would run again: the Failed and Cancelled ones."""
+    return [name for name, task in (status.tasks.items() if status else ()) if task.phase in RETRYABLE_PHASES]
 
 
 def parse_entries(value: str | None) -> tuple[tuple[str, str], ...]:

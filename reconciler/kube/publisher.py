@@ -13,6 +13,9 @@ Called by the controller (the ``Publisher`` hooks) in Kubernetes mode. Guarantee
   well as from ``approved:`` in the spec; a bare task in the annotation is rewritten
   ``task=FINGERPRINT``, pinning it to the inputs the status showed, so it survives a lost local
   state and does not count for other inputs;
+* cancel and retry come from the ``hpc.reconciler.dev/cancel`` and ``hpc.reconciler.dev/retry``
+  annotations (``TASK`` or ``TASK@N`` entries, ``*`` for every task they fit); each distinct entry
+  is acted on once, so changing ``N`` asks again;
 * a status, event or finalizer that cannot be written affects only its workflow: ``publish``
   writes every other one and returns the statuses it could not write (each also posted as a
   ``StatusWriteFailed`` event), and the next tick writes them again;
@@ -41,6 +44,14 @@ from ..api import API_VERSION, GROUP, VERSION, SlurmCluster, SlurmClusterSpec, W
 from ..backoff import backoff_delay
 from ..core.approvals import ApprovalVia, annotation_text, parse_annotation, pin_entries
 from ..core.plan import Event
+from ..core.requests import (
+    cancellable_tasks,
+    parse_entries,
+    refusal_to_cancel,
+    refusal_to_retry,
+    retryable_tasks,
+    tasks_named,
+)
 from ..engine.controller import ClusterConnectionError, status_write_failed
 from ..sources.base import Snapshot
 from ..store.database import Store, StoredWorkflow
@@ -52,6 +63,9 @@ log = logging.getLogger(__name__)
 
 FINALIZER = f"{GROUP}/slurm-jobs"
 APPROVE_ANNOTATION = f"{GROUP}/approve"
+# Entries TASK or TASK@N, comma-separated; each distinct entry acts once ("*": every task it fits).
+CANCEL_ANNOTATION = f"{GROUP}/cancel"
+RETRY_ANNOTATION = f"{GROUP}/retry"
 COMPONENT = "slurm-reconciler"
 CONFLICT_RETRIES = 10
 # Between two conflicting status writes: up to 50 ms, doubling to at most 1.6 s, drawn from the
@@ -109,6 +123,7 @@ class KubernetesPublisher:
             if stored is None or stored.uid != uid or not stored.active:
                 self._adopt(obj, store, now=now)
             self._approve_by_annotation(obj, store, now=now)
+            self._requests_by_annotation(obj, store, now=now)
 
     def _adopt(self, obj: dict[str, Any], store: Store, *, now: datetime) -> None:
         """A run the local store does not know yet (new, or a lost state): recorded under the
@@ -145,6 +160,31 @@ class KubernetesPublisher:
             if entry.fingerprint is not None:
                 store.approve(namespace, name, entry.task, fingerprint=entry.fingerprint, via=ApprovalVia.ANNOTATION,
                               by=entry.text, now=now)
+
+    def _requests_by_annotation(self, obj: dict[str, Any], store: Store, *, now: datetime) -> None:
+        """The cancel and retry annotations, recorded as ``reconciler cancel`` and ``retry`` record
+        them. Each entry acts once (``claim_entries``); one that asks what makes no sense for its
+        task now (cancel a finished task, retry a running one) is a Warning event instead."""
+        meta = obj["metadata"]
+        stored = store.workflow(meta.get("namespace", "default"), meta["name"])
+        if stored is None or stored.uid != meta["uid"] or not stored.active:
+            return
+        annotations = meta.get("annotations") or {}
+        for annotation, applicable, refusal in ((CANCEL_ANNOTATION, cancellable_tasks, refusal_to_cancel),
+                                                (RETRY_ANNOTATION, retryable_tasks, refusal_to_retry)):
+            entries = parse_entries(annotations.get(annotation))
+            fresh = set(store.claim_entries(stored.uid, annotation, [entry for entry, _ in entries]))
+            named = tasks_named([e for e in entries if e[0] in fresh], known=applicable(stored.status))
+            for entry, tasks in named.items():
+                for task in tasks:
+                    why = refusal(stored.status, task)
+                    if why is not None:
+                        self._event(obj, Event("Warning", "RequestRefused", f"{annotation}: {entry}: {why}"))
+                    elif annotation == CANCEL_ANNOTATION:
+                        store.request_cancel(stored.uid, {task: cancellable_tasks(stored.status)[task]},
+                                             by=f"annotation {annotation}={entry}", now=now)
+                    else:
+                        store.request_retry(stored.uid, task, by=f"annotation {annotation}={entry}", now=now)
 
     def _pin_approvals(self, obj: dict[str, Any], written: str | None, value: str) -> bool:
         """Rewrite the approve annotation as ``value``, unless it changed meanwhile."""

@@ -4,6 +4,7 @@ and the operator's jobs on the real dev cluster."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import subprocess
@@ -140,6 +141,35 @@ def test_approval_by_annotation(kubectl: Kubectl, operator: Operator, dev_cluste
     kubectl("annotate", "--overwrite", "workflow", name, "hpc.reconciler.dev/approve=review")
     kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", what="Succeeded again", operators=(operator,))
     assert len(sacct_jobs(dev_cluster, f"{name}.publish", at_least=2)) == 2
+
+
+def test_cancel_and_retry_by_annotation(kubectl: Kubectl, operator: Operator, dev_cluster: DevCluster):
+    name = unique("halted")
+    slow_once = 'if [ "$RECONCILER_ATTEMPT" = 1 ]; then sleep 300; fi; echo first'
+    kubectl.apply(workflow(name, chain(("first", slow_once), ("second", "echo second"))))
+    running = kubectl.wait_for(name, lambda s: s.get("tasks", {}).get("first", {}).get("phase") == "Running",
+                               what="first running", operators=(operator,))
+    job_id = running["tasks"]["first"]["jobId"]
+    kubectl("annotate", "workflow", name, "hpc.reconciler.dev/cancel=first")
+    wait_until(lambda: not squeue_jobs(dev_cluster, name), timeout=60, what=f"{name}'s jobs gone from squeue")
+    status = kubectl.wait_for(name, lambda s: s["tasks"]["first"]["phase"] == "Cancelled"
+                              and s["tasks"]["second"]["phase"] == "Skipped", what="first cancelled",
+                              operators=(operator,))
+    assert (status["tasks"]["first"]["reason"], status["tasks"]["first"]["jobId"]) == ("CancelledByUser", job_id)
+    operator.later_ticks(2)
+    assert kubectl.status(name)["tasks"]["first"]["phase"] == "Cancelled" and not squeue_jobs(dev_cluster, name)
+
+    # A retry entry acts once: the second task, Skipped, is refused with an event.
+    kubectl("annotate", "workflow", name, "hpc.reconciler.dev/retry=first@1,second@1")
+    status = kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", what="Succeeded", operators=(operator,))
+    assert status["tasks"]["first"]["attempts"] == 2 and status["tasks"]["first"]["jobId"] != job_id
+    # Each entry acted once: the cancel left in place is not tried again on the ticks since.
+    operator.later_ticks(2)
+    events = json.loads(kubectl("get", "events", "-o", "json").stdout)["items"]
+    refused = [e["message"] for e in events if e["reason"] == "RequestRefused"
+               and e["involvedObject"]["name"] == name]
+    assert refused == ["hpc.reconciler.dev/retry: second@1: task second is Skipped: only a Failed or Cancelled "
+                       "task can be retried"]
 
 
 def test_suspend_by_patch_holds_and_resume_releases(kubectl: Kubectl, operator: Operator, dev_cluster: DevCluster):
