@@ -5,9 +5,10 @@ Called by the client after its batched observation of a cluster. Pure. It guaran
 - only jobs whose comment carries the reconciler's tag become ``ObservedJob``s;
 - one record speaks for each job and array element: squeue's while it shows the job live (sacct
   lags the controller by a few seconds on Slurm 22.05); once the job ended, sacct's as soon as it
-  reports the end (it has the exit code and the end time), squeue's finished state until then
-  (squeue is asked for every state, so a job that ended a moment ago is in at least one answer);
-  sacct alone for the jobs slurmctld no longer holds;
+  reports the end (it has the exit code and the end time), squeue's COMPLETED or CANCELLED until
+  then (squeue is asked for every state, so a job that ended a moment ago is in at least one
+  answer); sacct alone for the jobs slurmctld no longer holds, and for failures: a failure squeue
+  shows is left out until sacct has it (see ``_merged``);
 - the queue load counts live jobs only, never the finished ones squeue still holds;
 - an array shows up as its pending remainder (one job, many indices) plus one job per element
   that started or finished; indices are task indices (Slurm's array task id plus the tag's part);
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from ..api import FailureKind, TaskPhase
+from ..api import TaskPhase
 from ..core.observed import DONE_PHASES, LIVE_PHASES, ClusterView, JobOutcome, ObservedJob
 from .commands import ClusterLimits, JobRecord, PartitionInfo
 from .states import job_phase
@@ -111,7 +112,10 @@ def _merged(records: Iterable[JobRecord]) -> list[tuple[JobRecord, JobTag]]:
             continue
         if _ended(record):
             kept = _unaccounted(record, ended_jobs, ended_elements)
-            if kept is None:
+            if kept is None or _failed(kept):
+                # squeue prints no exit code, and a failure's is part of what the task's status
+                # and retries report: left out, the job is what it was before squeue showed ended
+                # jobs, the history's last word or Unknown, for the second until sacct has it.
                 continue
             record = kept
         queue.append((record, tag))
@@ -147,6 +151,10 @@ def _ended(record: JobRecord) -> bool:
     return job_phase(record.state, record.reason)[0] in DONE_PHASES
 
 
+def _failed(record: JobRecord) -> bool:
+    return job_phase(record.state, record.reason)[0] is TaskPhase.FAILED
+
+
 def _accounted_ends(ours: Iterable[tuple[JobRecord, JobTag]]) -> tuple[set[str], dict[str, set[int]]]:
     """The jobs, and the array elements by array id, whose end sacct reports."""
     jobs: set[str] = set()
@@ -177,8 +185,11 @@ def _observed(record: JobRecord, tag: JobTag, *, now: datetime) -> ObservedJob:
     # sacct prints "0:0" for jobs that have not ended: that is no exit code yet.
     exit_code = record.exit_code if phase in DONE_PHASES else None
     finished_at = record.finished_at
-    if record.source == "squeue" and phase in DONE_PHASES:
-        phase, failure, exit_code, finished_at = _queue_end(record, phase)
+    if record.source == "squeue" and phase in DONE_PHASES and record.started_at is not None:
+        # squeue has no end time: a job's end is its start plus the time it ran.
+        finished_at = record.started_at + timedelta(seconds=record.elapsed_seconds)
+    if record.source == "squeue" and phase is TaskPhase.SUCCEEDED:
+        exit_code = 0  # Slurm calls a job COMPLETED only when it exited 0
     indices = None
     if record.array_indices is not None:
         indices = tuple(index + tag.part for index in record.array_indices)
@@ -203,21 +214,3 @@ def _observed(record: JobRecord, tag: JobTag, *, now: datetime) -> ObservedJob:
             core_hours=core_hours,
         ),
     )
-
-
-def _queue_end(record: JobRecord, phase: TaskPhase) -> tuple[TaskPhase, FailureKind | None, int | None,
-                                                              datetime | None]:
-    """Phase, failure, exit code and end of a job squeue shows ended and sacct does not yet.
-
-    squeue prints neither an exit code nor an end time (the end is the start plus the time used).
-    Slurm calls a job COMPLETED only when it exited 0, and a cancellation's exit code means
-    nothing, so those two stand as they are. A failure stays Unknown until sacct reports it, a
-    second or so later: its exit code is part of what the task's status and retries report, and
-    Unknown is what the job showed in that second before squeue was asked for every state.
-    """
-    if phase is TaskPhase.FAILED:
-        return TaskPhase.UNKNOWN, None, None, None
-    finished_at = None
-    if record.started_at is not None:
-        finished_at = record.started_at + timedelta(seconds=record.elapsed_seconds)
-    return phase, None, 0 if phase is TaskPhase.SUCCEEDED else None, finished_at

@@ -179,15 +179,14 @@ CAUGHT = datetime.fromtimestamp(1795930228, tz=UTC)
 
 def test_a_job_that_just_ended_is_finished_from_squeue_while_sacct_has_none_of_it():
     jobs = by_task(observed_jobs(captured("squeue-states-all.txt", "sacct-states-all.txt"), now=CAUGHT))
-    assert set(jobs) == {"long", "quick", "exit3", "dep", "held", "tiles"}
+    assert set(jobs) == {"long", "quick", "dep", "held", "tiles"}
     [quick] = jobs["quick"]
     # COMPLETED is Slurm's word for an exit code of 0.
     assert (quick.job_id, quick.phase, quick.outcome.exit_code) == ("8420", TaskPhase.SUCCEEDED, 0)
     started = datetime.fromtimestamp(1795930225, tz=UTC)
     assert quick.outcome.started_at == quick.outcome.finished_at == started  # it ran for no whole second
-    [exit3] = jobs["exit3"]
-    # A failure waits for sacct's exit code: Unknown, as it was before squeue showed ended jobs.
-    assert (exit3.job_id, exit3.phase, exit3.outcome.exit_code) == ("8421", TaskPhase.UNKNOWN, None)
+    # A failure waits for sacct's exit code: it is left out, as before squeue showed ended jobs.
+    assert "exit3" not in jobs
     [dep] = jobs["dep"]
     assert (dep.phase, dep.outcome.reason, dep.outcome.node_list) == (
         TaskPhase.CANCELLED, "DependencyNeverSatisfied", None)
@@ -216,8 +215,10 @@ def test_squeue_finished_state_wins_over_sacct_still_showing_the_job_live():
     lagging = record(state="RUNNING", source="sacct", elapsed_seconds=20)
     [job] = observed_jobs([lagging, ended], now=NOW)
     assert job.phase is TaskPhase.SUCCEEDED and job.outcome.finished_at == ended.started_at + timedelta(seconds=30)
+    # A failure squeue shows is not taken from it (no exit code); sacct's lagging word stands.
     [failed] = observed_jobs([lagging, replace(ended, state="TIMEOUT")], now=NOW)
-    assert (failed.phase, failed.outcome.failure, failed.outcome.finished_at) == (TaskPhase.UNKNOWN, None, None)
+    assert failed.phase is TaskPhase.RUNNING
+    assert observed_jobs([replace(ended, state="FAILED")], now=NOW) == []
     [cancelled] = observed_jobs([lagging, replace(ended, state="CANCELLED")], now=NOW)
     assert cancelled.phase is TaskPhase.CANCELLED and cancelled.outcome.exit_code is None
     accounted = record(state="COMPLETED", source="sacct", exit_code=0, finished_at=NOW, elapsed_seconds=31)
