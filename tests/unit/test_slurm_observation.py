@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from reconciler.api import FailureKind, TaskPhase
-from reconciler.core.observed import ClusterView, JobKey
+from reconciler.core.observed import AttemptRecord, ClusterView, JobKey
+from reconciler.core.taskruns import task_runs
 from reconciler.slurm import commands as c
 from reconciler.slurm.commands import ClusterLimits, JobRecord, PartitionInfo
 from reconciler.slurm.observation import (
@@ -253,3 +254,20 @@ def test_jobs_squeue_shows_ended_are_asked_of_sacct_by_id_until_it_has_them():
     assert reported_ids(captured("squeue-states-all.txt", "sacct-states-all.txt")) == {"8419"}
     later = reported_ids(captured("squeue-states-all-later.txt", "sacct-states-all-later.txt"))
     assert {"8420", "8421", "8423", "8419"} <= later and not {"8422", "8424"} & later
+
+
+def test_an_intent_whose_job_ended_a_moment_ago_is_that_job_succeeded_not_unknown():
+    # The loop was killed before it recorded job 8420's id; a fresh loop looks right after the job
+    # ended: squeue (every state) shows it COMPLETED, sacct nothing yet.
+    jobs = by_task(observed_jobs(captured("squeue-states-all.txt", "sacct-states-all.txt"), now=CAUGHT))
+    intent = AttemptRecord(key=JobKey("quick", 1), fingerprint="fp0123456789abcd", indices=None, job_id=None,
+                           recorded_at=CAUGHT - timedelta(seconds=5))
+    runs = task_runs(indices=[None], fingerprint="fp0123456789abcd", observed=jobs["quick"], records=[intent],
+                     accounting=True, accounting_complete_until=CAUGHT - ACCOUNTING_MAX_LAG)
+    element = runs.elements[None]
+    assert (element.phase, element.job_id, element.exit_code, element.submissions) == (
+        TaskPhase.SUCCEEDED, "8420", 0, 1)
+    # Found nowhere, the same intent is Unknown (never submitted again) until accounting caught up.
+    runs = task_runs(indices=[None], fingerprint="fp0123456789abcd", observed=[], records=[intent],
+                     accounting=True, accounting_complete_until=CAUGHT - ACCOUNTING_MAX_LAG)
+    assert runs.elements[None].phase is TaskPhase.UNKNOWN
