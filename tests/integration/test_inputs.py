@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.devcluster import DevCluster
-from tests.integration.gitops_world import Loop, PlanRepo, unique
+from reconciler.store.database import Store
+from tests.integration.gitops_world import Loop, PlanRepo, sacct_jobs, unique, wait_until
 
 pytestmark = pytest.mark.slurm
 
@@ -97,3 +98,40 @@ def test_inputs_reach_the_job_and_a_changed_one_reruns_only_what_it_feeds(world)
     assert (segment["phase"], segment["reason"]) == ("Waiting", "InputMissing")
     assert held["tasks"]["tile"] == first["tasks"]["tile"]
     assert "Failed" not in {task["phase"] for task in held["tasks"].values()}
+
+
+@pytest.mark.parametrize("transport", ["local", "ssh"])
+def test_a_staging_failure_submits_nothing_and_the_next_tick_stages_again(transport: str, tmp_path: Path,
+                                                                           dev_cluster: DevCluster):
+    # A cluster working directory of this test's own, where the blob store cannot be created yet.
+    workdir = tmp_path / "work"
+    manifest = re.sub(r"workdir: .*", f"workdir: {workdir}", dev_cluster.manifest_path(transport).read_text())
+    repo = PlanRepo(tmp_path, manifest)
+    name = unique("staged")
+    repo.write(f"plans/{name}.yaml", f"""\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+  defaults:
+    resources: {{partition: debug, time: "00:05:00", memory: 20M}}
+  tasks:
+    - {{name: run, script: "cat settings.txt > seen.txt", inputs: [settings.txt]}}
+""")
+    repo.write("plans/settings.txt", name)
+    repo.push("a task with an input")
+    (workdir / ".reconciler").mkdir(parents=True)
+    (workdir / ".reconciler" / "blobs").write_text("in the way")
+    loop = Loop(repo, tmp_path / "state", interval=0.5).start()
+    try:
+        wait_until(lambda: f"staging inputs into {workdir}" in loop.log.read_text(), timeout=60,
+                   what="a failed staging")
+        with Store(loop.state_dir / "state.db") as store:
+            stored = store.workflow("default", name)
+            assert stored is not None and not store.has_attempts(stored.uid)  # no intent was recorded
+        (workdir / ".reconciler" / "blobs").unlink()
+        loop.wait_for_phase(name, "Succeeded", timeout=120)
+    finally:
+        loop.stop()
+    assert (workdir / "default" / name / "run" / "seen.txt").read_text() == name
+    assert len(sacct_jobs(dev_cluster, f"{name}.run")) == 1
