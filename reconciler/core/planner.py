@@ -174,7 +174,10 @@ def _plan_task(
     now: datetime,
 ) -> TaskStep:
     task = desired.resolved.tasks[name]
-    cancels, cancel_events = _cancel_obsolete(desired.uid, name, runs)
+    # Inputs that cannot be found say nothing about the running job's spec (a file may be back, or
+    # readable again, next tick): its jobs are left alone until the inputs are known again.
+    cancels, cancel_events = _cancel_obsolete(desired.uid, name, runs) if not _missing_inputs(desired, name) else (
+        (), ())
     if cancel_in_force(desired.requests, name, fingerprint=fingerprint, runs=runs):
         plan = plan_cancelled_task(desired.uid, name, task=task, runs=runs, fingerprint=fingerprint)
         progress = TaskProgress(phase=plan.decision.phase, fully_submitted=False)

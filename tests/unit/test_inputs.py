@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from reconciler.api import Capacity, Task, TaskPhase, WorkflowPhase
 from reconciler.core.fingerprint import fingerprints
 from reconciler.core.inputs import TaskInputs, combined_digest, expand, fixed_prefix
-from reconciler.core.plan import Submit
+from reconciler.core.observed import JobKey, JobOutcome, ObservedJob
+from reconciler.core.plan import Cancel, Submit
 from reconciler.core.planner import DesiredWorkflow, plan_cluster
 from reconciler.engine.staging import blob_dir, find_inputs, stage
 from reconciler.slurm.script import render_script, upstream_files
@@ -272,3 +273,18 @@ def test_a_git_source_reads_inputs_from_the_commit_not_the_working_copy(tmp_path
     assert files.read("plans/segment.sh") == FileContent(data=b"#!/bin/sh\necho seg\n", executable=True)
     assert files.read("plans/link.sh") is None  # a symlink is not an input
     assert files.read("plans/params") is None and files.read("plans/nothing.sh") is None
+
+
+def test_a_job_running_while_its_inputs_go_missing_is_left_alone():
+    workflow = resolved(PIPELINE)
+    old = fingerprints(workflow.graph, {"segment": "d1"})["segment"]
+    running = ObservedJob(key=JobKey("segment", 1), job_id="77", fingerprint=old, indices=None,
+                          outcome=JobOutcome(phase=TaskPhase.RUNNING))
+    missing = TaskInputs(digest="d0", missing=("task segment: input params/*.json not found",))
+    desired = DesiredWorkflow(uid="uid-1", resolved=workflow, generation=1, observed=(running,),
+                              inputs={"segment": missing})
+    [result] = plan_cluster([desired], view=view(), capacity=Capacity(), now=T0)
+    assert not [a for a in result.actions if isinstance(a, Cancel)]
+    changed = replace(desired, inputs={"segment": TaskInputs(digest="d2")})
+    [result] = plan_cluster([changed], view=view(), capacity=Capacity(), now=T0)
+    assert [a.job_ids for a in result.actions if isinstance(a, Cancel)] == [("77",)]
