@@ -113,7 +113,8 @@ def dump(documents: dict | list, *, output: str) -> str:
 def describe(row: WorkflowRow, events: Sequence[EventRow], *, now: datetime,
              attempts: Sequence[AttemptHistory] = ()) -> str:
     status = row.status or WorkflowStatus()
-    sections = [_header(row, status, now=now), _conditions(status), _tasks(status, row.task_labels)]
+    sections = [_header(row, status, now=now), _conditions(status), _tasks(status, row.task_labels),
+                _outputs(status)]
     if attempts:
         sections.append(_attempts(status, attempts))
     sections += [_waiting(row, status), _events(events, now=now)]
@@ -129,6 +130,9 @@ def _header(row: WorkflowRow, status: WorkflowStatus, *, now: datetime) -> str:
         out.write(f"Source:       {row.source_file}" + (f" @ {status.revision[:12]}" if status.revision else "") + "\n")
     out.write(f"Phase:        {status.phase.value}\nProgress:     {status.progress or ''}\n")
     out.write(f"Core-hours:   {status.core_hours:.4f}\nAge:          {age(row.created_at, now)}\n")
+    if status.cleaned_at:
+        out.write(f"Cleaned:      {status.cleaned_at:%Y-%m-%d %H:%M:%SZ} (ttlSecondsAfterFinished: its files are "
+                  "removed, its status and history kept)\n")
     return out.getvalue()
 
 
@@ -203,6 +207,16 @@ def _tasks(status: WorkflowStatus, labels: dict[str, dict[str, str]]) -> str:
                     + ([label_text(labels.get(name, {}))] if show_labels else []) + [detail])
     headers = ["TASK", "PHASE", "JOB", "ATTEMPTS", "EXIT", "CORE-HOURS"] + (["LABELS"] if show_labels else [])
     return "Tasks:\n" + _indent(table([*headers, "DETAIL"], rows))
+
+
+def _outputs(status: WorkflowStatus) -> str:
+    """Where each succeeded task's declared outputs are (or why they are not there yet)."""
+    rows = [[name, task.outputs.phase.value, str(task.outputs.files), task.outputs.path or "-",
+             task.outputs.message or ""] for name, task in status.tasks.items() if task.outputs is not None]
+    if not rows:
+        return ""
+    cleaned = "  (removed by ttlSecondsAfterFinished)" if status.cleaned_at else ""
+    return f"Outputs:{cleaned}\n" + _indent(table(["TASK", "PHASE", "FILES", "WHERE", "MESSAGE"], rows))
 
 
 def _attempts(status: WorkflowStatus, attempts: Sequence[AttemptHistory]) -> str:

@@ -1,0 +1,146 @@
+"""Declared outputs and ``ttlSecondsAfterFinished`` on the real dev cluster, through both
+transports: a fetch that fails is tried again until the files are here, a pattern that matches
+nothing fails the workflow with the reason, each variant of a rerun keeps its own files, and a
+finished workflow's files go once its TTL has passed while its status and history stay."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from reconciler.devcluster import DevCluster
+from tests.integration.gitops_world import Loop, PlanRepo, unique
+
+pytestmark = pytest.mark.slurm
+
+
+def workflow(name: str, *, variant: int = 1, extra: str = "", ttl: int | None = None) -> str:
+    """``made`` writes a report and two masks, all declared as outputs."""
+    return f"""\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+  {f"ttlSecondsAfterFinished: {ttl}" if ttl is not None else ""}
+  defaults:
+    resources: {{partition: debug, time: "00:05:00", memory: 20M}}
+  tasks:
+    - name: made
+      outputs: [report.txt, "masks/*.png"]
+      script: |
+        echo "variant={variant}" > report.txt
+        mkdir -p masks && echo a > masks/a.png && echo b > masks/b.png && echo x > masks/skip.tmp
+{extra}"""
+
+
+ABSENT = """\
+    - name: absent
+      outputs: ["results/*.csv"]
+      script: |
+        echo "nothing to declare" > other.txt
+"""
+
+
+@pytest.fixture(params=["local", "ssh"])
+def world(request: pytest.FixtureRequest, tmp_path: Path, dev_cluster: DevCluster):
+    repo = PlanRepo(tmp_path, dev_cluster.manifest_path(request.param).read_text())
+    loop = Loop(repo, tmp_path / "state", interval=0.5)
+    yield repo, loop, Path(dev_cluster.cluster(request.param).spec.workdir)
+    loop.stop()
+
+
+def outputs_of(status: dict, task: str) -> dict:
+    return status.get("tasks", {}).get(task, {}).get("outputs") or {}
+
+
+def condition(status: dict, kind: str) -> dict:
+    return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
+
+
+def test_a_fetch_that_fails_is_tried_again_until_the_outputs_are_here(world):
+    repo, loop, _ = world
+    name = unique("fetch")
+    # Where the workflow's outputs go is taken by a plain file: every fetch fails until it is gone.
+    blocker = loop.state_dir / "outputs" / "default" / name
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("in the way")
+    repo.write(f"plans/{name}.yaml", workflow(name, extra=ABSENT))
+    repo.push("segment the slide")
+    loop.start()
+
+    failing = loop.wait_for(name, lambda s: outputs_of(s, "made").get("phase") == "Failed", timeout=120,
+                            what="a failed fetch")
+    assert failing["tasks"]["made"]["phase"] == "Succeeded"  # the job did; its outputs are not here
+    assert failing["phase"] == "Running" and condition(failing, "Ready")["status"] == "False"
+    assert outputs_of(failing, "made")["reason"] == "OutputsFetchFailed"
+    assert outputs_of(failing, "made")["tries"] >= 1
+
+    blocker.unlink()
+    done = loop.wait_for(name, lambda s: s["phase"] == "Failed" and outputs_of(s, "made").get("phase") == "Fetched",
+                         timeout=60, what="the outputs fetched after all")
+    made = outputs_of(done, "made")
+    fingerprint = done["tasks"]["made"]["fingerprint"]
+    variant = loop.state_dir / "outputs" / "default" / name / "made" / fingerprint
+    assert made["path"] == str(variant) and made["files"] == 3
+    assert (variant / "report.txt").read_text() == "variant=1\n"
+    assert sorted(p.name for p in (variant / "masks").iterdir()) == ["a.png", "b.png"]
+    assert os.readlink(variant.parent / "latest") == fingerprint
+
+    # The pattern that matched nothing fails the workflow, and says which.
+    absent = outputs_of(done, "absent")
+    assert absent["phase"] == "Missing" and "results/*.csv" in absent["message"]
+    assert done["tasks"]["absent"]["phase"] == "Succeeded"
+    assert condition(done, "Ready")["reason"] == "OutputsMissing"
+    assert condition(done, "OutputsFetched")["status"] == "False"
+    assert condition(done, "OutputsFetched")["reason"] == "OutputsMissing"
+    reasons = loop.cli("describe", "workflow", name).stdout
+    assert "OutputsFetchFailed" in reasons and "OutputsMissing" in reasons and str(variant) in reasons
+
+
+def test_a_rerun_with_new_parameters_keeps_the_earlier_variants_files(world):
+    repo, loop, _ = world
+    name = unique("variants")
+    repo.write(f"plans/{name}.yaml", workflow(name, variant=1))
+    repo.push("first parameters")
+    loop.start()
+    first = loop.wait_for_phase(name, "Succeeded", timeout=120)
+    repo.write(f"plans/{name}.yaml", workflow(name, variant=2))
+    repo.push("second parameters")
+    second = loop.wait_for(name, lambda s: s["phase"] == "Succeeded" and s["tasks"]["made"]["fingerprint"]
+                           != first["tasks"]["made"]["fingerprint"], timeout=120, what="the rerun")
+
+    task_dir = loop.state_dir / "outputs" / "default" / name / "made"
+    old, new = first["tasks"]["made"]["fingerprint"], second["tasks"]["made"]["fingerprint"]
+    assert (task_dir / old / "report.txt").read_text() == "variant=1\n"
+    assert (task_dir / new / "report.txt").read_text() == "variant=2\n"
+    assert (task_dir / "latest" / "report.txt").read_text() == "variant=2\n"
+    assert outputs_of(second, "made")["path"] == str(task_dir / new)
+
+
+def test_ttl_after_finished_removes_the_run_directory_and_the_copies_and_keeps_the_status(world):
+    repo, loop, workdir = world
+    name = unique("ttl")
+    repo.write(f"plans/{name}.yaml", workflow(name, ttl=2))
+    repo.push("short-lived scratch")
+    loop.start()
+    finished = loop.wait_for_phase(name, "Succeeded", timeout=120)
+    run_dir = workdir / "default" / name
+    copies = loop.state_dir / "outputs" / "default" / name
+    assert (copies / "made" / "latest" / "report.txt").exists()
+    assert finished.get("cleanedAt") is None and (run_dir / "made" / "report.txt").exists()
+
+    cleaned = loop.wait_for(name, lambda s: s.get("cleanedAt"), timeout=60, what="the cleanup")
+    assert not run_dir.exists() and not copies.exists()
+    assert workdir.is_dir() and (workdir / "default").is_dir()
+    # Status and history stay as they were.
+    assert cleaned["phase"] == "Succeeded" and cleaned["finishedAt"] == finished["finishedAt"]
+    assert cleaned["tasks"]["made"]["phase"] == "Succeeded"
+    described = loop.cli("describe", "workflow", name).stdout
+    assert "Cleaned" in described and "Attempts:" in described
+    # Done once: later ticks neither clean again nor fetch the outputs again.
+    later = loop.later_ticks(name, count=2)
+    assert later["cleanedAt"] == cleaned["cleanedAt"] and not copies.exists()
+    assert described.count("ttlSecondsAfterFinished") == loop.cli("describe", "workflow", name).stdout.count(
+        "ttlSecondsAfterFinished")
