@@ -91,12 +91,16 @@ class OutputsDecision:
 
 
 def decide_outputs(uid: str, name: str, *, task: Task, phase: TaskPhase, fingerprint: str, attempt: int,
-                   outputs: TaskOutputs, now: datetime) -> OutputsDecision | None:
+                   outputs: TaskOutputs, cleaned: TaskOutputsStatus | None, now: datetime) -> OutputsDecision | None:
     """The obligation of task ``name`` as it is now; None when it declares no outputs or has not
-    succeeded."""
+    succeeded. ``cleaned``: what the status said of them when ttlSecondsAfterFinished removed the
+    workflow's files (they were settled then), for a store that lost its record since (an
+    operator on a fresh disk): the run directory is gone, so nothing is fetched again."""
     if not task.outputs or phase is not TaskPhase.SUCCEEDED:
         return None
     record = outputs.of(name, fingerprint=fingerprint, attempt=attempt)
+    if record is None and cleaned is not None:
+        return OutputsDecision(status=cleaned)
     status = outputs_status(record)
     if record is not None and record.settled:
         return OutputsDecision(status=status)

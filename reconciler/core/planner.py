@@ -274,8 +274,12 @@ def _with_outputs(desired: DesiredWorkflow, name: str, *, plan: TaskPlan,
     fetched until they are here (``outputs``); the next try of a failed fetch is due like a retry."""
     decision = plan.decision
     attempt = max((element.attempt or 0 for element in decision.runs.elements.values()), default=0)
+    previous = desired.previous
+    shown = previous.tasks.get(name) if previous is not None and previous.cleaned_at is not None else None
     found = decide_outputs(desired.uid, name, task=decision.task, phase=decision.phase,
-                           fingerprint=decision.fingerprint, attempt=attempt, outputs=desired.outputs, now=now)
+                           fingerprint=decision.fingerprint, attempt=attempt, outputs=desired.outputs, now=now,
+                           cleaned=shown.outputs if shown is not None and shown.fingerprint == decision.fingerprint
+                           else None)
     if found is None:
         return plan, ()
     due = min((at for at in (plan.retry_at, found.due) if at is not None), default=None)

@@ -222,3 +222,16 @@ def test_remove_tree_removes_only_what_lies_strictly_inside_the_workdir(tmp_path
     assert client.remove_tree(str(workdir / "default" / "w"), inside=str(workdir)) == str(workdir / "default" / "w")
     assert not (workdir / "default" / "w").exists() and (workdir / "default").is_dir()
     assert client.remove_tree(str(workdir / "default" / "w"), inside=str(workdir)) is None  # nothing left
+
+
+def test_a_cleaned_workflow_whose_store_lost_its_records_fetches_nothing_again():
+    wf = resolved(PLAN)
+    outputs = fetched(wf, "seg")
+    ended = plan(wf, outputs=outputs)
+    done = CleanupRecord(finished_at=T0, at=later(61), outcome=CleanupOutcome.CLEANED)
+    cleaned = plan(wf, outputs=outputs, previous=ended.status, cleanup=done, now=later(61))
+    # An operator on a fresh disk: no output records, no cleanup record; only the status it wrote.
+    after = plan(wf, previous=cleaned.status, now=later(120))
+    assert not after.actions
+    assert after.status.phase is WorkflowPhase.SUCCEEDED and after.status.cleaned_at == later(61)
+    assert after.status.tasks["seg"].outputs == ended.status.tasks["seg"].outputs
