@@ -44,16 +44,28 @@ spec:
 """
 
 
+def start(tmp_path: Path, dev_cluster: DevCluster, transport: str) -> tuple[PlanRepo, Loop]:
+    repo = PlanRepo(tmp_path, dev_cluster.manifest_path(transport).read_text())
+    return repo, Loop(repo, tmp_path / "state")
+
+
 @pytest.fixture
 def world(tmp_path: Path, dev_cluster: DevCluster):
-    repo = PlanRepo(tmp_path, dev_cluster.manifest_path("local").read_text())
-    loop = Loop(repo, tmp_path / "state")
+    repo, loop = start(tmp_path, dev_cluster, "local")
     yield repo, loop
     loop.stop()
 
 
-def test_cancel_stops_the_job_for_good_and_retry_runs_a_new_attempt(world, dev_cluster: DevCluster):
-    repo, loop = world
+@pytest.fixture(params=["local", "ssh"])
+def either(request: pytest.FixtureRequest, tmp_path: Path, dev_cluster: DevCluster):
+    """The same world through each transport: scancel goes through it."""
+    repo, loop = start(tmp_path, dev_cluster, request.param)
+    yield repo, loop
+    loop.stop()
+
+
+def test_cancel_stops_the_job_for_good_and_retry_runs_a_new_attempt(either, dev_cluster: DevCluster):
+    repo, loop = either
     name = unique("verbs")
     repo.write("plans/verbs.yaml", workflow(name))
     repo.push("a workflow with a long first step")
