@@ -4,9 +4,9 @@
 Called by :mod:`reconciler.cli.main` with parsed arguments. ``cancel`` and ``retry`` only record
 a request in the store (``reconciler.store.requests``), so they work while a loop runs, like
 ``approve``; the loop's next tick carries them out. ``diff`` reads a source and the store and
-touches nothing: no Slurm, no write to the store. Exit codes: 0 done (``diff``: no change), 1
-``diff`` found changes or the request was refused, 2 an error (``diff``: the source or the
-store could not be read).
+acts on nothing: it calls no Slurm command and records nothing (a missing store stays missing).
+Exit codes: 0 done (``diff``: no change), 1 ``diff`` found changes or the request was refused,
+2 an error (``diff``: the source could not be read).
 """
 
 from __future__ import annotations
@@ -55,9 +55,8 @@ def cancel(*, state: str | None, name: str, task: str | None) -> int:
                 print(f"Error: {refusal}", file=sys.stderr)
                 return 1
             tasks = {task: cancellable_tasks(stored.status)[task]}
-        wanted = tasks
-        store.request_cancel(stored.uid, wanted, by=getpass.getuser(), now=datetime.now(UTC))
-    for cancelled in sorted(wanted):
+        store.request_cancel(stored.uid, tasks, by=getpass.getuser(), now=datetime.now(UTC))
+    for cancelled in sorted(tasks):
         print(f"{KIND}/{stored.name} task {cancelled} cancelled")
     return 0
 
