@@ -148,6 +148,7 @@ class GitSource:
         }
         self._lock = threading.Lock()
         self._first_read = True
+        self._files: GitFiles | None = None  # the inputs of the last revision read, kept while it stays
         self._wakeup = Wakeup()
         self._watcher = (
             ChangeWatcher(name=f"watch {self._shown}", wakeup=self._wakeup, locate=self._remote_git_dir,
@@ -182,8 +183,9 @@ class GitSource:
                     load, files = load_tree(root=self._clone, target=target)
                 except OSError as exc:
                     raise SourceError(f"cannot list the clone {self._clone}: {exc.strerror or exc}") from exc
-                return Snapshot(load=load, revision=revision, files=files,
-                                content=GitFiles(self._clone, revision))
+                if self._files is None or self._files.revision != revision:
+                    self._files = GitFiles(self._clone, revision)
+                return Snapshot(load=load, revision=revision, files=files, content=self._files)
 
     def wait(self, timeout: float) -> bool:
         return self._wakeup.wait(timeout)
@@ -349,27 +351,43 @@ _REGULAR_MODES = (0o100644, 0o100755)
 
 
 class GitFiles:
-    """The files of one commit of a clone (see :class:`SourceFiles`), read from its objects."""
+    """The files of one commit of a clone (see :class:`SourceFiles`), read from its objects.
+
+    A commit never changes, so what was read once is kept: the source hands out the same object
+    while its branch stays at one commit, and each file is read from Git once, not every tick.
+    """
 
     def __init__(self, clone: Path, revision: str) -> None:
         self._clone = clone
-        self._revision = revision
+        self.revision = revision
+        self._listings: dict[str, list[str]] = {}
+        self._contents: dict[str, FileContent | None] = {}
 
     def listing(self, folder: str) -> list[str]:
+        if folder not in self._listings:
+            self._listings[folder] = self._listing(folder)
+        return list(self._listings[folder])
+
+    def read(self, path: str) -> FileContent | None:
+        if path not in self._contents:
+            self._contents[path] = self._read(path)
+        return self._contents[path]
+
+    def _listing(self, folder: str) -> list[str]:
         with self._tree(folder) as tree:
             if tree is None or tree.type != "tree":
                 return []
             return sorted(str(item.path) for item in tree.traverse()
                           if item.type == "blob" and item.mode in _REGULAR_MODES)
 
-    def read(self, path: str) -> FileContent | None:
+    def _read(self, path: str) -> FileContent | None:
         with self._tree(path) as item:
             if item is None or item.type != "blob" or item.mode not in _REGULAR_MODES:
                 return None
             try:
                 data = item.data_stream.read()
             except (GitError, ValueError, OSError) as exc:
-                raise SourceError(f"cannot read {path} at {self._revision[:12]}: {_error_text(exc)}") from exc
+                raise SourceError(f"cannot read {path} at {self.revision[:12]}: {_error_text(exc)}") from exc
             return FileContent(data=data, executable=item.mode == 0o100755)
 
     @contextlib.contextmanager
@@ -381,12 +399,12 @@ class GitFiles:
             raise SourceError(f"cannot open the clone {self._clone}: {exc}") from exc
         try:
             try:
-                root = repo.commit(self._revision).tree
+                root = repo.commit(self.revision).tree
                 item = root / path if path else root
             except KeyError:
                 item = None
             except (GitError, ValueError, OSError) as exc:
-                raise SourceError(f"cannot read {path} at {self._revision[:12]}: {_error_text(exc)}") from exc
+                raise SourceError(f"cannot read {path} at {self.revision[:12]}: {_error_text(exc)}") from exc
             yield item
         finally:
             repo.close()

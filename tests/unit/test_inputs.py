@@ -5,6 +5,7 @@ outputs (run by bash) and staging through the local transport."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -273,6 +274,10 @@ def test_a_git_source_reads_inputs_from_the_commit_not_the_working_copy(tmp_path
     assert files.read("plans/segment.sh") == FileContent(data=b"#!/bin/sh\necho seg\n", executable=True)
     assert files.read("plans/link.sh") is None  # a symlink is not an input
     assert files.read("plans/params") is None and files.read("plans/nothing.sh") is None
+    # A commit never changes: what was read once is not read from Git again on the next tick.
+    shutil.rmtree(repo / ".git")
+    assert files.read("plans/params/a.json") == FileContent(data=b'{"a": 1}', executable=False)
+    assert files.listing("plans/params") == ["plans/params/a.json", "plans/params/b.json"]
 
 
 def test_a_job_running_while_its_inputs_go_missing_is_left_alone():
