@@ -44,7 +44,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import git
-from git.exc import CommandError, GitError
+from git.exc import CommandError, GitError, ODBError
 
 from .base import ChangeWatcher, FileContent, Snapshot, SourceError, Wakeup, load_tree, relative_parts
 
@@ -348,6 +348,9 @@ class GitSource:
 
 
 _REGULAR_MODES = (0o100644, 0o100755)
+# What reading a commit's objects can raise: git's errors, and gitdb's for a missing object
+# (a commit pruned from the shallow clone, a damaged pack).
+_READ_ERRORS = (GitError, ODBError, ValueError, OSError)
 
 
 class GitFiles:
@@ -386,7 +389,7 @@ class GitFiles:
                 return None
             try:
                 data = item.data_stream.read()
-            except (GitError, ValueError, OSError) as exc:
+            except _READ_ERRORS as exc:
                 raise SourceError(f"cannot read {path} at {self.revision[:12]}: {_error_text(exc)}") from exc
             return FileContent(data=data, executable=item.mode == 0o100755)
 
@@ -403,7 +406,7 @@ class GitFiles:
                 item = root / path if path else root
             except KeyError:
                 item = None
-            except (GitError, ValueError, OSError) as exc:
+            except _READ_ERRORS as exc:
                 raise SourceError(f"cannot read {path} at {self.revision[:12]}: {_error_text(exc)}") from exc
             yield item
         finally:

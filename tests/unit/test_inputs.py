@@ -23,7 +23,7 @@ from reconciler.engine.staging import blob_dir, find_inputs, stage
 from reconciler.slurm.script import render_script, upstream_files
 from reconciler.slurm.tags import JobTag
 from reconciler.slurm.transport import LocalTransport
-from reconciler.sources.base import FileContent
+from reconciler.sources.base import FileContent, SourceError
 from reconciler.sources.directory import DirectoryFiles
 from reconciler.sources.git import GitFiles
 from tests.unit.reconcile_world import T0, resolved, view
@@ -274,6 +274,9 @@ def test_a_git_source_reads_inputs_from_the_commit_not_the_working_copy(tmp_path
     assert files.read("plans/segment.sh") == FileContent(data=b"#!/bin/sh\necho seg\n", executable=True)
     assert files.read("plans/link.sh") is None  # a symlink is not an input
     assert files.read("plans/params") is None and files.read("plans/nothing.sh") is None
+    # A commit the clone lacks is a read that failed this time, not a crash of the tick.
+    with pytest.raises(SourceError, match=r"cannot read plans/segment\.sh at 000000000000"):
+        GitFiles(repo, "0" * 40).read("plans/segment.sh")
     # A commit never changes: what was read once is not read from Git again on the next tick.
     shutil.rmtree(repo / ".git")
     assert files.read("plans/params/a.json") == FileContent(data=b'{"a": 1}', executable=False)
