@@ -348,8 +348,9 @@ class GitSource:
 
 
 _REGULAR_MODES = (0o100644, 0o100755)
-# What reading a commit's objects can raise: git's errors, and gitdb's for a missing object
-# (a commit pruned from the shallow clone, a damaged pack).
+# What reading a commit's objects can raise. GitPython (3.1) reports an object the clone lacks (a
+# commit pruned from the shallow clone, a damaged pack) as ValueError; gitdb's own ODBError is
+# what its object databases raise when one is used in place of git's.
 _READ_ERRORS = (GitError, ODBError, ValueError, OSError)
 
 

@@ -274,9 +274,13 @@ def test_a_git_source_reads_inputs_from_the_commit_not_the_working_copy(tmp_path
     assert files.read("plans/segment.sh") == FileContent(data=b"#!/bin/sh\necho seg\n", executable=True)
     assert files.read("plans/link.sh") is None  # a symlink is not an input
     assert files.read("plans/params") is None and files.read("plans/nothing.sh") is None
-    # A commit the clone lacks is a read that failed this time, not a crash of the tick.
+    # An object the clone lacks is a read that failed this time, not a crash of the tick.
     with pytest.raises(SourceError, match=r"cannot read plans/segment\.sh at 000000000000"):
         GitFiles(repo, "0" * 40).read("plans/segment.sh")
+    blob = git("rev-parse", "HEAD:plans/params/b.json")
+    (repo / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
+    with pytest.raises(SourceError, match=r"cannot read plans/params/b\.json"):
+        files.read("plans/params/b.json")
     # A commit never changes: what was read once is not read from Git again on the next tick.
     shutil.rmtree(repo / ".git")
     assert files.read("plans/params/a.json") == FileContent(data=b'{"a": 1}', executable=False)
