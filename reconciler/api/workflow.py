@@ -294,6 +294,11 @@ class WorkflowSpec(FrozenModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate task names: {', '.join(duplicates)}")
+        approvals = {t.name for t in self.tasks if t.type is TaskType.APPROVAL}
+        for task in self.tasks:
+            for item in task.inputs:
+                if item.task in approvals:
+                    raise ValueError(f"task {task.name}: input {item.described}: an approval task leaves no files")
         return self
 
     def effective_tasks(self) -> list[Task]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from reconciler.api import Capacity, Task, TaskPhase, WorkflowPhase
+from reconciler.api import Capacity, Task, TaskPhase, WorkflowPhase, WorkflowSpec
 from reconciler.core.fingerprint import fingerprints
 from reconciler.core.inputs import TaskInputs, combined_digest, expand, fixed_prefix
 from reconciler.core.observed import JobKey, JobOutcome, ObservedJob
@@ -300,3 +300,11 @@ def test_a_job_running_while_its_inputs_go_missing_is_left_alone():
     changed = replace(desired, inputs={"segment": TaskInputs(digest="d2")})
     [result] = plan_cluster([changed], view=view(), capacity=Capacity(), now=T0)
     assert [a.job_ids for a in result.actions if isinstance(a, Cancel)] == [("77",)]
+
+
+def test_an_approval_task_has_no_outputs_to_take_as_inputs():
+    with pytest.raises(ValidationError, match="input x of task review: an approval task leaves no files"):
+        WorkflowSpec.model_validate({"tasks": [
+            {"name": "review", "type": "approval"},
+            {"name": "use", "script": "true", "dependsOn": ["review"], "inputs": [{"task": "review", "path": "x"}]},
+        ]})
