@@ -5,13 +5,22 @@ finished workflow's files go once its TTL has passed while its status and histor
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+from ruamel.yaml import YAML
 
 from reconciler.devcluster import DevCluster
 from tests.integration.gitops_world import Loop, PlanRepo, unique
+from tests.integration.kube_world import Kubectl, Operator
+from tests.kube.apiserver import ApiServer
+from tests.kube.tools import kubectl_binary
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slurm
 
@@ -144,3 +153,51 @@ def test_ttl_after_finished_removes_the_run_directory_and_the_copies_and_keeps_t
     assert later["cleanedAt"] == cleaned["cleanedAt"] and not copies.exists()
     assert described.count("ttlSecondsAfterFinished") == loop.cli("describe", "workflow", name).stdout.count(
         "ttlSecondsAfterFinished")
+
+
+def test_ttl_in_kubernetes_mode_cleans_once_even_after_the_operator_lost_its_state(
+        tmp_path: Path, dev_cluster: DevCluster):
+    """The field is in the Workflow's spec, so the operator honours it too; the cleanup is
+    recorded in the status it writes, which is what an operator on a fresh disk still has: it
+    neither cleans again nor fetches outputs from the removed run directory."""
+    server = ApiServer()
+    server.start()
+    kubectl = Kubectl(kubectl_binary(), server.kubeconfig(tmp_path / "kube" / "config"))
+    name = unique("kttl")
+    try:
+        kubectl("apply", "-f", str(ROOT / "crds"))
+        cluster = YAML(typ="safe").load(dev_cluster.manifest_path("local").read_text())
+        cluster["metadata"]["namespace"] = "default"
+        stream = io.StringIO()
+        YAML(typ="safe").dump(cluster, stream)
+        kubectl.apply(stream.getvalue())
+        manifest = workflow(name, ttl=2).replace("spec:\n", f"spec:\n  cluster: {cluster['metadata']['name']}\n", 1)
+        kubectl.apply(manifest)
+        state = tmp_path / "state"
+        first = Operator(kubeconfig=kubectl.kubeconfig, state_dir=state, identity=unique("a")).start()
+        try:
+            cleaned = kubectl.wait_for(name, lambda s: s.get("cleanedAt"), timeout=120, what="the cleanup",
+                                       operators=(first,))
+        finally:
+            first.stop()
+        assert cleaned["phase"] == "Succeeded" and outputs_of(cleaned, "made")["phase"] == "Fetched"
+        assert not (Path(dev_cluster.cluster("local").spec.workdir) / "default" / name).exists()
+        assert not (state / "outputs" / "default" / name).exists()
+
+        shutil.rmtree(state)
+        kubectl.apply(manifest.replace("ttlSecondsAfterFinished: 2", "ttlSecondsAfterFinished: 3"))
+        generation = kubectl.get("workflow", name)["metadata"]["generation"]
+        second = Operator(kubeconfig=kubectl.kubeconfig, state_dir=state, identity=unique("b")).start()
+        try:
+            again = kubectl.wait_for(name, lambda s: s.get("observedGeneration") == generation, timeout=120,
+                                     what="a tick of the new operator", operators=(second,))
+        finally:
+            second.stop()
+        assert again["phase"] == "Succeeded" and again["cleanedAt"] == cleaned["cleanedAt"]
+        assert outputs_of(again, "made") == outputs_of(cleaned, "made")
+        assert not (state / "outputs" / "default" / name).exists()
+        events = json.loads(kubectl("get", "events", "-o", "json").stdout)["items"]
+        reasons = [e["reason"] for e in events if e["involvedObject"]["name"] == name]
+        assert reasons.count("Cleaned") == 1 and "OutputsMissing" not in reasons
+    finally:
+        server.stop()
