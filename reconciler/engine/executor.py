@@ -1,5 +1,5 @@
 """Carrying out the plans of one cluster: submissions, holds, releases, cancellations, output
-fetches, recorded in the store as they happen.
+fetches and cleanups, recorded in the store as they happen.
 
 Called by the controller once per cluster and tick, after the pure core has planned. What it
 guarantees, which is what makes a ``kill -9`` at any moment harmless:
@@ -14,7 +14,9 @@ guarantees, which is what makes a ``kill -9`` at any moment harmless:
 * a submission that depends on another one planned this tick goes out only after that one did;
 * a task's inputs are staged into its run directory before its intent is recorded: staging is
   idempotent, so a crash or a failed staging leaves nothing to undo, and the next tick stages
-  and submits again.
+  and submits again;
+* a failed output fetch is recorded with when to try again and stops nothing else
+  (``reconciler.engine.outputs``); a fetch this tick never reached is planned again next tick.
 """
 
 from __future__ import annotations
