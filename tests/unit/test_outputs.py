@@ -4,6 +4,7 @@ transport on a temporary directory)."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -235,3 +236,34 @@ def test_a_cleaned_workflow_whose_store_lost_its_records_fetches_nothing_again()
     assert not after.actions
     assert after.status.phase is WorkflowPhase.SUCCEEDED and after.status.cleaned_at == later(61)
     assert after.status.tasks["seg"].outputs == ended.status.tasks["seg"].outputs
+
+
+def test_migrating_an_older_store_records_succeeded_tasks_outputs_as_fetched(tmp_path: Path):
+    """A task that succeeded before outputs were recorded had them fetched then: the migration
+    says so, rather than let the planner fetch again from a run directory a later run changed."""
+    import sqlite3
+
+    from reconciler.store import schema
+
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(str(path), isolation_level=None)
+    db.execute("BEGIN")
+    schema.MIGRATIONS[1](db)
+    schema.MIGRATIONS[2](db)
+    db.execute("PRAGMA user_version = 2")
+    status = {"phase": "Succeeded", "tasks": {
+        "seg": {"phase": "Succeeded", "fingerprint": "fp-seg", "finishedAt": "2026-01-01T12:00:00Z"},
+        "stats": {"phase": "Failed", "fingerprint": "fp-stats"}}}
+    db.execute("INSERT INTO workflows (uid, namespace, name, generation, resource, spec_hash, labels, created_at, "
+               "status) VALUES ('u1', 'default', 'w', 1, '{}', 'h', '{}', '2026-01-01T11:00:00+00:00', ?)",
+               (json.dumps(status),))
+    for attempt, phase in ((1, "Failed"), (2, "Succeeded")):
+        db.execute("INSERT INTO attempts (uid, task, attempt, part, fingerprint, resources, cluster, recorded_at, "
+                   "phase) VALUES ('u1', 'seg', ?, 0, 'fp-seg', '{}', 'dev', '2026-01-01T11:00:00+00:00', ?)",
+                   (attempt, phase))
+    db.execute("COMMIT")
+    db.close()
+    with Store(path) as store:
+        [record] = store.outputs("u1").records
+    assert (record.task, record.fingerprint, record.attempt, record.phase) == ("seg", "fp-seg", 2,
+                                                                             OutputsPhase.FETCHED)
