@@ -170,6 +170,28 @@ def _create_v3(db: sqlite3.Connection) -> None:
                            (uid, task, shown["fingerprint"], attempt, shown.get("finishedAt")))
 
 
+# Version 4: what the size file of each array sized at run time said, per fingerprint of the task
+# that wrote it. A new table: no earlier run had such an array.
+_V4 = (
+    """CREATE TABLE array_sizes (
+        uid TEXT NOT NULL REFERENCES workflows (uid),
+        task TEXT NOT NULL,
+        upstream_fingerprint TEXT NOT NULL,
+        count INTEGER,
+        items_digest TEXT,
+        items BLOB,
+        problem TEXT,
+        read_at TEXT NOT NULL,
+        PRIMARY KEY (uid, task, upstream_fingerprint)
+    )""",
+)
+
+
+def _create_v4(db: sqlite3.Connection) -> None:
+    for statement in _V4:
+        db.execute(statement)
+
+
 # Version 5: requests made by hand (cancel, retry) and the annotation entries already acted on.
 # New tables only: every existing row keeps its meaning (no request stands for an older run).
 _V5 = (
@@ -197,28 +219,6 @@ def _create_v5(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
-# Version 4: what the size file of each array sized at run time said, per fingerprint of the task
-# that wrote it. A new table: no earlier run had such an array.
-_V4 = (
-    """CREATE TABLE array_sizes (
-        uid TEXT NOT NULL REFERENCES workflows (uid),
-        task TEXT NOT NULL,
-        upstream_fingerprint TEXT NOT NULL,
-        count INTEGER,
-        items_digest TEXT,
-        items BLOB,
-        problem TEXT,
-        read_at TEXT NOT NULL,
-        PRIMARY KEY (uid, task, upstream_fingerprint)
-    )""",
-)
-
-
-def _create_v4(db: sqlite3.Connection) -> None:
-    for statement in _V4:
-        db.execute(statement)
-
-
 # Version 6: each task's labels as the loop resolved them, since a template instance's manifest
 # names no tasks. A workflow stored before showed the labels its own manifest's tasks declare:
 # those are written, so it reads as before until the loop records it again.
@@ -232,12 +232,14 @@ def _create_v6(db: sqlite3.Connection) -> None:
 
 
 # MIGRATIONS[n] takes a database from version n - 1 to version n (version 0: an empty file).
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1}
-MIGRATIONS[2] = _create_v2
-MIGRATIONS[3] = _create_v3
-MIGRATIONS[4] = _create_v4
-MIGRATIONS[5] = _create_v5
-MIGRATIONS[6] = _create_v6
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _create_v1,
+    2: _create_v2,
+    3: _create_v3,
+    4: _create_v4,
+    5: _create_v5,
+    6: _create_v6,
+}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

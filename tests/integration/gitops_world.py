@@ -288,3 +288,25 @@ def sacct_times(cluster: DevCluster, job_name_prefix: str, *, at_least: int,
         previous = current
         time.sleep(1.0)
     raise AssertionError(f"sacct kept changing for {job_name_prefix}: {previous}")
+
+
+def workflow_header(name: str, *, time: str = "00:05:00", memory: str = "20M") -> str:
+    """A Workflow manifest up to its task list, on the dev cluster's debug partition: the tasks'
+    YAML (indented four spaces) follows."""
+    return f"""\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+  defaults:
+    resources: {{partition: debug, time: "{time}", memory: {memory}}}
+  tasks:
+"""
+
+
+def gitops_world(transport: str, tmp_path: Path, dev_cluster: DevCluster, *,
+                 interval: float = 1.0) -> tuple[PlanRepo, Loop, Path]:
+    """A plan repository holding the dev cluster's SlurmCluster for ``transport``, a loop on it
+    (not started yet), and the cluster's working directory."""
+    repo = PlanRepo(tmp_path, dev_cluster.manifest_path(transport).read_text())
+    return repo, Loop(repo, tmp_path / "state", interval=interval), Path(dev_cluster.cluster(transport).spec.workdir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -9,11 +10,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ruamel.yaml import YAML
+
+from reconciler.devcluster import DevCluster
 from tests.integration.gitops_world import terminate, wait_until
+from tests.kube.apiserver import ApiServer
+from tests.kube.tools import kubectl_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,3 +131,22 @@ class Operator:
     def stop(self) -> int | None:
         return terminate(self.process)
 
+
+
+@contextmanager
+def control_plane(directory: Path, dev_cluster: DevCluster) -> Iterator[tuple[ApiServer, Kubectl]]:
+    """The test API server, with the CRDs and the dev cluster's local SlurmCluster (in namespace
+    default) applied, and the pinned kubectl that talks to it; the server stops on exit."""
+    server = ApiServer()
+    server.start()
+    try:
+        kubectl = Kubectl(kubectl_binary(), server.kubeconfig(directory / "config"))
+        kubectl("apply", "-f", str(ROOT / "crds"))
+        cluster = YAML(typ="safe").load(dev_cluster.manifest_path("local").read_text())
+        cluster["metadata"]["namespace"] = "default"
+        stream = io.StringIO()
+        YAML(typ="safe").dump(cluster, stream)
+        kubectl.apply(stream.getvalue())
+        yield server, kubectl
+    finally:
+        server.stop()

@@ -4,12 +4,10 @@ unreviewed, whether the approval was given with ``reconciler approve`` or commit
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from reconciler.devcluster import DevCluster
-from tests.integration.gitops_world import Loop, PlanRepo, sacct_jobs, unique
+from tests.integration.gitops_world import sacct_jobs, unique, workflow_header
 
 pytestmark = pytest.mark.slurm
 
@@ -19,14 +17,7 @@ STALE = "ApprovalStale"
 def reviewed(name: str, *, threshold: str, approved: str | None = None) -> str:
     """prepare -> review (an approval) -> treat."""
     declared = f"\n      approved: {approved}" if approved is not None else ""
-    return f"""\
-apiVersion: hpc.reconciler.dev/v1alpha1
-kind: Workflow
-metadata: {{name: {name}}}
-spec:
-  defaults:
-    resources: {{partition: debug, time: "00:05:00", memory: 20M}}
-  tasks:
+    return workflow_header(name) + f"""\
     - name: prepare
       script: echo threshold={threshold}
     - name: review
@@ -36,14 +27,6 @@ spec:
       dependsOn: [review]
       script: echo treated
 """
-
-
-@pytest.fixture
-def world(tmp_path: Path, dev_cluster: DevCluster):
-    repo = PlanRepo(tmp_path, dev_cluster.manifest_path("local").read_text())
-    loop = Loop(repo, tmp_path / "state")
-    yield repo, loop
-    loop.stop()
 
 
 def task(status: dict, name: str) -> dict:

@@ -6,18 +6,14 @@ runs through both."""
 
 from __future__ import annotations
 
-import io
 import subprocess
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 
 from reconciler.devcluster import DevCluster
-from tests.integration.gitops_world import Loop, PlanRepo, sacct_jobs, unique
-from tests.integration.kube_world import Kubectl, Operator
-from tests.kube.apiserver import ApiServer
-from tests.kube.tools import kubectl_binary
+from tests.integration.gitops_world import gitops_world, sacct_jobs, unique, workflow_header
+from tests.integration.kube_world import Operator, control_plane
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,14 +24,7 @@ def workflow(name: str, *, tiles: int, count: str | None = None) -> str:
     """``tile`` writes the count (``count``, or the number of tiles) and one name per tile; the
     names have spaces and quotes, which must reach ``$TASK_ITEM`` as they are."""
     written = count if count is not None else str(tiles)
-    return f"""\
-apiVersion: hpc.reconciler.dev/v1alpha1
-kind: Workflow
-metadata: {{name: {name}}}
-spec:
-  defaults:
-    resources: {{partition: debug, time: "00:05:00", memory: 20M}}
-  tasks:
+    return workflow_header(name) + f"""\
     - name: tile
       script: |
         echo {written} > count.txt
@@ -65,28 +54,16 @@ def mosaic(tiles: int) -> str:
     return f"{tiles}\n" + "".join(f"{n}\n" for n in names)
 
 
-def world_for(transport: str, tmp_path: Path, dev_cluster: DevCluster) -> tuple[PlanRepo, Loop, Path]:
-    repo = PlanRepo(tmp_path, dev_cluster.manifest_path(transport).read_text())
-    return repo, Loop(repo, tmp_path / "state", interval=0.5), Path(dev_cluster.cluster(transport).spec.workdir)
-
-
-@pytest.fixture(params=["local", "ssh"])
-def world(request: pytest.FixtureRequest, tmp_path: Path, dev_cluster: DevCluster):
-    repo, loop, workdir = world_for(request.param, tmp_path, dev_cluster)
-    yield repo, loop, workdir
-    loop.stop()
-
-
 @pytest.fixture
 def local_world(tmp_path: Path, dev_cluster: DevCluster):
-    repo, loop, workdir = world_for("local", tmp_path, dev_cluster)
+    repo, loop, workdir = gitops_world("local", tmp_path, dev_cluster, interval=0.5)
     yield repo, loop, workdir
     loop.stop()
 
 
 def test_the_tile_count_written_by_the_first_step_sizes_the_arrays_and_a_new_count_resizes_them(
-        world, dev_cluster: DevCluster):
-    repo, loop, workdir = world
+        transport_world, dev_cluster: DevCluster):
+    repo, loop, workdir = transport_world
     name = unique("fanout")
     repo.write(f"plans/{name}.yaml", workflow(name, tiles=7))
     repo.push("cut the slide into seven tiles")
@@ -138,23 +115,14 @@ def test_an_operator_that_lost_its_state_reads_the_size_again_and_runs_no_elemen
     """Kubernetes mode: the local store is a cache. An operator started on an empty state
     directory finds the writer succeeded in the Workflow's status, reads the count again from
     the writer's run directory and adopts the array's jobs instead of submitting them again."""
-    server = ApiServer()
-    server.start()
-    kubectl = Kubectl(kubectl_binary(), server.kubeconfig(tmp_path / "kube" / "config"))
     name = unique("kfanout")
-    try:
-        kubectl("apply", "-f", str(ROOT / "crds"))
-        cluster = YAML(typ="safe").load(dev_cluster.manifest_path("local").read_text())
-        cluster["metadata"]["namespace"] = "default"
-        stream = io.StringIO()
-        YAML(typ="safe").dump(cluster, stream)
-        kubectl.apply(stream.getvalue())
+    with control_plane(tmp_path / "kube", dev_cluster) as (_, kubectl):
         kubectl.apply(f"""\
 apiVersion: hpc.reconciler.dev/v1alpha1
 kind: Workflow
 metadata: {{name: {name}}}
 spec:
-  cluster: {cluster["metadata"]["name"]}
+  cluster: {dev_cluster.cluster("local").metadata.name}
   defaults:
     resources: {{partition: debug, time: "00:05:00", memory: 20M}}
   tasks:
@@ -186,5 +154,3 @@ spec:
         assert sorted((run_dir / "runs.log").read_text().split()) == ["0", "1", "2", "3", "4"]
         elements = sacct_jobs(dev_cluster, f"{name}.segment", at_least=5)
         assert len(elements) == 5 and len({job_id.split("_")[0] for job_id, _ in elements}) == 1
-    finally:
-        server.stop()

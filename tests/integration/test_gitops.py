@@ -22,6 +22,7 @@ from tests.integration.gitops_world import (
     unique,
     wait_until,
     watch_to_end,
+    workflow_header,
 )
 
 pytestmark = pytest.mark.slurm
@@ -53,24 +54,7 @@ def chain(name: str, *, steps: dict[str, str], extra_task: str = "", defaults: s
 def parallel(name: str, *, parts: int, script: str) -> str:
     """A workflow of independent tasks part-0 ... part-N."""
     tasks = "\n".join(f"    - name: part-{i}\n      script: {script}" for i in range(parts))
-    return f"""\
-apiVersion: hpc.reconciler.dev/v1alpha1
-kind: Workflow
-metadata: {{name: {name}}}
-spec:
-  defaults:
-    resources: {{partition: debug, time: "00:05:00", memory: 20M}}
-  tasks:
-{tasks}
-"""
-
-
-@pytest.fixture
-def world(tmp_path: Path, dev_cluster: DevCluster):
-    repo = PlanRepo(tmp_path, dev_cluster.manifest_path("local").read_text())
-    loop = Loop(repo, tmp_path / "state")
-    yield repo, loop
-    loop.stop()
+    return workflow_header(name) + tasks + "\n"
 
 
 def attempts_of(loop: Loop, name: str) -> dict[str, int]:
@@ -318,15 +302,7 @@ def test_kill_9_during_a_fifty_task_workflow_never_runs_a_task_twice(world, dev_
     for i in range(50):
         after = f"\n      dependsOn: [t{i - 5:02d}]" if i >= 5 else ""
         tasks.append(f"    - name: t{i:02d}{after}\n      script: echo t{i:02d} >> ../runs.log; sleep 1")
-    repo.write("plans/crashy.yaml", f"""\
-apiVersion: hpc.reconciler.dev/v1alpha1
-kind: Workflow
-metadata: {{name: {name}}}
-spec:
-  defaults:
-    resources: {{partition: debug, time: "00:05:00", memory: 20M}}
-  tasks:
-""" + "\n".join(tasks) + "\n")
+    repo.write("plans/crashy.yaml", workflow_header(name) + "\n".join(tasks) + "\n")
     repo.push("fifty tasks")
     # Each kill lands right after the restarted loop was seen at work: a job newer than any
     # before it in the queue (job ids only grow), often in the middle of a burst of sbatch

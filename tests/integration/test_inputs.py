@@ -12,26 +12,19 @@ import pytest
 
 from reconciler.devcluster import DevCluster
 from reconciler.store.database import Store
-from tests.integration.gitops_world import Loop, PlanRepo, sacct_jobs, unique, wait_until
+from tests.integration.gitops_world import Loop, PlanRepo, sacct_jobs, unique, wait_until, workflow_header
 
 pytestmark = pytest.mark.slurm
 
 
 def workflow(name: str) -> str:
-    return f"""\
-apiVersion: hpc.reconciler.dev/v1alpha1
-kind: Workflow
-metadata: {{name: {name}}}
-spec:
-  defaults:
-    resources: {{partition: debug, time: "00:05:00", memory: 20M}}
-  tasks:
+    return workflow_header(name) + """\
     - name: tile
       script: mkdir -p tiles && echo zero > tiles/0.tif && echo one > tiles/1.tif && echo no > tiles/x.txt
     - name: segment
       dependsOn: [tile]
       script: ./segment.sh
-      inputs: [segment.sh, "params/*.json", {{task: tile, path: "tiles/*.tif"}}]
+      inputs: [segment.sh, "params/*.json", {task: tile, path: "tiles/*.tif"}]
     - name: report
       dependsOn: [segment]
       script: cp ../segment/seen.txt report.txt
@@ -46,20 +39,12 @@ ls tiles >> seen.txt
 """
 
 
-@pytest.fixture(params=["local", "ssh"])
-def world(request: pytest.FixtureRequest, tmp_path: Path, dev_cluster: DevCluster):
-    repo = PlanRepo(tmp_path, dev_cluster.manifest_path(request.param).read_text())
-    loop = Loop(repo, tmp_path / "state", interval=0.5)
-    yield repo, loop, Path(dev_cluster.cluster(request.param).spec.workdir)
-    loop.stop()
-
-
 def uploads(loop: Loop) -> list[str]:
     return re.findall(r"uploaded input blob ([0-9a-f]{12})", loop.log.read_text())
 
 
-def test_inputs_reach_the_job_and_a_changed_one_reruns_only_what_it_feeds(world):
-    repo, loop, workdir = world
+def test_inputs_reach_the_job_and_a_changed_one_reruns_only_what_it_feeds(transport_world):
+    repo, loop, workdir = transport_world
     name = unique("inputs")
     repo.write(f"plans/{name}.yaml", workflow(name))
     repo.write("plans/segment.sh", SEGMENT.format(name=name))
@@ -108,15 +93,8 @@ def test_a_staging_failure_submits_nothing_and_the_next_tick_stages_again(transp
     manifest = re.sub(r"workdir: .*", f"workdir: {workdir}", dev_cluster.manifest_path(transport).read_text())
     repo = PlanRepo(tmp_path, manifest)
     name = unique("staged")
-    repo.write(f"plans/{name}.yaml", f"""\
-apiVersion: hpc.reconciler.dev/v1alpha1
-kind: Workflow
-metadata: {{name: {name}}}
-spec:
-  defaults:
-    resources: {{partition: debug, time: "00:05:00", memory: 20M}}
-  tasks:
-    - {{name: run, script: "cat settings.txt > seen.txt", inputs: [settings.txt]}}
+    repo.write(f"plans/{name}.yaml", workflow_header(name) + """\
+    - {name: run, script: "cat settings.txt > seen.txt", inputs: [settings.txt]}
 """)
     repo.write("plans/settings.txt", name)
     repo.push("a task with an input")

@@ -3,7 +3,6 @@ and the operator's jobs on the real dev cluster."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -12,12 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 
 from reconciler.devcluster import DevCluster
 from reconciler.kube.permissions import allowed
 from tests.integration.gitops_world import sacct_jobs, sacct_states, squeue_jobs, squeue_reasons, unique, wait_until
-from tests.integration.kube_world import Kubectl, Operator
+from tests.integration.kube_world import Kubectl, Operator, control_plane
 from tests.kube.apiserver import ApiServer
 from tests.kube.handlers import RequestRecord
 from tests.kube.tools import kubectl_binary
@@ -56,19 +54,9 @@ def chain(*steps: tuple[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def apiserver(tmp_path_factory: pytest.TempPathFactory, dev_cluster: DevCluster) -> Iterator[ApiServer]:
-    server = ApiServer()
-    server.start()
-    kubeconfig = server.kubeconfig(tmp_path_factory.mktemp("kube") / "config")
-    kubectl = Kubectl(kubectl_binary(), kubeconfig)
-    kubectl("apply", "-f", str(ROOT / "crds"))
-    cluster = YAML(typ="safe").load(dev_cluster.manifest_path("local").read_text())
-    cluster["metadata"]["namespace"] = "default"
-    stream = io.StringIO()
-    YAML(typ="safe").dump(cluster, stream)
-    kubectl.apply(stream.getvalue())
-    server.kubectl = kubectl  # type: ignore[attr-defined]
-    yield server
-    server.stop()
+    with control_plane(tmp_path_factory.mktemp("kube"), dev_cluster) as (server, kubectl):
+        server.kubectl = kubectl  # type: ignore[attr-defined]
+        yield server
 
 
 @pytest.fixture

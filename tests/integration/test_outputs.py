@@ -5,20 +5,16 @@ finished workflow's files go once its TTL has passed while its status and histor
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 
 from reconciler.devcluster import DevCluster
-from tests.integration.gitops_world import Loop, PlanRepo, unique
-from tests.integration.kube_world import Kubectl, Operator
-from tests.kube.apiserver import ApiServer
-from tests.kube.tools import kubectl_binary
+from tests.integration.gitops_world import unique
+from tests.integration.kube_world import Operator, control_plane
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,14 +48,6 @@ ABSENT = """\
 """
 
 
-@pytest.fixture(params=["local", "ssh"])
-def world(request: pytest.FixtureRequest, tmp_path: Path, dev_cluster: DevCluster):
-    repo = PlanRepo(tmp_path, dev_cluster.manifest_path(request.param).read_text())
-    loop = Loop(repo, tmp_path / "state", interval=0.5)
-    yield repo, loop, Path(dev_cluster.cluster(request.param).spec.workdir)
-    loop.stop()
-
-
 def outputs_of(status: dict, task: str) -> dict:
     return status.get("tasks", {}).get(task, {}).get("outputs") or {}
 
@@ -68,8 +56,8 @@ def condition(status: dict, kind: str) -> dict:
     return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
 
 
-def test_a_fetch_that_fails_is_tried_again_until_the_outputs_are_here(world):
-    repo, loop, _ = world
+def test_a_fetch_that_fails_is_tried_again_until_the_outputs_are_here(transport_world):
+    repo, loop, _ = transport_world
     name = unique("fetch")
     # Where the workflow's outputs go is taken by a plain file: every fetch fails until it is gone.
     blocker = loop.state_dir / "outputs" / "default" / name
@@ -108,8 +96,8 @@ def test_a_fetch_that_fails_is_tried_again_until_the_outputs_are_here(world):
     assert "OutputsFetchFailed" in reasons and "OutputsMissing" in reasons and str(variant) in reasons
 
 
-def test_a_rerun_with_new_parameters_keeps_the_earlier_variants_files(world):
-    repo, loop, _ = world
+def test_a_rerun_with_new_parameters_keeps_the_earlier_variants_files(transport_world):
+    repo, loop, _ = transport_world
     name = unique("variants")
     repo.write(f"plans/{name}.yaml", workflow(name, variant=1))
     repo.push("first parameters")
@@ -128,8 +116,8 @@ def test_a_rerun_with_new_parameters_keeps_the_earlier_variants_files(world):
     assert outputs_of(second, "made")["path"] == str(task_dir / new)
 
 
-def test_ttl_after_finished_removes_the_run_directory_and_the_copies_and_keeps_the_status(world):
-    repo, loop, workdir = world
+def test_ttl_after_finished_removes_the_run_directory_and_the_copies_and_keeps_the_status(transport_world):
+    repo, loop, workdir = transport_world
     name = unique("ttl")
     repo.write(f"plans/{name}.yaml", workflow(name, ttl=2))
     repo.push("short-lived scratch")
@@ -160,18 +148,10 @@ def test_ttl_in_kubernetes_mode_cleans_once_even_after_the_operator_lost_its_sta
     """The field is in the Workflow's spec, so the operator honours it too; the cleanup is
     recorded in the status it writes, which is what an operator on a fresh disk still has: it
     neither cleans again nor fetches outputs from the removed run directory."""
-    server = ApiServer()
-    server.start()
-    kubectl = Kubectl(kubectl_binary(), server.kubeconfig(tmp_path / "kube" / "config"))
     name = unique("kttl")
-    try:
-        kubectl("apply", "-f", str(ROOT / "crds"))
-        cluster = YAML(typ="safe").load(dev_cluster.manifest_path("local").read_text())
-        cluster["metadata"]["namespace"] = "default"
-        stream = io.StringIO()
-        YAML(typ="safe").dump(cluster, stream)
-        kubectl.apply(stream.getvalue())
-        manifest = workflow(name, ttl=2).replace("spec:\n", f"spec:\n  cluster: {cluster['metadata']['name']}\n", 1)
+    with control_plane(tmp_path / "kube", dev_cluster) as (_, kubectl):
+        cluster = dev_cluster.cluster("local").metadata.name
+        manifest = workflow(name, ttl=2).replace("spec:\n", f"spec:\n  cluster: {cluster}\n", 1)
         kubectl.apply(manifest)
         state = tmp_path / "state"
         first = Operator(kubeconfig=kubectl.kubeconfig, state_dir=state, identity=unique("a")).start()
@@ -199,5 +179,3 @@ def test_ttl_in_kubernetes_mode_cleans_once_even_after_the_operator_lost_its_sta
         events = json.loads(kubectl("get", "events", "-o", "json").stdout)["items"]
         reasons = [e["reason"] for e in events if e["involvedObject"]["name"] == name]
         assert reasons.count("Cleaned") == 1 and "OutputsMissing" not in reasons
-    finally:
-        server.stop()

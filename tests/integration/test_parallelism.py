@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from reconciler.devcluster import DevCluster
-from tests.integration.gitops_world import Loop, PlanRepo, unique, watch_to_end
+from tests.integration.gitops_world import Loop, PlanRepo, unique, watch_to_end, workflow_header
 
 MAX_ARRAY_SIZE = 1001  # the dev cluster's (Slurm's default): the task below is cut into two chunks
 PARALLELISM = 8  # two chunks of %8 running together would need 16 CPUs: the dev node has them
@@ -30,14 +30,7 @@ def test_parallelism_caps_the_task_across_max_array_size_chunks(tmp_path: Path, 
     script = (f'if [ "$TASK_INDEX" -lt {PARALLELISM} ] || [ "$TASK_INDEX" -ge {MAX_ARRAY_SIZE} ]; '
               'then sleep 3; fi')
     repo = PlanRepo(tmp_path, dev_cluster.manifest_path("local").read_text())
-    repo.write("plans/throttle.yaml", f"""\
-apiVersion: hpc.reconciler.dev/v1alpha1
-kind: Workflow
-metadata: {{name: {name}}}
-spec:
-  defaults:
-    resources: {{partition: debug, time: "00:05:00", memory: 20M}}
-  tasks:
+    repo.write("plans/throttle.yaml", workflow_header(name) + f"""\
     - name: tiles
       array: {{count: {COUNT}, parallelism: {PARALLELISM}}}
       script: |

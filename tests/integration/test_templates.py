@@ -39,14 +39,6 @@ spec:
 """
 
 
-@pytest.fixture
-def world(tmp_path: Path, dev_cluster: DevCluster):
-    repo = PlanRepo(tmp_path, dev_cluster.manifest_path("local").read_text())
-    loop = Loop(repo, tmp_path / "state")
-    yield repo, loop
-    loop.stop()
-
-
 # Every element writes its part into the workflow's shared directory; the fan-in fails unless it
 # finds one part per element, each written for this instance's tag.
 SCATTER_GATHER = """\

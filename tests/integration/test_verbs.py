@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.devcluster import DevCluster
-from tests.integration.gitops_world import Loop, PlanRepo, squeue_jobs, unique, wait_until
+from tests.integration.gitops_world import gitops_world, squeue_jobs, unique, wait_until, workflow_header
 
 pytestmark = pytest.mark.slurm
 
@@ -18,14 +18,7 @@ pytestmark = pytest.mark.slurm
 def workflow(name: str, *, dose: str = "1") -> str:
     """``first`` sleeps through its first attempt only (so a retry is quick), ``second`` after it;
     ``dose`` feeds ``simulate``, which ``report`` follows."""
-    return f"""\
-apiVersion: hpc.reconciler.dev/v1alpha1
-kind: Workflow
-metadata: {{name: {name}}}
-spec:
-  defaults:
-    resources: {{partition: debug, time: "00:10:00", memory: 20M}}
-  tasks:
+    return workflow_header(name, time="00:10:00") + f"""\
     - name: first
       script: |
         if [ "$RECONCILER_ATTEMPT" = 1 ] && [ "$SLOW" = yes ]; then sleep 300; fi
@@ -44,22 +37,10 @@ spec:
 """
 
 
-def start(tmp_path: Path, dev_cluster: DevCluster, transport: str) -> tuple[PlanRepo, Loop]:
-    repo = PlanRepo(tmp_path, dev_cluster.manifest_path(transport).read_text())
-    return repo, Loop(repo, tmp_path / "state")
-
-
-@pytest.fixture
-def world(tmp_path: Path, dev_cluster: DevCluster):
-    repo, loop = start(tmp_path, dev_cluster, "local")
-    yield repo, loop
-    loop.stop()
-
-
 @pytest.fixture(params=["local", "ssh"])
 def either(request: pytest.FixtureRequest, tmp_path: Path, dev_cluster: DevCluster):
     """The same world through each transport: scancel goes through it."""
-    repo, loop = start(tmp_path, dev_cluster, request.param)
+    repo, loop, _ = gitops_world(request.param, tmp_path, dev_cluster)
     yield repo, loop
     loop.stop()
 
