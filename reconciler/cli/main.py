@@ -47,7 +47,8 @@ def _load_workflow(source: str, name: str, *, require_cluster: bool):
     from ..manifests.loader import load_paths
     from ..manifests.resolve import resolve
 
-    loaded = load_paths([Path(source)])
+    # Names relative to the source's folder, as a running loop's are: inputs are found beside them.
+    loaded = load_paths([Path(source)], relative_to=_source_root(source))
     resolution = resolve(loaded.resources, require_cluster=require_cluster)
     namespace, _, short = name.rpartition("/")
     for resolved in resolution.workflows:
@@ -59,6 +60,12 @@ def _load_workflow(source: str, name: str, *, require_cluster: bool):
             return "\n".join(str(e) for e in invalid.errors)
     known = ", ".join(sorted(r.workflow.metadata.name for r in resolution.workflows)) or "none"
     return f"no valid workflow {name!r} under {source} (valid workflows: {known})"
+
+
+def _source_root(source: str) -> Path:
+    """The folder a ``--source`` path's manifest names (and their inputs) are relative to."""
+    path = Path(source)
+    return path if path.is_dir() else path.parent
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
@@ -101,8 +108,10 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
+    from ..engine.staging import find_inputs
     from ..slurm.client import SlurmClient, SlurmError
     from ..slurm.transport import TransportError, open_transport
+    from ..sources.directory import DirectoryFiles
     from .submit import follow, submit_workflow
 
     resolved = _load_workflow(args.source, args.workflow, require_cluster=True)
@@ -112,7 +121,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     assert resolved.cluster is not None
     client = SlurmClient(resolved.cluster, open_transport(resolved.cluster.spec))
     try:
-        submission = submit_workflow(resolved, client)
+        inputs = find_inputs(resolved, content=DirectoryFiles(_source_root(args.source)), config_maps=None)
+        submission = submit_workflow(resolved, client, inputs=inputs)
         for task, job_ids in submission.jobs.items():
             print(f"{task:20} submitted as job {','.join(job_ids)}")
         for task, why in submission.blocked.items():

@@ -6,7 +6,9 @@ Called by the CLI and the demo. The whole DAG goes to Slurm at once, chained wit
 there: what comes after it needs a person, which is the control loop's job (``reconciler run``).
 So does an array sized at run time (``countFrom``, ``itemsFrom``): its size is known only after
 its prerequisite ran.
-Nothing here retries or reruns; that too is the loop's job.
+Nothing here retries or reruns; that too is the loop's job. A task's inputs are staged into its
+run directory just before it is submitted, as the loop stages them; a task whose inputs name
+nothing is not submitted, and says which.
 
 An array's ``parallelism`` N caps the whole task, while Slurm's ``%N`` caps one array job: so the
 N is split between the task's chunks (``split_parallelism``), each chunk throttled to its share
@@ -23,15 +25,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from ..api import TaskPhase, TaskType
 from ..core.fingerprint import fingerprints
 from ..core.observed import DONE_PHASES, ObservedJob
+from ..engine.staging import FoundInputs, stage, staged_files
 from ..manifests.resolve import ResolvedWorkflow
 from ..slurm.client import SlurmClient, SlurmUnavailable, SubmitRequest
+from ..slurm.script import run_dir_of, upstream_files
 from ..slurm.tags import JobTag
 
 
@@ -48,8 +52,10 @@ def new_uid() -> str:
     return uuid.uuid4().hex[:16]
 
 
-def submit_workflow(resolved: ResolvedWorkflow, client: SlurmClient, *, uid: str | None = None) -> Submission:
-    """Submit every job of ``resolved`` in DAG order, each after its prerequisites' jobs."""
+def submit_workflow(resolved: ResolvedWorkflow, client: SlurmClient, *, uid: str | None = None,
+                    inputs: Mapping[str, FoundInputs] | None = None) -> Submission:
+    """Submit every job of ``resolved`` in DAG order, each after its prerequisites' jobs, with
+    the ``inputs`` found for its tasks staged first."""
     meta = resolved.workflow.metadata
     submission = Submission(uid=uid or new_uid())
     fps = fingerprints(resolved.graph)
@@ -77,6 +83,10 @@ def submit_workflow(resolved: ResolvedWorkflow, client: SlurmClient, *, uid: str
             submission.blocked[name] = (f"is sized at run time by {source.file} of task {source.task}; "
                                         "`reconciler run` reads it and submits the array")
             continue
+        found = (inputs or {}).get(name)
+        if found is not None and found.state.missing:
+            submission.blocked[name] = "; ".join(found.state.missing)
+            continue
         size = task.array.size if task.array else 1
         chunks = [tuple(range(start, min(start + max_array, size))) for start in range(0, size, max_array)]
         parallelism = task.array.parallelism if task.array else None
@@ -88,6 +98,11 @@ def submit_workflow(resolved: ResolvedWorkflow, client: SlurmClient, *, uid: str
                 f"its parallelism {parallelism} is below its {len(chunks)} arrays of at most {max_array} elements "
                 "(the cluster's MaxArraySize), so Slurm cannot hold the cap; `reconciler run` sends one at a time")
             continue
+        workdir = client.cluster.spec.workdir
+        files = tuple(staged_files(inputs, name))
+        if files:
+            stage(client.transport, cluster_workdir=workdir, files=files,
+                  run_dir=run_dir_of(cluster_workdir=workdir, namespace=meta.namespace, workflow=meta.name, task=task))
         job_ids: list[str] = []
         for chunk, share in zip(chunks, shares, strict=True):
             # An array's chunk is tagged with its first index; a plain job is part 0.
@@ -96,6 +111,8 @@ def submit_workflow(resolved: ResolvedWorkflow, client: SlurmClient, *, uid: str
                 tag=JobTag(uid=submission.uid, task=name, attempt=1, part=chunk[0], fingerprint=fps[name]),
                 resources=task.resources, indices=chunk if task.array else None,
                 parallelism=share, dependencies=dependencies,
+                inputs_from=upstream_files(task, resolved.tasks, cluster_workdir=workdir, namespace=meta.namespace,
+                                           workflow=meta.name),
             )))
         submission.jobs[name] = job_ids
         submission.elements[name] = size

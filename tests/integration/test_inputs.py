@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,8 @@ from reconciler.store.database import Store
 from tests.integration.gitops_world import Loop, PlanRepo, sacct_jobs, unique, wait_until, workflow_header
 
 pytestmark = pytest.mark.slurm
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def workflow(name: str) -> str:
@@ -113,3 +117,26 @@ def test_a_staging_failure_submits_nothing_and_the_next_tick_stages_again(transp
         loop.stop()
     assert (workdir / "default" / name / "run" / "seen.txt").read_text() == name
     assert len(sacct_jobs(dev_cluster, f"{name}.run")) == 1
+
+
+def test_reconciler_submit_stages_inputs_as_the_loop_does(tmp_path: Path, dev_cluster: DevCluster):
+    """The one-shot path: a folder's script reaches the run directory before sbatch, and an
+    earlier task's outputs are copied in by the job itself."""
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    (plans / "cluster.yaml").write_text(dev_cluster.manifest_path("local").read_text())
+    name = unique("oneshot")
+    (plans / "workflow.yaml").write_text(workflow_header(name) + """\
+    - {name: tile, script: "mkdir -p tiles && echo zero > tiles/0.tif"}
+    - name: segment
+      dependsOn: [tile]
+      script: ./segment.sh
+      inputs: [segment.sh, {task: tile, path: "tiles/*.tif"}]
+""")
+    (plans / "segment.sh").write_text("#!/bin/bash\ncat tiles/0.tif > seen.txt\n")
+    (plans / "segment.sh").chmod(0o755)
+    done = subprocess.run([sys.executable, "-m", "reconciler", "submit", name, "--source", str(plans), "--wait",
+                           "--timeout", "120"], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_dir = Path(dev_cluster.cluster("local").spec.workdir) / "default" / name / "segment"
+    assert (run_dir / "seen.txt").read_text() == "zero\n"

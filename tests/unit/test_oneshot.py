@@ -8,8 +8,10 @@ from hypothesis import strategies as st
 from reconciler.api import FailureKind, TaskPhase
 from reconciler.cli.submit import split_parallelism, submit_workflow, summarize
 from reconciler.core.observed import JobKey, JobOutcome, ObservedJob
+from reconciler.engine.staging import find_inputs
 from reconciler.slurm.client import SlurmClient
 from reconciler.slurm.commands import command_name
+from reconciler.sources.directory import DirectoryFiles
 from tests.fakes import FakeSlurm
 from tests.unit.reconcile_world import resolved
 
@@ -120,3 +122,21 @@ def test_split_parallelism_never_exceeds_the_cap_and_gives_every_chunk_one(sizes
     assert all(1 <= share <= size for share, size in zip(shares, sizes, strict=True))
     # Nothing is left unused that a chunk could have taken.
     assert sum(shares) == min(parallelism, sum(sizes))
+
+
+def test_a_task_whose_input_names_nothing_is_not_submitted_and_says_which(tmp_path):
+    fake = FakeSlurm()
+    wf = resolved("""\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: Workflow
+metadata: {name: slide}
+spec:
+  tasks:
+    - {name: segment, script: ./segment.sh, inputs: [segment.sh]}
+    - {name: mosaic, dependsOn: [segment], script: "true"}
+""")
+    inputs = find_inputs(wf, content=DirectoryFiles(tmp_path), config_maps=None)
+    submission = submit_workflow(wf, SlurmClient(wf.cluster, fake), inputs=inputs)
+    assert arrays_submitted(fake) == [] and submission.jobs == {}
+    assert "input segment.sh not found" in submission.blocked["segment"]
+    assert submission.blocked["mosaic"] == "waits for segment"
