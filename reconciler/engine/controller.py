@@ -371,7 +371,7 @@ class Controller:
         for stored, _ in work.workflows:
             self.store.update_from_observation(stored.uid, jobs.get(stored.uid, []), now=now, cluster=name)
         inputs = self._inputs(work)
-        desired = [self._desired(stored, resolved, jobs.get(stored.uid, ()), inputs.get(stored.uid))
+        desired = [self._desired(stored, resolved, jobs.get(stored.uid, ()), inputs.get(stored.uid), now=now)
                    for stored, resolved in work.workflows]
         desired = self._with_sizes(client, work, desired, now=now)
         plans = plan_cluster(desired, view=view, capacity=cluster.spec.capacity, now=now)
@@ -398,7 +398,7 @@ class Controller:
         view = ClusterView(name=name, reachable=False, accounting=False, error=reason)
         try:
             inputs = self._inputs(work)
-            desired = [self._desired(stored, resolved, (), inputs.get(stored.uid))
+            desired = [self._desired(stored, resolved, (), inputs.get(stored.uid), now=now)
                        for stored, resolved in work.workflows]
             desired = self._with_sizes(None, work, desired, now=now)
             plans = plan_cluster(desired, view=view, capacity=cluster.spec.capacity, now=now)
@@ -417,8 +417,8 @@ class Controller:
                 for stored, resolved in work.workflows}
 
     def _desired(self, stored: StoredWorkflow, resolved: ResolvedWorkflow, observed: Iterable[ObservedJob],
-                 inputs: Mapping[str, FoundInputs] | None) -> DesiredWorkflow:
-        return self._with_approvals(stored, DesiredWorkflow(
+                 inputs: Mapping[str, FoundInputs] | None, *, now: datetime) -> DesiredWorkflow:
+        return self._with_approvals(stored, now=now, desired=DesiredWorkflow(
             uid=stored.uid, resolved=resolved, generation=resolved.workflow.metadata.generation or stored.generation,
             revision=stored.revision, previous=stored.status,
             observed=tuple(observed), records=tuple(self.store.attempts(stored.uid)),
@@ -435,12 +435,11 @@ class Controller:
                                                       fingerprints=task_fingerprints(item), now=now))
                 for (stored, resolved), item in zip(work.workflows, desired, strict=True)]
 
-    def _with_approvals(self, stored: StoredWorkflow, desired: DesiredWorkflow) -> DesiredWorkflow:
+    def _with_approvals(self, stored: StoredWorkflow, *, desired: DesiredWorkflow, now: datetime) -> DesiredWorkflow:
         """``desired`` with its approvals, after recording the manifest's new ``approved:``
         values for the tasks as they are in this revision."""
         self.store.record_declared(stored.uid, declared_approvals(desired.resolved.tasks),
-                                   fingerprints=task_fingerprints(desired), revision=stored.revision,
-                                   now=datetime.now(UTC))
+                                   fingerprints=task_fingerprints(desired), revision=stored.revision, now=now)
         return replace(desired, approvals=self.store.approvals(stored.uid))
 
     def _observation_start(self, cluster: str, workflows: Iterable[tuple[StoredWorkflow, ResolvedWorkflow]], *,
