@@ -203,6 +203,9 @@ InactiveLimit=0
 KillWait=5
 MinJobAge=30
 OverTimeLimit=0
+# Below Slurm's default (1001), so that arrays of a few hundred elements already span several
+# array jobs: the demo and the tests exercise the chunking without thousands of elements.
+MaxArraySize=201
 SlurmctldTimeout=30
 SlurmdTimeout=60
 AccountingStorageType=accounting_storage/slurmdbd

@@ -10,7 +10,7 @@ from pathlib import Path
 from reconciler.devcluster import DevCluster
 from tests.integration.gitops_world import Loop, PlanRepo, unique, watch_to_end, workflow_header
 
-MAX_ARRAY_SIZE = 1001  # the dev cluster's (Slurm's default): the task below is cut into two chunks
+MAX_ARRAY_SIZE = 201  # the dev cluster's: the task below is cut into two chunks
 PARALLELISM = 8  # two chunks of %8 running together would need 16 CPUs: the dev node has them
 COUNT = MAX_ARRAY_SIZE + PARALLELISM
 

@@ -69,12 +69,18 @@ def client(slurm_cluster: SlurmCluster) -> Iterator[SlurmClient]:
 
 
 @pytest.fixture(scope="session")
-def timeout_submission(client: SlurmClient) -> tuple[Submission, SlurmClient]:
-    """A job past its time limit, submitted as soon as a client exists: Slurm only checks time
-    limits every half minute, so the rest of the suite runs while this one times out."""
-    workflow = resolved_from(one_task("overtime", "sleep 300").replace('time: "00:05:00"', 'time: "00:01:00"'),
-                             client.cluster)
-    return submit_workflow(workflow, client), client
+def overtime(dev_cluster: DevCluster) -> Iterator[Submission]:
+    """A job past its time limit, submitted (through the local transport) as soon as the first
+    backend test asks: Slurm only checks time limits every half minute, so the rest of the suite
+    runs while it times out, and each transport's test then observes the same job."""
+    cluster = dev_cluster.cluster("local")
+    client = SlurmClient(cluster, open_transport(cluster.spec))
+    try:
+        workflow = resolved_from(one_task("overtime", "sleep 300").replace('time: "00:05:00"', 'time: "00:01:00"'),
+                                 cluster)
+        yield submit_workflow(workflow, client)
+    finally:
+        client.close()
 
 
 def follow_all(client: SlurmClient, submission: Submission):
@@ -96,13 +102,13 @@ def wait_for(client: SlurmClient, submission: Submission, predicate, *, timeout:
 
 def test_cluster_limits_and_partitions_are_read(client: SlurmClient):
     info = client.info(refresh=True)
-    assert info.limits is not None and info.limits.max_array_size == 1001
+    assert info.limits is not None and info.limits.max_array_size == 201
     [debug] = [p for p in info.partitions if p.name == "debug"]
     assert debug.default and debug.max_time_seconds == 3600
 
 
 def test_three_step_chain_runs_to_completion_with_native_dependencies(client: SlurmClient, dev_cluster: DevCluster,
-                                                                        timeout_submission):
+                                                                        overtime):
     text = (EXAMPLES / "ultrasound-plan.yaml").read_text()
     workflow = resolved_from(text, client.cluster)
     submission = submit_workflow(workflow, client)
@@ -208,9 +214,8 @@ def test_hold_release_and_cancel(client: SlurmClient):
     client.hold(submission.jobs["main"])
 
 
-def test_a_job_past_its_time_limit_times_out(timeout_submission):
-    submission, client = timeout_submission
-    [job] = wait_for(client, submission, lambda jobs: len(jobs) == 1 and jobs[0].phase in DONE_PHASES, timeout=180)
+def test_a_job_past_its_time_limit_times_out(client: SlurmClient, overtime: Submission):
+    [job] = wait_for(client, overtime, lambda jobs: len(jobs) == 1 and jobs[0].phase in DONE_PHASES, timeout=180)
     assert job.phase is TaskPhase.FAILED and job.outcome.failure is FailureKind.TIMEOUT
 
 

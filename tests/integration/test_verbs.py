@@ -5,12 +5,11 @@ Git repository and the state a real run left."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from reconciler.devcluster import DevCluster
-from tests.integration.gitops_world import gitops_world, squeue_jobs, unique, wait_until, workflow_header
+from tests.integration.gitops_world import squeue_jobs, unique, wait_until, workflow_header
 
 pytestmark = pytest.mark.slurm
 
@@ -37,16 +36,9 @@ def workflow(name: str, *, dose: str = "1") -> str:
 """
 
 
-@pytest.fixture(params=["local", "ssh"])
-def either(request: pytest.FixtureRequest, tmp_path: Path, dev_cluster: DevCluster):
-    """The same world through each transport: scancel goes through it."""
-    repo, loop, _ = gitops_world(request.param, tmp_path, dev_cluster)
-    yield repo, loop
-    loop.stop()
-
-
-def test_cancel_stops_the_job_for_good_and_retry_runs_a_new_attempt(either, dev_cluster: DevCluster):
-    repo, loop = either
+def test_cancel_stops_the_job_for_good_and_retry_runs_a_new_attempt(world, dev_cluster: DevCluster):
+    # Through the local transport: scancel through ssh is the backend tests' (test_slurm_backend).
+    repo, loop = world
     name = unique("verbs")
     repo.write("plans/verbs.yaml", workflow(name))
     repo.push("a workflow with a long first step")
