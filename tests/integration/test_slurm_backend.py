@@ -19,6 +19,7 @@ from reconciler.manifests.resolve import ResolvedWorkflow, resolve
 from reconciler.slurm.client import SlurmClient, SubmitRequest
 from reconciler.slurm.tags import JobTag
 from reconciler.slurm.transport import open_transport
+from tests.integration.gitops_world import workflow_header
 
 pytestmark = pytest.mark.slurm
 
@@ -47,14 +48,7 @@ def cluster_yaml(cluster: SlurmCluster) -> str:
 
 
 def one_task(name: str, body: str, *, extra: str = "") -> str:
-    return f"""\
-apiVersion: hpc.reconciler.dev/v1alpha1
-kind: Workflow
-metadata: {{name: {name}}}
-spec:
-  defaults:
-    resources: {{partition: debug, time: "00:05:00", memory: 50M}}
-  tasks:
+    return workflow_header(name, memory="50M") + f"""\
     - name: main
       script: |
         {body}
