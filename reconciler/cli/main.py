@@ -221,6 +221,13 @@ def _cmd_operator(args: argparse.Namespace) -> int:
                         lease_namespace=args.lease_namespace, identity=args.identity)
 
 
+def _source_options(parser: argparse.ArgumentParser) -> None:
+    """Where the manifests are: the options ``run`` and ``diff`` share, so both read a source alike."""
+    parser.add_argument("--source", required=True, metavar="SRC",
+                        help="a directory, a Git repository path, or a file://, ssh:// or https:// Git URL")
+    parser.add_argument("--path", metavar="SUBDIR", help="read manifests only under this folder of the source")
+
+
 def _state_dir_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", metavar="DIR",
                         help="status store and outputs (default: $RECONCILER_STATE_DIR, else "
@@ -261,9 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.set_defaults(func=_cmd_submit)
 
     run = commands.add_parser("run", help="the control loop: reconcile a directory or Git repository onto Slurm")
-    run.add_argument("--source", required=True, metavar="SRC",
-                     help="a directory, a Git repository path, or a file://, ssh:// or https:// Git URL")
-    run.add_argument("--path", metavar="SUBDIR", help="read manifests only under this folder of the source")
+    _source_options(run)
     run.add_argument("--branch", metavar="B", help="Git branch to follow (default: the repository's HEAD)")
     _state_dir_option(run)
     run.add_argument("--interval", type=float, default=10.0, metavar="S",
@@ -329,9 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     retry.set_defaults(func=_cmd_retry)
 
     diff = commands.add_parser("diff", help="what a push would change against the stored state (exit 1 on changes)")
-    diff.add_argument("--source", required=True, metavar="SRC",
-                      help="a directory, a Git repository path, or a file://, ssh:// or https:// Git URL")
-    diff.add_argument("--path", metavar="SUBDIR", help="read manifests only under this folder of the source")
+    _source_options(diff)
     diff.add_argument("--branch", metavar="B", help="Git branch (default: the repository's HEAD)")
     diff.add_argument("--revision", metavar="R", help="read this Git commit, tag or branch (main~1, HEAD~2 too)")
     diff.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
