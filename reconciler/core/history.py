@@ -1,0 +1,51 @@
+"""Finished runs as the Optimizer learns from them: one record per Slurm job that ended.
+
+Built by the store (``reconciler.store.history``) from what sacct reported when the job ended,
+and read by the run-time model (``reconciler.core.runmodel``) and ``reconciler history``. An
+array job is one record: its elements share one request, so they are one observation of how
+that request runs (``elements`` of them, ``elapsed_seconds`` their mean).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSample:
+    """One finished job of a task kind, with what it asked for and what it used."""
+
+    kind: str  # the task kind (see ``task_kind``)
+    workflow: str  # namespace/name
+    task: str
+    attempt: int
+    job_id: str
+    cluster: str
+    partition: str | None
+    nodes: int
+    cpus: int  # per element (--cpus-per-task as allocated)
+    memory_mib: float | None  # requested, per element
+    time_limit_seconds: int | None  # requested
+    size_hint: float | None  # the task's sizeHint, when it gives one
+    state: str  # Slurm's end state: COMPLETED, FAILED, TIMEOUT, OUT_OF_MEMORY, CANCELLED, NODE_FAIL...
+    elements: int  # 1 for a plain job
+    elapsed_seconds: float  # per element (the mean over an array's elements)
+    queue_wait_seconds: float | None  # Start - Submit (the mean over elements)
+    max_rss_mib: float | None  # of the batch step (the largest over elements)
+    total_cpu_seconds: float | None  # summed over elements
+    billed_core_seconds: int  # elapsed x the billing TRES (else allocated CPUs), summed over elements
+    finished_at: datetime
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "COMPLETED"
+
+
+def task_kind(*, explicit: str | None, template: str | None, workflow: str, task: str) -> str:
+    """The key runs of one kind of task share: the task's own ``kind:``; else the template's name
+    and the task's, so every instance of a template learns from the others; else the workflow's
+    name and the task's."""
+    if explicit:
+        return explicit
+    return f"{template or workflow}/{task}"
