@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from .meta import API_VERSION, FrozenModel, Model, ObjectMeta
+from .orchestration import Scoring
 from .workflow import SLURM_WORD
 
 
@@ -47,6 +48,8 @@ class SlurmClusterSpec(FrozenModel):
     workdir: Annotated[str, Field(min_length=1)]
     capacity: Capacity = Field(default_factory=Capacity)
     partitions: list[Partition] = Field(default_factory=list)
+    scoring: Scoring | None = Field(default=None, description=(
+        "how workflows on this cluster rank the candidates of their auto resources, unless they say"))
 
     @model_validator(mode="after")
     def _ssh_when_needed(self) -> SlurmClusterSpec:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -113,13 +114,19 @@ def _resolve_union(schema: dict[str, Any], defs: dict[str, Any], path: str) -> t
             merged, inner_nullable = _resolve_union(_merge_single(schema, branches[0], keyword), defs, path)
             return merged, nullable or inner_nullable
         types = {b.get("type") for b in branches}
+        rest = {k: v for k, v in schema.items() if k != keyword}
+        if types == {"integer", "string"}:
+            return {**rest, **_int_or_string(branches, path)}, nullable
+        if types == {"string", "array"} and all(b.get("type") == "string" for b in
+                                                [b for b in branches if b["type"] == "string"] + [
+                                                    b.get("items", {}) for b in branches if b["type"] == "array"]):
+            # A name or a list of names (cluster: a, or cluster: [a, b]) has no structural form;
+            # the node accepts any value and the model rejects anything else when it is parsed.
+            return {**rest, "x-kubernetes-preserve-unknown-fields": True}, nullable
         if not types <= _SCALAR_TYPES or any(set(b) - {"type", "description", "title"} for b in branches):
             raise ValueError(f"{path}: only unions of plain scalar types have a structural form, got {branches}")
-        rest = {k: v for k, v in schema.items() if k != keyword}
         if types == {"integer", "number"}:
             return {**rest, "type": "number"}, nullable
-        if types == {"integer", "string"}:
-            return {**rest, "x-kubernetes-int-or-string": True}, nullable
         # Any other scalar union (ArgumentValue: str | int | float | bool) has no structural
         # form: types inside anyOf are forbidden, and x-kubernetes-int-or-string would make the
         # API server reject the floats and booleans the model accepts (`enabled: true`,
@@ -127,6 +134,31 @@ def _resolve_union(schema: dict[str, Any], defs: dict[str, Any], path: str) -> t
         # when the object is parsed.
         return {**rest, "x-kubernetes-preserve-unknown-fields": True}, nullable
     return schema, False
+
+
+# Keywords that constrain only values of their own type, so one node can carry both branches'.
+_INTEGER_ONLY = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
+_STRING_ONLY = {"pattern", "const", "minLength", "maxLength"}
+
+
+def _int_or_string(branches: list[dict[str, Any]], path: str) -> dict[str, Any]:
+    """A count or a keyword (``cpus: 4`` or ``cpus: auto``) as one int-or-string node that keeps
+    both branches' checks: a bound applies only to numbers and a pattern only to strings, so
+    neither constrains the other's values."""
+    node: dict[str, Any] = {"x-kubernetes-int-or-string": True}
+    for branch in branches:
+        allowed = _INTEGER_ONLY if branch["type"] == "integer" else _STRING_ONLY
+        extra = set(branch) - allowed - {"type", "description", "title"}
+        if extra:
+            raise ValueError(f"{path}: {sorted(extra)} in an integer-or-string union have no structural form")
+        for key in allowed & set(branch):
+            if key == "const":
+                node["pattern"] = f"^{re.escape(branch['const'])}$"
+            else:
+                node[key] = branch[key]
+        if "description" in branch:
+            node.setdefault("description", branch["description"])
+    return node
 
 
 def _structural(schema: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str, Any]:
@@ -152,11 +184,11 @@ def _structural(schema: dict[str, Any], defs: dict[str, Any], path: str) -> dict
     if "exclusiveMaximum" in schema:
         out["maximum"] = schema["exclusiveMaximum"]
         out["exclusiveMaximum"] = True
-    if nullable and "type" in out:
-        out["nullable"] = True
     for key, value in schema.items():
         if key.startswith("x-kubernetes-"):
             out[key] = value
+    if nullable and "type" in out:
+        out["nullable"] = True
 
     if "properties" in schema:
         out["properties"] = {
@@ -239,7 +271,7 @@ _PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
         _column("Progress", ".status.progress"),
         _column("Core-hours", ".status.coreHours", "number"),
         _AGE,
-        _column("Cluster", ".spec.cluster", priority=1),
+        _column("Cluster", ".status.cluster", priority=1),
         _column("Message", '.status.conditions[?(@.type=="Ready")].message', priority=1),
     ],
     "WorkflowTemplate": [_AGE],

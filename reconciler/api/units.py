@@ -13,6 +13,9 @@ import re
 TIME_PATTERN = r"^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d{1,2}|\d+-\d{1,2}:\d{1,2}|\d+-\d{1,2}:\d{1,2}:\d{1,2})$"
 # Slurm --mem: an integer with an optional unit suffix; no suffix means megabytes.
 MEMORY_PATTERN = r"^\d+[KMGTkmgt]?$"
+# The same, or "auto": the Orchestrator chooses the value.
+AUTO_OR_TIME_PATTERN = rf"^(auto|{TIME_PATTERN[1:-1]})$"
+AUTO_OR_MEMORY_PATTERN = rf"^(auto|{MEMORY_PATTERN[1:-1]})$"
 
 _MEMORY_FACTORS_MIB = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
 

@@ -22,7 +22,8 @@ from .meta import (
     Name,
     ObjectMeta,
 )
-from .units import MEMORY_PATTERN, TIME_PATTERN
+from .orchestration import AUTO, Auto, Budget, BudgetStatus, ChoiceStatus, Scoring, TaskCandidates
+from .units import AUTO_OR_MEMORY_PATTERN, AUTO_OR_TIME_PATTERN
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Slurm accepts more in these fields, but nothing that needs a newline or a shell metacharacter;
@@ -45,12 +46,18 @@ class FailureKind(str, Enum):
     PREEMPTED = "PREEMPTED"
 
 
+# "auto" in any of these asks the Orchestrator to choose the value (reconciler.core.orchestrator).
+CHOOSABLE = ("partition", "nodes", "cpus", "memory", "time")
+
+
 class Resources(FrozenModel):
-    partition: Annotated[str, Field(pattern=SLURM_WORD, max_length=128)] | None = None
-    nodes: Annotated[int, Field(ge=1)] | None = None
-    cpus: Annotated[int, Field(ge=1, description="CPUs per task (--cpus-per-task)")] | None = None
-    memory: Annotated[str, Field(pattern=MEMORY_PATTERN, description="--mem, e.g. 4G")] | None = None
-    time: Annotated[str, Field(pattern=TIME_PATTERN, description="--time, e.g. 01:30:00")] | None = None
+    partition: Annotated[str, Field(pattern=SLURM_WORD, max_length=128,
+                                    description="a partition, or auto")] | None = None
+    nodes: Annotated[int, Field(ge=1)] | Auto | None = None
+    cpus: Annotated[int, Field(ge=1, description="CPUs per task (--cpus-per-task)")] | Auto | None = None
+    memory: Annotated[str, Field(pattern=AUTO_OR_MEMORY_PATTERN, description="--mem, e.g. 4G, or auto")] | None = None
+    time: Annotated[str, Field(pattern=AUTO_OR_TIME_PATTERN,
+                               description="--time, e.g. 01:30:00, or auto")] | None = None
     gres: Annotated[str, Field(pattern=SLURM_WORD, max_length=256)] | None = None
     account: Annotated[str, Field(pattern=SLURM_WORD, max_length=128)] | None = None
     qos: Annotated[str, Field(pattern=SLURM_WORD, max_length=128)] | None = None
@@ -58,6 +65,25 @@ class Resources(FrozenModel):
     def merged_over(self, base: Resources) -> Resources:
         """These resources with every unset field taken from ``base``."""
         return base.model_copy(update=self.model_dump(exclude_none=True))
+
+    @property
+    def cores(self) -> int:
+        """The cores one element holds: CPUs per task times nodes (an unset count is one)."""
+        cpus = self.cpus if isinstance(self.cpus, int) else 1
+        nodes = self.nodes if isinstance(self.nodes, int) else 1
+        return cpus * nodes
+
+    @property
+    def auto(self) -> tuple[str, ...]:
+        """The fields the Orchestrator chooses."""
+        return tuple(name for name in CHOOSABLE if getattr(self, name) == AUTO)
+
+    def declared(self, defaults: Resources | None = None) -> Resources:
+        """These resources as declared without a choice: each ``auto`` takes the value of
+        ``defaults`` (a workflow's task defaults), else Slurm's default."""
+        base = defaults if defaults is not None else Resources()
+        return self.model_copy(update={name: None if getattr(base, name) == AUTO else getattr(base, name)
+                                       for name in self.auto})
 
 
 # A file in an earlier task's run directory: relative, inside it, plain enough for any shell word.
@@ -196,6 +222,7 @@ class TaskInput(FrozenModel):
 
 
 MAX_APPROVAL_NOTE = 200
+TASK_KIND = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$"
 
 
 class Task(FrozenModel):
@@ -216,6 +243,14 @@ class Task(FrozenModel):
     outputs: list[str] = Field(default_factory=list)
     inputs: list[TaskInput] = Field(default_factory=list)
     labels: Labels = Field(default_factory=dict)
+    kind: Annotated[str, Field(pattern=TASK_KIND, max_length=128, description=(
+        "the key runs of one kind of task share for choosing resources (default: the template's or "
+        "workflow's name and the task's)"))] | None = None
+    size_hint: Annotated[float, Field(ge=0, description=(
+        "how big this run is (e.g. grid points), for predicting its run time from runs of other sizes"))
+                        ] | None = None
+    candidates: TaskCandidates | None = Field(default=None, description=(
+        "the values the reconciler may choose for the task's auto resources"))
 
     @model_validator(mode="after")
     def _body_matches_type(self) -> Task:
@@ -271,7 +306,12 @@ class TemplateRef(FrozenModel):
 
 
 class WorkflowSpec(FrozenModel):
-    cluster: Name | None = None
+    # A list or "auto" (every declared cluster): the reconciler picks one when the workflow starts.
+    cluster: Name | list[Name] | None = Field(default=None, description=(
+        "a SlurmCluster, a list of candidate clusters, or auto (any declared cluster)"))
+    scoring: Scoring | None = Field(default=None, description=(
+        "how candidate configurations of auto resources are ranked (default: the cluster's, else 'time')"))
+    budget: Budget | None = None
     suspend: bool = False
     template_ref: TemplateRef | None = None
     arguments: dict[str, ArgumentValue] = Field(default_factory=dict)
@@ -355,6 +395,13 @@ class TaskOutputsStatus(Model):
     tries: int = 0
 
 
+class TaskEfficiency(Model):
+    """How much of what the latest finished attempt of a task was given it used."""
+
+    cpu: float | None = Field(default=None, description="TotalCPU / (elapsed x allocated CPUs)")
+    memory: float | None = Field(default=None, description="the largest MaxRSS / requested memory")
+
+
 class TaskStatus(Model):
     phase: TaskPhase = TaskPhase.WAITING
     job_id: str | None = None
@@ -364,10 +411,15 @@ class TaskStatus(Model):
     message: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    core_hours: float = 0.0
+    core_hours: float = 0.0  # billed_core_seconds in hours, rounded
+    billed_core_seconds: int = Field(default=0, description=(
+        "core-seconds as Slurm's accounting bills them (elapsed x the billing TRES, else x CPUs; a running "
+        "job's elapsed x CPUs), every attempt and array element summed"))
+    efficiency: TaskEfficiency | None = None  # of the latest finished attempt
     fingerprint: str | None = None
     array: ArrayStatus | None = None
     outputs: TaskOutputsStatus | None = None  # a succeeded task's declared outputs
+    choice: ChoiceStatus | None = None  # what was chosen for the task's auto resources, and why
 
 
 class WorkflowStatus(Model):
@@ -378,8 +430,11 @@ class WorkflowStatus(Model):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     core_hours: float = 0.0
+    billed_core_seconds: int = 0  # the sum over the tasks'
     revision: str | None = None
     cleaned_at: datetime | None = None  # when ttlSecondsAfterFinished removed its files
+    cluster: str | None = None  # where it runs, when the spec names candidates
+    budget: BudgetStatus | None = None
     tasks: dict[str, TaskStatus] = Field(default_factory=dict)
 
 

@@ -6,13 +6,18 @@ Each sub-command hands over to the module that owns the work; nothing here decid
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import __version__
+
+if TYPE_CHECKING:
+    from ..manifests.resolve import ResolvedWorkflow
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -62,6 +67,17 @@ def _load_workflow(source: str, name: str, *, require_cluster: bool):
     return f"no valid workflow {name!r} under {source} (valid workflows: {known})"
 
 
+def _on_one_cluster(resolved: ResolvedWorkflow) -> ResolvedWorkflow:
+    """A workflow that names candidate clusters, placed on the first of them: choosing among
+    them takes the history and the queues only a running loop has."""
+    if resolved.cluster is not None or not resolved.candidates:
+        return resolved
+    first = resolved.candidates[0]
+    print(f"note: workflow {resolved.workflow.metadata.name} names candidate clusters; using the first, "
+          f"{first.metadata.name} (`reconciler run` chooses among them)", file=sys.stderr)
+    return dataclasses.replace(resolved, cluster=first)
+
+
 def _source_root(source: str) -> Path:
     """The folder a ``--source`` path's manifest names (and their inputs) are relative to."""
     path = Path(source)
@@ -87,7 +103,12 @@ def _cmd_render(args: argparse.Namespace) -> int:
               "its script exists once `reconciler run` has read that file", file=sys.stderr)
         return 1
     meta = resolved.workflow.metadata
+    resolved = _on_one_cluster(resolved)
     assert resolved.cluster is not None
+    if task.resources.auto:
+        print(f"note: {', '.join(task.resources.auto)} of {task.name} are auto: `reconciler run` chooses them from "
+              "the runs it has seen (`reconciler explain`); rendered here with the declared defaults", file=sys.stderr)
+        task = task.model_copy(update={"resources": task.resources.declared(resolved.spec.defaults.resources)})
     tag = JobTag(uid=args.uid or meta.uid or "preview", task=task.name, attempt=args.attempt, part=0,
                  fingerprint=fingerprints(resolved.graph)[task.name])
     paths = task_paths(cluster_workdir=resolved.cluster.spec.workdir, namespace=meta.namespace,
@@ -118,6 +139,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     if isinstance(resolved, str):
         print(resolved, file=sys.stderr)
         return 1
+    resolved = _on_one_cluster(resolved)
     assert resolved.cluster is not None
     client = SlurmClient(resolved.cluster, open_transport(resolved.cluster.spec))
     try:

@@ -109,7 +109,8 @@ def submit_workflow(resolved: ResolvedWorkflow, client: SlurmClient, *, uid: str
             job_ids.append(client.submit(SubmitRequest(
                 namespace=meta.namespace, workflow=meta.name, task=task,
                 tag=JobTag(uid=submission.uid, task=name, attempt=1, part=chunk[0], fingerprint=fps[name]),
-                resources=task.resources, indices=chunk if task.array else None,
+                resources=task.resources.declared(resolved.spec.defaults.resources),
+                indices=chunk if task.array else None,
                 parallelism=share, dependencies=dependencies,
                 inputs_from=upstream_files(task, resolved.tasks, cluster_workdir=workdir, namespace=meta.namespace,
                                            workflow=meta.name),

@@ -250,7 +250,7 @@ def cut_chunks(groups: Sequence[SubmissionGroup], *, task: Task, view: ClusterVi
         partition = task.resources.partition or view.default_partition
         resources = escalated_resources(task.resources, task.retry, group.members[0].failures,
                                         partition_max_time=view.partition_max_time.get(partition or ""))
-        cores = (resources.cpus or 1) * (resources.nodes or 1)
+        cores = resources.cores
         exclude = failed_nodes([f for e in group.members for f in e.failures])
         for members in _windows(group.members, is_array=task.array is not None, max_array_size=view.max_array_size):
             chunks.append(Chunk(members=members, attempt=group.attempt, resources=resources, cores=cores,

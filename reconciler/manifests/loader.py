@@ -23,7 +23,7 @@ from ruamel.yaml.error import YAMLError
 
 from ..api import API_VERSION, KINDS, Resource
 from ..api.meta import DNS1123_LABEL, DNS1123_SUBDOMAIN
-from ..api.units import MEMORY_PATTERN, TIME_PATTERN
+from ..api.units import AUTO_OR_MEMORY_PATTERN, AUTO_OR_TIME_PATTERN, MEMORY_PATTERN, TIME_PATTERN
 from ..api.workflow import ENV_NAME, SLURM_WORD
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -38,6 +38,8 @@ PATTERN_HINTS = {
     DNS1123_SUBDOMAIN: "use lowercase letters, digits, '-' and '.', starting and ending alphanumeric",
     MEMORY_PATTERN: "use a whole number with an optional K, M, G or T suffix, e.g. 4G",
     TIME_PATTERN: "use Slurm's time format: MM, HH:MM:SS or D-HH:MM:SS, e.g. 01:30:00",
+    AUTO_OR_MEMORY_PATTERN: "use a whole number with an optional K, M, G or T suffix, e.g. 4G, or auto",
+    AUTO_OR_TIME_PATTERN: "use Slurm's time format: MM, HH:MM:SS or D-HH:MM:SS, e.g. 01:30:00, or auto",
     ENV_NAME: "use letters, digits and '_', not starting with a digit",
     SLURM_WORD: "use letters, digits and _.:,=+/@- only",
 }

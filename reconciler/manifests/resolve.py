@@ -6,12 +6,13 @@ Pure: called by ``reconciler validate``, ``reconciler render`` and each tick of 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import networkx as nx
 
 from ..api import SlurmCluster, Task, Workflow, WorkflowSpec, WorkflowTemplate
+from ..api.orchestration import AUTO
 from .dag import DagError, build_graph, topological_order
 from .loader import LoadedResource, ManifestError, SourceLocation
 from .templates import TemplateError, instantiate
@@ -23,8 +24,11 @@ class ResolvedWorkflow:
     spec: WorkflowSpec  # with template tasks substituted
     tasks: dict[str, Task]  # effective tasks (defaults merged), by name
     graph: nx.DiGraph[str]
-    cluster: SlurmCluster | None  # None only when resolved without any cluster declared
+    # Where it runs: None when resolved without any cluster declared, or while the spec names
+    # several candidates and the reconciler has not chosen among them yet.
+    cluster: SlurmCluster | None
     location: SourceLocation | None
+    candidates: tuple[SlurmCluster, ...] = ()  # the clusters spec.cluster allows
 
     @property
     def order(self) -> list[str]:
@@ -116,21 +120,33 @@ def resolve_workflow(
         graph = build_graph(spec.effective_tasks())
     except DagError as exc:
         return invalid("spec.tasks", exc.problems)
-    cluster: SlurmCluster | None
     if not require_cluster and not clusters:
-        cluster = None
-    elif spec.cluster is not None:
-        cluster = clusters.get(spec.cluster)
-        if cluster is None:
-            return invalid("spec.cluster", [
-                f"no SlurmCluster {spec.cluster!r}; declared: {', '.join(sorted(clusters)) or 'none'}"
-            ])
-    elif len(clusters) == 1:
-        cluster = next(iter(clusters.values()))
+        candidates: tuple[SlurmCluster, ...] = ()
     else:
-        return invalid("spec.cluster", [
-            "name a cluster: " + (f"{len(clusters)} SlurmClusters are declared ({', '.join(sorted(clusters))})"
-                                  if clusters else "no SlurmCluster is declared")
-        ])
+        found = _candidate_clusters(spec.cluster, clusters)
+        if isinstance(found, list):
+            return invalid("spec.cluster", found)
+        candidates = found
     tasks = {name: graph.nodes[name]["task"] for name in graph.nodes}
-    return ResolvedWorkflow(workflow, spec, tasks, graph, cluster, location)
+    cluster = candidates[0] if len(candidates) == 1 else None
+    return ResolvedWorkflow(workflow, spec, tasks, graph, cluster, location, candidates)
+
+
+def _candidate_clusters(named: str | list[str] | None, clusters: Mapping[str, SlurmCluster]
+                        ) -> tuple[SlurmCluster, ...] | list[str]:
+    """The clusters ``spec.cluster`` allows, or the problems with it."""
+    declared = ", ".join(sorted(clusters)) or "none"
+    if named == AUTO or (named is None and len(clusters) == 1):
+        if not clusters:
+            return ["cluster auto: no SlurmCluster is declared"]
+        return tuple(clusters[name] for name in sorted(clusters))
+    if named is None:
+        return ["name a cluster: " + (f"{len(clusters)} SlurmClusters are declared ({declared})"
+                                      if clusters else "no SlurmCluster is declared")]
+    names = [named] if isinstance(named, str) else named
+    if not names:
+        return ["cluster: the list of candidate clusters is empty"]
+    unknown = [name for name in names if name not in clusters]
+    if unknown:
+        return [f"no SlurmCluster {name!r}; declared: {declared}" for name in unknown]
+    return tuple(clusters[name] for name in dict.fromkeys(names))

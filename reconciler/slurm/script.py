@@ -119,6 +119,8 @@ def render_script(
     ``items_file``: where an ``itemsFrom`` array's list lies on the cluster."""
     if task.script is None and task.command is None:
         raise ValueError(f"task {task.name} runs nothing (an approval task is never submitted)")
+    if resources.auto:
+        raise ValueError(f"task {task.name}: {', '.join(resources.auto)} still auto (chosen before submitting)")
     slurm_indices = _slurm_indices(indices, tag.part)
     output_name = f"{task.name}.a{tag.attempt}"
     output_name += f".p{tag.part}.%A_%a.out" if slurm_indices is not None else ".%j.out"
@@ -254,5 +256,5 @@ def _checked(values: Sequence[str], pattern: re.Pattern[str], what: str) -> list
     return list(values)
 
 
-def _text(value: int | None) -> str | None:
+def _text(value: int | str | None) -> str | None:
     return None if value is None else str(value)

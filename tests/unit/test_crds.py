@@ -189,7 +189,7 @@ def test_workflow_printer_columns():
         ("Progress", "string", ".status.progress", 0),
         ("Core-hours", "number", ".status.coreHours", 0),
         ("Age", "date", ".metadata.creationTimestamp", 0),
-        ("Cluster", "string", ".spec.cluster", 1),
+        ("Cluster", "string", ".status.cluster", 1),
         ("Message", "string", '.status.conditions[?(@.type=="Ready")].message', 1),
     ]
 
@@ -278,7 +278,8 @@ def test_schemas_keep_the_models_validation():
     assert task["properties"]["name"]["maxLength"] == 63
     assert task["properties"]["type"] == {"type": "string", "enum": ["job", "approval"], "default": "job"}
     assert task["properties"]["resources"]["properties"]["cpus"]["minimum"] == 1
-    assert task["properties"]["resources"]["properties"]["cpus"]["nullable"] is True
+    assert task["properties"]["resources"]["properties"]["cpus"]["pattern"] == "^auto$"
+    assert task["properties"]["resources"]["properties"]["cpus"]["x-kubernetes-int-or-string"] is True
     assert task["properties"]["retry"]["properties"]["limit"]["maximum"] == 100
     assert task["properties"]["env"]["additionalProperties"] == {"type": "string"}
     status = schema_for("Workflow")["properties"]["status"]
@@ -365,7 +366,7 @@ INVALID_WORKFLOWS = {
     "retry.onFailures not in the enum": lambda w: w["spec"]["tasks"][1]["retry"].update(onFailures=["SEGFAULT"]),
     "task name breaks the pattern": lambda w: w["spec"]["tasks"][0].update(name="Prep_1"),
     "dependsOn entry breaks the pattern": lambda w: w["spec"]["tasks"][1].update(dependsOn=["Prep"]),
-    "cluster breaks the pattern": lambda w: w["spec"].update(cluster="Dev Cluster"),
+    "cpus is a word other than auto": lambda w: w["spec"]["tasks"][0]["resources"].update(cpus="many"),
     "time breaks the pattern": lambda w: w["spec"]["tasks"][0]["resources"].update(time="soon"),
     "memory breaks the pattern": lambda w: w["spec"]["defaults"]["resources"].update(memory="4GB"),
     "cpus below the minimum": lambda w: w["spec"]["tasks"][0]["resources"].update(cpus=0),
@@ -383,6 +384,20 @@ def test_invalid_workflows_fail_schema_and_model(change):
         validator("Workflow").validate(wire)
     with pytest.raises(ValueError):
         Workflow.model_validate(wire)
+
+
+def test_cluster_is_a_name_or_a_list_the_model_checks():
+    """A name or a list of names has no structural form: the schema takes any value there, and
+    the model is the check."""
+    for good in ("dev", ["dev", "other"], "auto"):
+        wire = mutated(lambda w, value=good: w["spec"].update(cluster=value))
+        validator("Workflow").validate(wire)
+        Workflow.model_validate(wire)
+    for bad in ("Dev Cluster", ["dev", "Other Cluster"], {"name": "dev"}):
+        wire = mutated(lambda w, value=bad: w["spec"].update(cluster=value))
+        validator("Workflow").validate(wire)
+        with pytest.raises(ValueError):
+            Workflow.model_validate(wire)
 
 
 def test_invalid_status_fails_the_schema():

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from reconciler.api import SlurmCluster, Task, TaskDefaults, Workflow
+from reconciler.api import Resources, SlurmCluster, Task, TaskDefaults, Workflow
 from reconciler.api.units import memory_to_mib, mib_to_memory, seconds_to_time, time_to_seconds
 
 
@@ -91,3 +91,16 @@ def test_time_and_memory_round_trip_upwards():
 def test_task_defaults_model_rejects_unknown_fields():
     with pytest.raises(ValidationError):
         TaskDefaults.model_validate({"resource": {}})
+
+
+def test_auto_resources_are_named_and_fall_back_to_the_declared_defaults():
+    resources = Resources.model_validate({"cpus": "auto", "time": "auto", "memory": "2G", "partition": "auto"})
+    assert resources.auto == ("partition", "cpus", "time")
+    assert resources.cores == 1
+    defaults = Resources.model_validate({"cpus": 4, "time": "auto", "partition": "debug"})
+    declared = resources.declared(defaults)
+    assert (declared.cpus, declared.time, declared.memory, declared.partition) == (4, None, "2G", "debug")
+    assert declared.auto == ()
+    for bad in ({"cpus": "many"}, {"time": "later"}, {"memory": "auto4G"}, {"nodes": 0}):
+        with pytest.raises(ValidationError):
+            Resources.model_validate(bad)

@@ -133,3 +133,32 @@ def test_two_declarations_of_one_name_are_an_error():
     resolution = resolve(load_text(text + "---\n" + text, filename="c.yaml").resources)
     [error] = resolution.errors
     assert error.line == 6 and "already declared at c.yaml:1" in error.message
+
+
+def test_a_workflow_may_name_candidate_clusters_or_auto():
+    clusters = "".join(f"""\
+apiVersion: {API}
+kind: SlurmCluster
+metadata: {{name: {name}}}
+spec: {{workdir: /tmp/{name}}}
+---
+""" for name in ("east", "west", "north"))
+    workflows = "\n---\n".join(f"""\
+apiVersion: {API}
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+  cluster: {cluster}
+  tasks: [{{name: a, script: x}}]""" for name, cluster in (
+        ("listed", "[west, east, west]"), ("any", "auto"), ("single", "[north]"), ("one", "east"),
+        ("unknown", "[east, south]"), ("empty", "[]")))
+    resolution = resolve(load_text(clusters + workflows, filename="plan.yaml").resources)
+    found = {w.workflow.metadata.name: w for w in resolution.workflows}
+    assert [c.metadata.name for c in found["listed"].candidates] == ["west", "east"]
+    assert found["listed"].cluster is None  # chosen by the loop when the workflow starts
+    assert [c.metadata.name for c in found["any"].candidates] == ["east", "north", "west"]
+    assert found["single"].cluster.metadata.name == "north"
+    assert found["one"].cluster.metadata.name == "east" and len(found["one"].candidates) == 1
+    invalid = {w.workflow.metadata.name: [e.message for e in w.errors] for w in resolution.invalid}
+    assert invalid["unknown"] == ["no SlurmCluster 'south'; declared: east, north, west"]
+    assert invalid["empty"] == ["cluster: the list of candidate clusters is empty"]
