@@ -14,6 +14,7 @@ yet, which a subclass could only say by making every outcome's phase optional.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -87,6 +88,45 @@ class AttemptRecord:
         return None if self.outcome is None else self.outcome.phase
 
 
+@dataclass(frozen=True, kw_only=True)
+class PartitionLimits:
+    """What a partition allows one job, as ``scontrol show partition`` reports it."""
+
+    name: str
+    max_time_seconds: int | None  # None: unlimited
+    default: bool
+    state: str  # UP, DOWN, DRAIN or INACTIVE: only an UP partition starts jobs
+    total_cpus: int
+    total_nodes: int = 0
+    max_nodes: int | None = None  # per job; None: unlimited
+    max_cpus_per_node: int | None = None  # None: unlimited
+    default_time_seconds: int | None = None  # None: a job without --time gets the MaxTime
+    # TRESBillingWeights: the billing of one unit of each TRES ("CPU", "Mem", "GRES/gpu"...),
+    # memory per GB; empty when the partition bills allocated CPUs.
+    billing_weights: Mapping[str, float] = field(default_factory=dict, hash=False)
+
+    def admits(self, query: StartQuery) -> bool:
+        """Whether a job of ``query``'s size could ever start here. Slurm's default
+        (EnforcePartLimits=NO) accepts a job over a partition's limits, which then pends forever."""
+        return (self.state == "UP"
+                and (self.max_time_seconds is None or query.time_seconds <= self.max_time_seconds)
+                and (self.max_nodes is None or query.nodes <= self.max_nodes)
+                and (self.total_nodes == 0 or query.nodes <= self.total_nodes)
+                and (self.max_cpus_per_node is None or query.cpus <= self.max_cpus_per_node))
+
+
+@dataclass(frozen=True)
+class StartQuery:
+    """A job size to ask a cluster when it would start (``sbatch --test-only``): ``cpus`` per
+    task, one task per node, as a task's resources are submitted."""
+
+    partition: str
+    nodes: int
+    cpus: int
+    time_seconds: int
+    memory_mib: int | None = None  # None: the partition's default memory
+
+
 @dataclass(frozen=True)
 class ClusterView:
     """One cluster as observed this tick, shared by every workflow that runs on it."""
@@ -105,3 +145,4 @@ class ClusterView:
     # An intent recorded before it that no query shows never reached Slurm; one recorded after
     # it may be a job that ended before slurmdbd heard of it, so it is not submitted again.
     accounting_complete_until: datetime | None = None
+    partitions: tuple[PartitionLimits, ...] = ()  # read every few minutes, not every tick

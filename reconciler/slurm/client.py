@@ -21,13 +21,13 @@ import getpass
 import logging
 import posixpath
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ..api import Resources, SlurmCluster, Task
-from ..core.observed import ClusterView, ObservedJob
+from ..core.observed import ClusterView, ObservedJob, StartQuery
 from . import commands
 from .commands import ClusterLimits, JobRecord, PartitionInfo, SubmitErrorKind
 from .observation import cluster_view, observed_by_workflow, observed_jobs, reported_ids
@@ -253,6 +253,40 @@ class SlurmClient:
             error=error, records=observation.records, limits=info.limits, partitions=info.partitions,
             submit_limit=info.submit_limit, observed_at=observation.observed_at,
         )
+
+    def estimate_starts(self, queries: Iterable[StartQuery]) -> dict[StartQuery, datetime | None]:
+        """When Slurm would start a job of each size if it were submitted now (``sbatch
+        --test-only``: nothing is submitted), one call per distinct query. None for a size that
+        cannot run here: one Slurm refuses (an unknown partition, more CPUs or memory than a node
+        has) or one over its partition's limits, which Slurm's default EnforcePartLimits=NO
+        would accept and leave pending for ever. Raises :class:`SlurmUnavailable` when the
+        cluster cannot be asked, :class:`SlurmError` when its answer cannot be read."""
+        answers: dict[StartQuery, datetime | None] = {}
+        for query in dict.fromkeys(queries):
+            answers[query] = self._estimate_start(query)
+        return answers
+
+    def _estimate_start(self, query: StartQuery) -> datetime | None:
+        try:
+            partitions = {partition.name: partition for partition in self.info().partitions}
+        except ValueError as exc:
+            raise SlurmError(f"partitions of {self.name}: {exc}") from exc
+        known = partitions.get(query.partition)
+        if known is not None and not known.admits(query):
+            return None
+        argv = commands.test_only_argv(partition=query.partition, nodes=query.nodes, cpus=query.cpus,
+                                       time_seconds=query.time_seconds, memory_mib=query.memory_mib)
+        result = self._run(argv)
+        stderr = result.stderr.strip() or result.stdout.strip()
+        if result.exit_code != 0:
+            if commands.classify_command_error(stderr) is SubmitErrorKind.TRANSIENT:
+                raise SlurmUnavailable(f"sbatch --test-only on {self.name} failed ({result.exit_code}): {stderr}")
+            log.debug("%s cannot run %s: %s", self.name, query, stderr)
+            return None
+        try:
+            return commands.parse_test_only(result.stderr).start
+        except ValueError as exc:
+            raise SlurmError(f"sbatch --test-only on {self.name}: {exc}") from exc
 
     # -- acting on jobs ----------------------------------------------------------------------
 

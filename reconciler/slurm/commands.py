@@ -19,6 +19,7 @@ from enum import Enum
 
 from ..api.units import time_to_seconds
 from ..core.indexranges import expand
+from ..core.observed import PartitionLimits
 from .states import parse_exit_code
 
 # Both squeue and sacct cut a job array's index expression at 64 bytes unless told otherwise
@@ -68,13 +69,19 @@ class ClusterLimits:
     max_job_count: int  # jobs slurmctld keeps at once, all users together
 
 
+# What scontrol says of a partition is what the core plans by: one type for both.
+PartitionInfo = PartitionLimits
+
+
 @dataclass(frozen=True)
-class PartitionInfo:
-    name: str
-    max_time_seconds: int | None  # None: unlimited
-    default: bool
-    state: str
-    total_cpus: int
+class StartEstimate:
+    """What ``sbatch --test-only`` answered: when, where and on how many processors Slurm would
+    start the job if it were submitted now (backfill's estimate, not a promise)."""
+
+    start: datetime  # timezone-aware UTC
+    processors: int
+    nodes: str
+    partition: str
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,23 @@ def release_argv(job_ids: Sequence[str]) -> list[str]:
 
 def cancel_argv(job_ids: Sequence[str]) -> list[str]:
     return ["scancel", *_job_ids(job_ids)]
+
+
+def test_only_argv(*, partition: str, nodes: int, cpus: int, time_seconds: int,
+                   memory_mib: int | None = None) -> list[str]:
+    """``sbatch --test-only``: when Slurm would start a job of this size, without submitting
+    one. The size is given as a task's job asks for it (``--nodes``, ``--cpus-per-task``,
+    ``--mem``, ``--time``) and the job runs a trivial ``--wrap``. The answer is on stderr (see
+    ``parse_test_only``); its time is an epoch second through ``OUTPUT_ENV``."""
+    if min(nodes, cpus, time_seconds) < 1 or (memory_mib is not None and memory_mib < 1):
+        raise ValueError(f"a job size must be positive: {nodes} nodes, {cpus} CPUs, {time_seconds} s, "
+                         f"{memory_mib} MiB")
+    # Slurm counts time limits in minutes and rounds seconds up, as this does.
+    argv = ["env", *OUTPUT_ENV, "sbatch", "--test-only", f"--partition={_word(partition, 'partition')}",
+            f"--nodes={int(nodes)}", f"--cpus-per-task={int(cpus)}", f"--time={-(-int(time_seconds) // 60)}"]
+    if memory_mib is not None:
+        argv.append(f"--mem={int(memory_mib)}M")
+    return [*argv, "--wrap=true"]
 
 
 def show_config_argv() -> list[str]:
@@ -237,6 +261,23 @@ def parse_sbatch(stdout: str) -> str:
     return match.group(1)
 
 
+_WILL_RUN = re.compile(r"Job ([0-9]+) to start at (\S+) using ([0-9]+) processors on nodes (\S*) in partition (\S+)")
+
+
+def parse_test_only(stderr: str) -> StartEstimate:
+    """What ``test_only_argv`` printed when it exited 0 (Slurm 22.05: "sbatch: Job 7 to start at
+    1795940978 using 2 processors on nodes dev1 in partition debug"). The time is an epoch second
+    with SLURM_TIME_FORMAT=%s, else the cluster's local time, read in this machine's zone."""
+    for line in stderr.splitlines():
+        if found := _WILL_RUN.search(line):
+            start = _instant(found.group(2))
+            if start is None:
+                raise ValueError(f"sbatch --test-only gave no start time: {line.strip()[:200]!r}")
+            return StartEstimate(start=start, processors=int(found.group(3)), nodes=found.group(4),
+                                 partition=found.group(5))
+    raise ValueError(f"sbatch --test-only printed no start: {stderr.strip()[:200]!r}")
+
+
 def parse_config(text: str) -> ClusterLimits:
     """MaxArraySize and MaxJobCount from ``scontrol show config`` (Slurm's defaults when absent)."""
     settings: dict[str, str] = {}
@@ -261,15 +302,61 @@ def parse_partitions(text: str) -> list[PartitionInfo]:
         settings = {key: value for key, _, value in (word.partition("=") for word in line.split())}
         if "PartitionName" not in settings:
             raise ValueError(f"not a partition line: {line[:200]!r}")
-        max_time = settings.get("MaxTime", "UNLIMITED")
-        partitions.append(PartitionInfo(
+        partitions.append(PartitionLimits(
             name=settings["PartitionName"],
-            max_time_seconds=None if max_time in ("UNLIMITED", "INFINITE") else time_to_seconds(max_time),
+            max_time_seconds=_limit_seconds(settings.get("MaxTime", "UNLIMITED")),
             default=settings.get("Default", "NO") == "YES",
             state=settings.get("State", "UNKNOWN"),
             total_cpus=_int(settings.get("TotalCPUs", "0"), "TotalCPUs"),
+            total_nodes=_int(settings.get("TotalNodes", "0"), "TotalNodes"),
+            max_nodes=_limit(settings.get("MaxNodes", "UNLIMITED"), "MaxNodes"),
+            max_cpus_per_node=_limit(settings.get("MaxCPUsPerNode", "UNLIMITED"), "MaxCPUsPerNode"),
+            default_time_seconds=_limit_seconds(settings.get("DefaultTime", "NONE")),
+            billing_weights=parse_billing_weights(settings.get("TRESBillingWeights", "")),
         ))
     return partitions
+
+
+def _limit(text: str, what: str) -> int | None:
+    return None if text.strip() in ("UNLIMITED", "INFINITE", "NONE") else _int(text, what)
+
+
+def _limit_seconds(text: str) -> int | None:
+    """A partition's MaxTime or DefaultTime: None when unlimited or not set."""
+    return None if text.strip() in ("UNLIMITED", "INFINITE", "NONE") else time_to_seconds(text.strip())
+
+
+# The TRES whose base unit is the megabyte (Slurm 22.05 slurmdb_get_tres_base_unit); the others
+# count ones. Memory weights are returned per GB, the unit people price memory in.
+_MEGABYTE_TRES = frozenset({"mem", "bb"})
+_UNIT_POWER = {"K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
+_TRES_TYPES = {name.lower(): name for name in (
+    "BB", "Billing", "CPU", "Energy", "FS", "GRES", "IC", "License", "Mem", "Node", "Pages", "VMem")}
+_WEIGHT = re.compile(r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)([KMGTPkmgtp]?)")
+
+
+def parse_billing_weights(text: str) -> dict[str, float]:
+    """A partition's TRESBillingWeights ("CPU=2.0,Mem=0.25G,GRES/gpu=4"): the billing of one CPU,
+    one GB of memory, one GPU... keyed by the TRES type in Slurm's spelling, with its name if any.
+
+    As slurm.conf(5) says, a suffix K, M, G, T or P makes a weight count per that many of the
+    TRES's base unit (megabytes for memory and burst buffers, ones for the rest), and a suffix no
+    larger than the base unit changes nothing: "Mem=0.25G" and "Mem=0.000244140625" bill the same.
+    """
+    weights: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.strip().strip('"').split(","))):
+        kind, sep, value = item.partition("=")
+        found = _WEIGHT.fullmatch(value.strip())
+        kind_type, slash, kind_name = kind.strip().partition("/")
+        if not sep or found is None or kind_type.lower() not in _TRES_TYPES:
+            raise ValueError(f"unreadable TRESBillingWeights entry {item[:80]!r}")
+        base_power = 2 if kind_type.lower() in _MEGABYTE_TRES else 0
+        steps = max(0, _UNIT_POWER.get(found.group(2).upper(), 0) - base_power)
+        per_base_unit = float(found.group(1)) / 1024 ** steps
+        # Per GB for megabyte TRES: 1024 of their base unit.
+        per_unit = per_base_unit * 1024 if base_power else per_base_unit
+        weights[_TRES_TYPES[kind_type.lower()] + slash + kind_name] = per_unit
+    return weights
 
 
 def parse_associations(text: str) -> list[Association]:

@@ -95,6 +95,7 @@ def cluster_view(
         queued_jobs=jobs,
         queued_cores=cores,
         partition_max_time={p.name: p.max_time_seconds for p in partitions},
+        partitions=tuple(partitions),
         default_partition=default,
         submit_limit=submit_limit,
         max_array_size=ClusterView.max_array_size if limits is None else limits.max_array_size,

@@ -151,7 +151,7 @@ def test_cluster_view():
     assert view == ClusterView(name="dev", reachable=True, accounting=False, error="sacct: timed out",
                                queued_jobs=24 + 101 + 1 + 2 + 1, queued_cores=129, max_array_size=501,
                                partition_max_time={"debug": 3600, "long": None}, default_partition="debug",
-                               submit_limit=40)
+                               submit_limit=40, partitions=tuple(partitions))
     unknown = cluster_view(name="dev", records_ok=False, accounting_ok=False, error="down", records=[], limits=None,
                            partitions=[], submit_limit=None, observed_at=NOW)
     assert unknown.max_array_size == 1001 and unknown.default_partition is None and unknown.queued_jobs == 0
