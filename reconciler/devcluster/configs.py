@@ -16,6 +16,10 @@ CLUSTER_NAME = "dev"
 NODE_NAME = "dev1"
 PARTITION = "debug"
 PARTITION_MAX_TIME = "01:00:00"
+# A second partition on the same node whose jobs are billed by TRESBillingWeights, so that the
+# billed core-hours Slurm's accounting reports differ from elapsed x CPUs.
+BILLED_PARTITION = "billed"
+BILLING_WEIGHTS = "CPU=2.0,Mem=0.25G"
 # More CPUs and memory than a small machine has, on purpose: many small test jobs then run side
 # by side instead of queueing (accepted thanks to SlurmdParameters=config_overrides).
 NODE_CPUS = 16
@@ -219,6 +223,8 @@ JobCompType=jobcomp/none
 NodeName={NODE_NAME} NodeHostname={hostname} NodeAddr=127.0.0.1 CPUs={NODE_CPUS} Boards=1 SocketsPerBoard=1 \
 CoresPerSocket={NODE_CPUS} ThreadsPerCore=1 RealMemory={NODE_MEMORY_MB} State=UNKNOWN
 PartitionName={PARTITION} Nodes={NODE_NAME} Default=YES MaxTime={PARTITION_MAX_TIME} State=UP
+PartitionName={BILLED_PARTITION} Nodes={NODE_NAME} Default=NO MaxTime={PARTITION_MAX_TIME} State=UP \
+TRESBillingWeights="{BILLING_WEIGHTS}"
 """
 
 
@@ -314,6 +320,8 @@ def cluster_manifest(layout: Layout, ports: Ports, *, transport: str, user: str)
         f"  workdir: {layout.workdir}",
         "  partitions:",
         f"    - name: {PARTITION}",
+        "      costPerCoreHour: 0.05",
+        f"    - name: {BILLED_PARTITION}",
         "      costPerCoreHour: 0.05",
     ]
     return "\n".join(lines) + "\n"
