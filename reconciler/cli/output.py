@@ -114,7 +114,7 @@ def describe(row: WorkflowRow, events: Sequence[EventRow], *, now: datetime,
              attempts: Sequence[AttemptHistory] = ()) -> str:
     status = row.status or WorkflowStatus()
     sections = [_header(row, status, now=now), _conditions(status), _tasks(status, row.task_labels),
-                _outputs(status)]
+                _outputs(status), _efficiency(status)]
     if attempts:
         sections.append(_attempts(status, attempts))
     sections += [_waiting(row, status), _events(events, now=now)]
@@ -217,6 +217,18 @@ def _outputs(status: WorkflowStatus) -> str:
         return ""
     cleaned = "  (removed by ttlSecondsAfterFinished)" if status.cleaned_at else ""
     return f"Outputs:{cleaned}\n" + _indent(table(["TASK", "PHASE", "FILES", "WHERE", "MESSAGE"], rows))
+
+
+def _efficiency(status: WorkflowStatus) -> str:
+    """What each task's latest finished attempt used of the CPUs and memory it was given."""
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0%}"
+
+    rows = [[name, share(task.efficiency.cpu), share(task.efficiency.memory), str(task.billed_core_seconds)]
+            for name, task in status.tasks.items() if task.efficiency is not None]
+    if not rows:
+        return ""
+    return "Efficiency:\n" + _indent(table(["TASK", "CPU", "MEMORY", "BILLED-CORE-SECONDS"], rows))
 
 
 def _attempts(status: WorkflowStatus, attempts: Sequence[AttemptHistory]) -> str:

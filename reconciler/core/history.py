@@ -8,6 +8,7 @@ that request runs (``elements`` of them, ``elapsed_seconds`` their mean).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,3 +50,27 @@ def task_kind(*, explicit: str | None, template: str | None, workflow: str, task
     if explicit:
         return explicit
     return f"{template or workflow}/{task}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskUsage:
+    """How much of what it was given one attempt of a task used, over all its jobs: what a
+    task's status shows as its efficiency."""
+
+    attempt: int
+    cpu_efficiency: float | None  # TotalCPU / (elapsed x allocated CPUs)
+    memory_efficiency: float | None  # the largest MaxRSS / requested memory
+
+    @classmethod
+    def of(cls, samples: Sequence[RunSample]) -> TaskUsage | None:
+        """The usage of the latest attempt among ``samples`` (one task's runs); None without any."""
+        if not samples:
+            return None
+        attempt = max(s.attempt for s in samples)
+        runs = [s for s in samples if s.attempt == attempt]
+        given = sum(s.elapsed_seconds * s.elements * s.cpus for s in runs)
+        used = [s.total_cpu_seconds for s in runs if s.total_cpu_seconds is not None]
+        cpu = sum(used) / given if used and given > 0 else None
+        memory = [s.max_rss_mib / s.memory_mib for s in runs if s.max_rss_mib is not None and s.memory_mib]
+        return cls(attempt=attempt, cpu_efficiency=None if cpu is None else round(cpu, 3),
+                   memory_efficiency=round(max(memory), 3) if memory else None)

@@ -45,11 +45,18 @@ class JobOutcome:
     node_list: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    core_hours: float = 0.0  # of a group of elements: the sum over them
+    # Core-seconds as accounting bills them once the job ended (elapsed x the billing TRES), else
+    # elapsed x allocated CPUs; of a group of elements, the sum over them. Whole seconds, so that
+    # sums over many elements stay exact.
+    core_seconds: int = 0
 
     @property
     def done(self) -> bool:
         return self.phase in DONE_PHASES
+
+    @property
+    def core_hours(self) -> float:
+        return self.core_seconds / 3600
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,6 +24,7 @@ from .cleanup import CleanupRecord, plan_cleanup
 from .events import task_events, workflow_events
 from .fanout import ArraySize, Unsized, array_indices, unsized_phase
 from .fingerprint import fingerprints
+from .history import TaskUsage
 from .inputs import TaskInputs
 from .jobtask import TaskPlan, Upstream, plan_job_task
 from .observed import LIVE_PHASES, AttemptRecord, ClusterView, JobKey, ObservedJob
@@ -54,6 +55,8 @@ class DesiredWorkflow:
     array_sizes: Mapping[str, ArraySize] = field(default_factory=dict)
     outputs: TaskOutputs = field(default_factory=TaskOutputs)  # where each fetch of declared outputs stands
     cleanup: CleanupRecord | None = None  # the last ttlSecondsAfterFinished cleanup done
+    # By (task, fingerprint): what the latest finished attempt made for that spec used.
+    usage: Mapping[tuple[str, str], TaskUsage] = field(default_factory=dict)
 
 
 def plan_cluster(
@@ -124,6 +127,7 @@ def _plan_workflow(
     status = workflow_status(
         resolved=resolved, outcomes={name: step.plan.decision for name, step in steps.items()},
         previous=desired.previous, view=view, generation=desired.generation, revision=desired.revision, now=now,
+        usage=_usage(desired, fps),
     )
     cleanup = plan_cleanup(desired.uid, ttl_seconds=resolved.spec.ttl_seconds_after_finished, status=status,
                            previous=desired.previous, done=desired.cleanup, now=now)
@@ -137,6 +141,11 @@ def _plan_workflow(
         events=events + workflow_events(previous=desired.previous, status=status),
         requeue_after=max(0.0, (min(due) - now).total_seconds()) if due else None,
     )
+
+
+def _usage(desired: DesiredWorkflow, fps: Mapping[str, str]) -> dict[str, TaskUsage]:
+    """By task: what the latest finished attempt of its current spec used."""
+    return {name: found for name, fp in fps.items() if (found := desired.usage.get((name, fp))) is not None}
 
 
 def task_fingerprints(desired: DesiredWorkflow) -> dict[str, str]:

@@ -30,6 +30,9 @@ MEMORY_MARGIN = 1.2
 # A run that hit its time (memory) limit needed more than it; the next one asks for this much more.
 FAILURE_GROWTH = 1.5
 RECENT_WAITS = 20  # queue waits change with the load: only the newest runs per queue count
+# A kind's code and inputs change over time, and the fit's cost grows with the runs: the run-time
+# model learns from the newest this many successful runs.
+RECENT_RUNS = 200
 # Candidate size exponents: 0 (size does not matter) to 3 (cubic), fine enough for a few percent.
 _EXPONENTS = tuple(step / 100 for step in range(301))
 
@@ -125,15 +128,16 @@ class _Point:
 def fit_runtime(samples: Iterable[RunSample], *, quantile: float = SAFETY_QUANTILE) -> RuntimeModel | None:
     """The run-time model of one kind's runs, or None with fewer than ``MIN_SAMPLES`` usable runs
     (COMPLETED, a positive elapsed time, and a positive size when one is given; a run without a
-    size counts as size 1).
+    size counts as size 1). Only the newest ``RECENT_RUNS`` of them count.
 
     For each exponent c on a grid, a and b come from least squares of elapsed / size^c against
     (1, 1/cores), weighted so that every run's relative error counts alike (a one-minute run
     matters as much as a ten-hour one), with a and b kept >= 0; the c with the smallest relative
     error wins (the smallest c on a tie)."""
     runs = list(samples)
-    points = [_Point(_cores(run), _size(run.size_hint), run.elapsed_seconds) for run in runs
-              if run.succeeded and run.elapsed_seconds > 0 and _size(run.size_hint) > 0]
+    usable = sorted((run for run in runs if run.succeeded and run.elapsed_seconds > 0 and _size(run.size_hint) > 0),
+                    key=lambda run: run.finished_at)[-RECENT_RUNS:]
+    points = [_Point(_cores(run), _size(run.size_hint), run.elapsed_seconds) for run in usable]
     if len(points) < MIN_SAMPLES:
         return None
     exponents = _EXPONENTS if len({point.size for point in points}) > 1 else (0.0,)

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..api import ArrayStatus, Condition, Task, TaskPhase, TaskStatus, WorkflowPhase, WorkflowStatus
-from ..api.workflow import TaskOutputsStatus
+from ..api.workflow import TaskEfficiency, TaskOutputsStatus
 from ..manifests.resolve import ResolvedWorkflow
 from .approvals import APPROVAL_STALE, Approval
 from .conditions import READY, RECONCILING, STALLED, condition, merge_conditions
 from .fanout import SIZE_INVALID, SIZE_UNKNOWN
+from .history import TaskUsage
 from .indexranges import compress
 from .inputs import INPUT_MISSING, INPUTS_READY
 from .observed import DONE_PHASES, LIVE_PHASES, ClusterView
@@ -66,7 +67,8 @@ class TaskDecision:
         return f"{where}attempt {last.attempt} ended {what}{exit_part}"
 
 
-def task_status(outcome: TaskDecision, *, now: datetime) -> TaskStatus:
+def task_status(outcome: TaskDecision, *, now: datetime, usage: TaskUsage | None = None) -> TaskStatus:
+    """``usage``: what the task's latest finished attempt used of what it was given."""
     elements = tuple(outcome.runs.elements.values())
     reason, message = _reason(outcome)
     status = TaskStatus(
@@ -78,7 +80,10 @@ def task_status(outcome: TaskDecision, *, now: datetime) -> TaskStatus:
         message=message,
         started_at=min((e.started_at for e in elements if e.started_at), default=None),
         finished_at=_finished_at(outcome.phase, elements),
-        core_hours=round(outcome.runs.core_hours, 6),
+        core_hours=round(outcome.runs.core_seconds / 3600, 6),
+        billed_core_seconds=outcome.runs.core_seconds,
+        efficiency=None if usage is None else TaskEfficiency(cpu=usage.cpu_efficiency,
+                                                             memory=usage.memory_efficiency),
         fingerprint=outcome.fingerprint,
         outputs=outcome.outputs,
     )
@@ -231,10 +236,14 @@ def workflow_status(
     generation: int,
     revision: str | None,
     now: datetime,
+    usage: Mapping[str, TaskUsage] | None = None,
 ) -> WorkflowStatus:
     """The workflow's status: each task's, the workflow's phase, its kstatus conditions merged
-    with the previous ones, and when it started and finished."""
-    tasks = {name: task_status(outcomes[name], now=now) for name in resolved.order}
+    with the previous ones, and when it started and finished. ``usage``: by task, what its latest
+    finished attempt used."""
+    usage = usage or {}
+    tasks = {name: task_status(outcomes[name], now=now, usage=usage.get(name)) for name in resolved.order}
+    billed = sum(t.billed_core_seconds for t in tasks.values())
     tally = _Tally.of({name: status.phase for name, status in tasks.items()})
     phase = outputs_phase(_workflow_phase(tally, suspended=resolved.spec.suspend), tasks)
     wanted = _conditions(phase, tally=tally, tasks=tasks, view=view, generation=generation, now=now)
@@ -249,7 +258,8 @@ def workflow_status(
         progress=f"{tally.succeeded}/{tally.total}",
         started_at=started_at,
         finished_at=finished_at,
-        core_hours=round(sum(t.core_hours for t in tasks.values()), 6),
+        core_hours=round(billed / 3600, 6),
+        billed_core_seconds=billed,
         revision=revision,
         tasks=tasks,
     )

@@ -2,7 +2,7 @@
 
 Called by the reconcile core once per task and tick. Pure. Only attempts made for the task's
 current fingerprint count towards its state; live jobs of an older fingerprint are reported so
-the core can cancel them, and every attempt's core-hours count towards the bill.
+the core can cancel them, and every attempt's core-seconds count towards the bill.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class TaskRuns:
     last_attempt: int  # the highest attempt number used for this task, any fingerprint
     current_attempts: int  # submissions made for the current fingerprint
     obsolete_live_jobs: tuple[str, ...]
-    core_hours: float
+    core_seconds: int
     latest_job_ids: tuple[str, ...] = field(default=())
 
 
@@ -108,7 +108,7 @@ class _Merge:
     accounting_complete_until: datetime | None
     sightings: dict[Index, list[_Sighting]] = field(default_factory=dict)
     seen: dict[JobKey, set[Index]] = field(default_factory=dict)  # elements each observed key covered
-    core_hours: float = 0.0
+    core_seconds: int = 0
     obsolete: set[str] = field(default_factory=set)
     last_attempt: int = 0
     # Each attempt made for the current fingerprint, with the job ids it is known by.
@@ -116,7 +116,7 @@ class _Merge:
 
     def observe(self, job: ObservedJob) -> None:
         self.last_attempt = max(self.last_attempt, job.key.attempt)
-        self.core_hours += job.outcome.core_hours
+        self.core_seconds += job.outcome.core_seconds
         covered = job.indices if job.indices is not None else (None,)
         self.seen.setdefault(job.key, set()).update(covered)
         if job.fingerprint != self.fingerprint:
@@ -134,8 +134,8 @@ class _Merge:
         outcome = record.outcome
         if outcome is not None and outcome.phase not in LIVE_PHASES:
             # Finished before this observation window: the history is the only witness, and its
-            # core-hours have not been counted from an observed job.
-            self.core_hours += outcome.core_hours * len(unseen) / max(1, len(covered))
+            # core-seconds have not been counted from an observed job.
+            self.core_seconds += outcome.core_seconds * len(unseen) // max(1, len(covered))
         elif record.job_id is None and self._accounted_for(record.recorded_at):
             return  # an intent that never reached Slurm: nothing was submitted
         else:
@@ -168,7 +168,7 @@ class _Merge:
             last_attempt=self.last_attempt,
             current_attempts=len(self.current),
             obsolete_live_jobs=tuple(sorted(self.obsolete)),
-            core_hours=self.core_hours,
+            core_seconds=self.core_seconds,
             latest_job_ids=tuple(sorted(self.current[newest])) if newest is not None else (),
         )
 

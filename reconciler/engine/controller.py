@@ -50,6 +50,7 @@ from ..sources.base import Snapshot, Source, SourceError
 from ..store.database import Store, StoredWorkflow
 from .executor import ClusterOutcome, adjust_status, carry_out
 from .fanout import array_sizes
+from .history import record_history
 from .staging import FoundInputs, find_inputs, input_states
 
 log = logging.getLogger(__name__)
@@ -370,6 +371,8 @@ class Controller:
         jobs = observation.jobs_by_workflow()
         for stored, _ in work.workflows:
             self.store.update_from_observation(stored.uid, jobs.get(stored.uid, []), now=now, cluster=name)
+        if observation.accounting_ok:
+            record_history(self.store, client, {stored.uid: resolved for stored, resolved in work.workflows}, now=now)
         inputs = self._inputs(work)
         desired = [self._desired(stored, resolved, jobs.get(stored.uid, ()), inputs.get(stored.uid), now=now)
                    for stored, resolved in work.workflows]
@@ -425,6 +428,7 @@ class Controller:
             inputs=input_states(inputs or {}),
             requests=self.store.requests(stored.uid),
             outputs=self.store.outputs(stored.uid), cleanup=self.store.cleanup(stored.uid),
+            usage=self.store.usage(stored.uid),
         ))
 
     def _with_sizes(self, client: SlurmClient | None, work: ClusterWork, desired: Sequence[DesiredWorkflow], *,

@@ -219,6 +219,17 @@ class SlurmClient:
             errors.append(str(exc))
         return Observation(tuple(records), queue_ok, accounting_ok, now, "; ".join(errors) or None)
 
+    def usage(self, job_ids: Sequence[str]) -> list[commands.JobUsage]:
+        """What these finished jobs (an array's id: all its elements) asked for and used, as
+        accounting reports them; jobs accounting does not have (yet) are missing from the answer.
+        Raises SlurmError (SlurmUnavailable when worth a retry) or ValueError."""
+        found: list[commands.JobUsage] = []
+        ids = sorted(set(job_ids))
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            batch = ids[start:start + _IDS_PER_QUERY]
+            found.extend(commands.parse_sacct_usage(self._checked(commands.sacct_usage_argv(job_ids=batch, user=None))))
+        return found
+
     def info(self, *, refresh: bool = False) -> _ClusterInfo:
         """The cluster's limits, partitions and the user's visible submit limit, cached."""
         if refresh or time.monotonic() - self._info.read_at > INFO_TTL_SECONDS:

@@ -31,7 +31,13 @@ OUTPUT_ENV = ("SLURM_BITSTR_LEN=0", "SLURM_TIME_FORMAT=%s")
 SQUEUE_FIELDS = ("%A", "%F", "%K", "%T", "%r", "%C", "%N", "%S", "%M", "%j", "%k")
 SACCT_FIELDS = (
     "JobID", "JobIDRaw", "State", "ExitCode", "Reason", "NodeList", "Start", "End", "ElapsedRaw", "AllocCPUS",
-    "JobName", "Comment",
+    "AllocTRES", "JobName", "Comment",
+)
+# What a finished job asked for and used, its steps included (the batch step's MaxRSS is the
+# memory a script used; the allocation's own line shows none).
+SACCT_USAGE_FIELDS = (
+    "JobID", "JobIDRaw", "State", "Submit", "Start", "End", "ElapsedRaw", "AllocCPUS", "AllocTRES", "NNodes",
+    "Partition", "TimelimitRaw", "ReqMem", "MaxRSS", "TotalCPU",
 )
 
 _NOTHING = frozenset({"", "None", "N/A", "Unknown", "(null)", "None assigned", "NONE", "INVALID"})
@@ -61,6 +67,36 @@ class JobRecord:
     name: str
     comment: str
     source: str  # "squeue" or "sacct"
+    # The job's billing TRES (AllocTRES "billing=", from the partition's TRESBillingWeights, else
+    # its CPU count): what accounting charges per second. None: squeue, or sacct did not say.
+    billing: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobUsage:
+    """One finished job or array element as accounting reports it, its steps folded in."""
+
+    job_id: str  # the job's own id (an element's JobIDRaw)
+    array_job_id: str | None
+    array_index: int | None
+    state: str
+    submitted_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime
+    elapsed_seconds: int
+    cpus: int
+    billing: int | None  # see ``JobRecord.billing``
+    nodes: int
+    partition: str | None
+    time_limit_seconds: int | None  # None: unlimited or not known
+    memory_mib: float | None  # requested, per node
+    max_rss_mib: float | None  # the largest of its steps' (the batch step's for a plain script)
+    total_cpu_seconds: float | None  # user + system CPU time of all its steps
+
+    @property
+    def billed_core_seconds(self) -> int:
+        """Elapsed x the billing TRES, else x the allocated CPUs."""
+        return self.elapsed_seconds * (self.cpus if self.billing is None else self.billing)
 
 
 @dataclass(frozen=True)
@@ -128,6 +164,17 @@ def sacct_argv(
         argv.append(f"--user={_word(user, 'user')}")
     if job_ids:
         argv.append(f"--jobs={','.join(_job_ids(job_ids))}")
+    return argv
+
+
+def sacct_usage_argv(*, job_ids: Sequence[str], user: str | None) -> list[str]:
+    """What the given jobs (an array's id stands for all its elements) asked for and used, one
+    line per allocation and one per step: no -X, since only steps carry MaxRSS. Asked by id, so
+    no time window applies."""
+    argv = ["env", *OUTPUT_ENV, "sacct", "-P", "-n", f"--format={','.join(SACCT_USAGE_FIELDS)}",
+            f"--jobs={','.join(_job_ids(job_ids))}"]
+    if user is not None:
+        argv.append(f"--user={_word(user, 'user')}")
     return argv
 
 
@@ -223,7 +270,7 @@ def parse_squeue(text: str) -> list[JobRecord]:
 def parse_sacct(text: str) -> list[JobRecord]:
     records: list[JobRecord] = []
     for fields in _rows(text, len(SACCT_FIELDS), "sacct"):
-        job_text, raw_id, state, exit_text, reason, nodes, start, end, elapsed, cpus, name, comment = fields
+        job_text, raw_id, state, exit_text, reason, nodes, start, end, elapsed, cpus, tres, name, comment = fields
         job_text = job_text.strip()
         array_id: str | None = None
         indices: tuple[int, ...] | None = None
@@ -248,8 +295,51 @@ def parse_sacct(text: str) -> list[JobRecord]:
             name=name,
             comment=comment,
             source="sacct",
+            billing=_billing(tres),
         ))
     return records
+
+
+def parse_sacct_usage(text: str) -> list[JobUsage]:
+    """Rows of ``sacct_usage_argv``: each finished job or element with its steps folded in.
+    Records still pending together (``123_[4-9]``) and jobs that have not ended are left out."""
+    jobs: dict[str, list[str]] = {}
+    steps: dict[str, list[list[str]]] = {}
+    for fields in _rows(text, len(SACCT_USAGE_FIELDS), "sacct"):
+        job_text, _, step = fields[0].strip().partition(".")
+        if step:
+            steps.setdefault(job_text, []).append(fields)
+        elif not _SACCT_PENDING_ARRAY.fullmatch(job_text) and _instant(fields[5]) is not None:
+            jobs[job_text] = fields
+    return [_usage(fields, steps.get(job_text, [])) for job_text, fields in jobs.items()]
+
+
+def _usage(fields: list[str], steps: list[list[str]]) -> JobUsage:
+    job_text, raw_id, state, submit, start, end, elapsed, cpus, tres, nodes, partition, limit, memory, _, total = fields
+    finished_at = _instant(end)
+    assert finished_at is not None, "parse_sacct_usage keeps ended jobs only"
+    element = _SACCT_ELEMENT.fullmatch(job_text.strip())
+    # 0 where no sample was taken (a step shorter than JobAcctGatherFrequency): not a measurement.
+    rss = [value for step in steps if (value := _memory_mib(step[13], "MaxRSS"))]
+    return JobUsage(
+        job_id=_id(raw_id),
+        array_job_id=element.group(1) if element else None,
+        array_index=int(element.group(2)) if element else None,
+        state=state.strip().split(" ")[0],  # "CANCELLED by 0"
+        submitted_at=_instant(submit),
+        started_at=_instant(start),
+        finished_at=finished_at,
+        elapsed_seconds=_int(elapsed, "ElapsedRaw"),
+        cpus=_int(cpus, "AllocCPUS"),
+        billing=_billing(tres),
+        nodes=_int(nodes, "NNodes"),
+        partition=_optional(partition),
+        # Minutes; "UNLIMITED", or "Partition_Limit" for a job that never got a limit of its own.
+        time_limit_seconds=int(limit) * 60 if _DIGITS.fullmatch(limit.strip()) else None,
+        memory_mib=_requested_memory(memory, cpus=_int(cpus, "AllocCPUS"), nodes=_int(nodes, "NNodes")),
+        max_rss_mib=max(rss, default=None),
+        total_cpu_seconds=None if _optional(total) is None else _cpu_time(total),
+    )
 
 
 def parse_sbatch(stdout: str) -> str:
@@ -510,6 +600,50 @@ def _instant(text: str) -> datetime | None:
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").astimezone(UTC)
     except (ValueError, OverflowError, OSError):
         raise ValueError(f"unreadable time {text[:50]!r}") from None
+
+
+def _billing(tres: str) -> int | None:
+    """The ``billing=`` count of an AllocTRES list ("billing=4,cpu=2,mem=200M,node=1")."""
+    for item in tres.strip().split(","):
+        name, _, value = item.partition("=")
+        if name == "billing":
+            return _int(value, "billing TRES")
+    return None
+
+
+_MEMORY = re.compile(r"([0-9]+(?:\.[0-9]+)?)([KMGTP]?)([nc]?)")
+_MEMORY_UNITS = {"": 1 / 1024 / 1024, "K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0**2, "P": 1024.0**3}
+
+
+def _memory_mib(text: str, what: str) -> float | None:
+    """sacct's memory figures ("36272K", "200M", "4G", "0") in MiB; None when empty."""
+    text = text.strip()
+    if text in _NOTHING:
+        return None
+    match = _MEMORY.fullmatch(text)
+    if not match:
+        raise ValueError(f"{what} {text[:50]!r} is not an amount of memory")
+    return float(match.group(1)) * _MEMORY_UNITS[match.group(2)]
+
+
+def _requested_memory(text: str, *, cpus: int, nodes: int) -> float | None:
+    """ReqMem per node: a trailing "c" (older Slurm) means per CPU, "n" per node."""
+    amount = _memory_mib(text, "ReqMem")
+    if amount is None or not text.strip().endswith("c"):
+        return amount
+    return amount * cpus / max(1, nodes)
+
+
+_CPU_TIME = re.compile(r"(?:([0-9]+)-)?(?:([0-9]+):)?([0-9]+):([0-9]+(?:\.[0-9]+)?)")
+
+
+def _cpu_time(text: str) -> float:
+    """TotalCPU: "00:01.174" (minutes:seconds), "01:02:03", "1-02:03:04", with or without fractions."""
+    match = _CPU_TIME.fullmatch(text.strip())
+    if not match:
+        raise ValueError(f"TotalCPU {text[:50]!r} is not a duration")
+    days, hours, minutes, seconds = match.groups()
+    return int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def _duration(text: str) -> int:

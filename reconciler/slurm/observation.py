@@ -197,8 +197,11 @@ def _observed(record: JobRecord, tag: JobTag, *, now: datetime) -> ObservedJob:
     elapsed = record.elapsed_seconds
     if phase is TaskPhase.RUNNING and elapsed == 0 and record.started_at is not None:
         elapsed = max(0, int((now - record.started_at).total_seconds()))
-    # A pending array's remainder holds no cores yet; every other record is one allocation.
-    core_hours = elapsed * record.cpus / 3600
+    # A pending array's remainder holds no cores yet; every other record is one allocation. Once
+    # accounting has the job, it bills the billing TRES per second (TRESBillingWeights; without
+    # them it equals the CPU count); a live job's squeue record has only its CPUs.
+    rate = record.billing if record.billing is not None and record.source == "sacct" else record.cpus
+    core_seconds = elapsed * rate
     return ObservedJob(
         key=tag.key,
         job_id=record.array_job_id or record.job_id,
@@ -212,6 +215,6 @@ def _observed(record: JobRecord, tag: JobTag, *, now: datetime) -> ObservedJob:
             node_list=record.node_list,
             started_at=record.started_at,
             finished_at=finished_at,
-            core_hours=core_hours,
+            core_seconds=core_seconds,
         ),
     )

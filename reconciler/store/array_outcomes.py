@@ -48,17 +48,17 @@ class Group:
     indices: set[int]
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    core_hours: float = 0.0
+    core_seconds: int = 0
 
     def outcome(self, key: JobOutcome) -> JobOutcome:
         """The group's outcome: its key with the group's times and core-hours."""
-        return replace(key, started_at=self.started_at, finished_at=self.finished_at, core_hours=self.core_hours)
+        return replace(key, started_at=self.started_at, finished_at=self.finished_at, core_seconds=self.core_seconds)
 
     def join(self, outcome: JobOutcome, *, moved: int, covered: int) -> None:
         """``moved`` of the ``covered`` elements of an observed job joined the group: they bring
         their share of the job's core-hours, and the group's times widen to cover the job's."""
         if outcome.done:
-            self.core_hours += outcome.core_hours * moved / max(1, covered)
+            self.core_seconds += outcome.core_seconds * moved // max(1, covered)
         if outcome.started_at is not None and (self.started_at is None or outcome.started_at < self.started_at):
             self.started_at = outcome.started_at
         if outcome.finished_at is not None and (self.finished_at is None or outcome.finished_at > self.finished_at):
@@ -66,7 +66,7 @@ class Group:
 
     def leave(self, index: int) -> None:
         """Slurm requeued the element: its share of the group's core-hours leaves with it."""
-        self.core_hours -= self.core_hours / len(self.indices)
+        self.core_seconds -= self.core_seconds // len(self.indices)
         self.indices.discard(index)
 
 
@@ -80,8 +80,15 @@ def decode_groups(text: str | None) -> Groups:
         key = JobOutcome(phase=TaskPhase(item["phase"]), failure=FailureKind(failure) if failure else None,
                          exit_code=item.get("exitCode"), reason=item.get("reason"), node_list=item.get("nodeList"))
         groups[key] = Group(set(expand(item["indices"], limit=MAX_ELEMENTS)), from_iso(item.get("startedAt")),
-                            from_iso(item.get("finishedAt")), item.get("coreHours", 0.0))
+                            from_iso(item.get("finishedAt")), _core_seconds(item))
     return groups
+
+
+def _core_seconds(item: dict[str, Any]) -> int:
+    # Rows written before schema 7 kept core-hours as a float.
+    if "coreSeconds" in item:
+        return int(item["coreSeconds"])
+    return round(item.get("coreHours", 0.0) * 3600)
 
 
 def encode_groups(groups: Groups) -> str:
@@ -92,7 +99,7 @@ def encode_groups(groups: Groups) -> str:
                                 "exitCode": key.exit_code, "reason": key.reason, "nodeList": key.node_list,
                                 "startedAt": iso_or_none(group.started_at),
                                 "finishedAt": iso_or_none(group.finished_at),
-                                "coreHours": round(group.core_hours, 9) or None}
+                                "coreSeconds": group.core_seconds or None}
         items.append({k: v for k, v in item.items() if v is not None})
     return canonical_json(items)
 
@@ -166,7 +173,7 @@ def array_summary(groups: Groups, universe: set[int]) -> ArraySummary:
         spoken, node_list=None,
         started_at=min((g.started_at for g in groups.values() if g.started_at), default=None),
         finished_at=max((g.finished_at for g in groups.values() if g.finished_at), default=None) if done else None,
-        core_hours=sum(g.core_hours for g in groups.values()),
+        core_seconds=sum(g.core_seconds for g in groups.values()),
     )
     return ArraySummary(outcome=outcome, done=done)
 

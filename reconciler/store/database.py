@@ -49,6 +49,7 @@ from .array_outcomes import (
 from .array_sizes import ArraySizeBook
 from .connection import StoreConnection
 from .encoding import canonical_json, from_iso, iso, iso_or_none
+from .history import HistoryBook
 from .outputs import OutputBook
 from .requests import RequestBook
 from .rows import AttemptHistory, EventRow, WorkflowRow
@@ -145,7 +146,8 @@ def _stored(values: tuple) -> StoredWorkflow:
 
 # The columns of an attempt's outcome, named as ``JobOutcome``'s fields. An array's hold the
 # outcome that speaks for the whole attempt; each group's own is in the ``outcomes`` column.
-_OUTCOME_COLUMNS = ("phase", "failure", "exit_code", "reason", "node_list", "started_at", "finished_at", "core_hours")
+_OUTCOME_COLUMNS = ("phase", "failure", "exit_code", "reason", "node_list", "started_at", "finished_at",
+                    "core_seconds")
 _ATTEMPT_COLUMNS = ", ".join(("task", "attempt", "part", "fingerprint", "indices", "resources", "cluster",
                               "recorded_at", "job_id", "submitted_at", "message", "outcomes", "done",
                               "cancelled_by_reconciler", *_OUTCOME_COLUMNS))
@@ -154,21 +156,21 @@ _ATTEMPT_COLUMNS = ", ".join(("task", "attempt", "part", "fingerprint", "indices
 def _outcome_columns(outcome: JobOutcome | None) -> dict[str, Any]:
     """The outcome columns as written; all empty, with no core-hours, for an attempt never observed."""
     if outcome is None:
-        return {**dict.fromkeys(_OUTCOME_COLUMNS), "core_hours": 0.0}
+        return {**dict.fromkeys(_OUTCOME_COLUMNS), "core_seconds": 0}
     return {"phase": outcome.phase.value, "failure": outcome.failure.value if outcome.failure else None,
             "exit_code": outcome.exit_code, "reason": outcome.reason, "node_list": outcome.node_list,
             "started_at": iso_or_none(outcome.started_at), "finished_at": iso_or_none(outcome.finished_at),
-            "core_hours": outcome.core_hours}
+            "core_seconds": outcome.core_seconds}
 
 
 def _outcome_from_columns(phase: str | None, failure: str | None, exit_code: int | None, reason: str | None,
                           node_list: str | None, started_at: str | None, finished_at: str | None,
-                          core_hours: float) -> JobOutcome | None:
+                          core_seconds: int) -> JobOutcome | None:
     if phase is None:
         return None
     return JobOutcome(phase=TaskPhase(phase), failure=FailureKind(failure) if failure else None,
                       exit_code=exit_code, reason=reason, node_list=node_list, started_at=from_iso(started_at),
-                      finished_at=from_iso(finished_at), core_hours=core_hours)
+                      finished_at=from_iso(finished_at), core_seconds=core_seconds)
 
 
 @dataclass(frozen=True)
@@ -236,7 +238,7 @@ class _AttemptRow:
 
 # -- the store -----------------------------------------------------------------------------------
 
-class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, StoreConnection):
+class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, StoreConnection):
     """Every workflow's status, the record of every submission, approvals and events, in one SQLite
     file (see :class:`StoreConnection` for how it is opened and shared)."""
 

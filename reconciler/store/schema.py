@@ -231,7 +231,80 @@ def _create_v6(db: sqlite3.Connection) -> None:
         db.execute("UPDATE workflows SET task_labels = ? WHERE uid = ?", (json.dumps(labels), uid))
 
 
+# Version 7: the history of finished runs (``reconciler.store.history``): one row per Slurm job
+# that ended, and on each attempt whether its jobs went into that history. Core-seconds as whole
+# numbers (``core_seconds``; ``core_hours`` is no longer written), so that billed sums stay exact.
+# Attempts that ended before are recorded too, on the next tick that sees their workflow.
+_V7 = (
+    """CREATE TABLE runs (
+        cluster TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        uid TEXT NOT NULL REFERENCES workflows (uid),
+        fingerprint TEXT,
+        kind TEXT NOT NULL,
+        workflow TEXT NOT NULL,
+        task TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        partition TEXT,
+        nodes INTEGER NOT NULL,
+        cpus INTEGER NOT NULL,
+        memory_mib REAL,
+        time_limit_seconds INTEGER,
+        size_hint REAL,
+        state TEXT NOT NULL,
+        elements INTEGER NOT NULL,
+        elapsed_seconds REAL NOT NULL,
+        queue_wait_seconds REAL,
+        max_rss_mib REAL,
+        total_cpu_seconds REAL,
+        billed_core_seconds INTEGER NOT NULL,
+        finished_at TEXT NOT NULL,
+        PRIMARY KEY (cluster, job_id)
+    )""",
+    "CREATE INDEX runs_by_kind ON runs (kind, finished_at)",
+    "CREATE INDEX runs_by_workflow ON runs (uid, task, attempt)",
+    "ALTER TABLE attempts ADD COLUMN in_history INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX attempts_unrecorded ON attempts (cluster, uid) WHERE done = 1 AND in_history = 0",
+    "ALTER TABLE attempts ADD COLUMN core_seconds INTEGER NOT NULL DEFAULT 0",
+    "UPDATE attempts SET core_seconds = CAST(ROUND(core_hours * 3600) AS INTEGER)",
+)
+
+
+def _create_v7(db: sqlite3.Connection) -> None:
+    for statement in _V7:
+        db.execute(statement)
+
+
 # MIGRATIONS[n] takes a database from version n - 1 to version n (version 0: an empty file).
+# Version 8: the Orchestrator's choices (``reconciler.store.choices``): the configuration each
+# attempt of a task with auto resources went out with, and the cluster each workflow that names
+# candidates was placed on. Nothing earlier was chosen, so both start empty.
+_V8 = (
+    """CREATE TABLE choices (
+        uid TEXT NOT NULL REFERENCES workflows (uid),
+        task TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        recorded_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        ranked TEXT NOT NULL,
+        PRIMARY KEY (uid, task, fingerprint, attempt)
+    )""",
+    """CREATE TABLE placements (
+        uid TEXT PRIMARY KEY REFERENCES workflows (uid),
+        cluster TEXT NOT NULL,
+        placed_at TEXT NOT NULL,
+        message TEXT NOT NULL,
+        ranked TEXT NOT NULL
+    )""",
+)
+
+
+def _create_v8(db: sqlite3.Connection) -> None:
+    for statement in _V8:
+        db.execute(statement)
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _create_v1,
     2: _create_v2,
@@ -239,6 +312,8 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     4: _create_v4,
     5: _create_v5,
     6: _create_v6,
+    7: _create_v7,
+    8: _create_v8,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

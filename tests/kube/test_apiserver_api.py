@@ -62,7 +62,7 @@ def test_stale_replace_conflicts_and_status_is_separate(crds: None, kube_api: cl
     patched = api.patch_status("x", {"status": {"phase": "Running", "observedGeneration": 1}})
     assert patched["metadata"]["generation"] == 1
     assert int(patched["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
-    assert patched["status"] == {"phase": "Running", "observedGeneration": 1, "coreHours": 0}
+    assert patched["status"] == {"phase": "Running", "observedGeneration": 1, "coreHours": 0, "billedCoreSeconds": 0}
     stale = created | {"spec": created["spec"] | {"suspend": True}}
     with pytest.raises(ApiException) as conflict:
         api.replace("x", stale)

@@ -42,13 +42,13 @@ def view(**overrides) -> ClusterView:
 def job(resolved_workflow, task: str, *, attempt: int = 1, phase: TaskPhase, job_id: str | None = None,
         indices=None, part: int = 0, failure: FailureKind | None = None, exit_code: int | None = None,
         reason: str | None = None, finished: datetime | None = None, fingerprint: str | None = None,
-        node_list: str | None = None, core_hours: float = 0.0) -> ObservedJob:
+        node_list: str | None = None, core_seconds: int = 0) -> ObservedJob:
     fp = fingerprint or fingerprints(resolved_workflow.graph)[task]
     return ObservedJob(
         key=JobKey(task, attempt, part), job_id=job_id or f"{100 + attempt}{task}", fingerprint=fp,
         indices=tuple(indices) if indices is not None else None,
         outcome=JobOutcome(phase=phase, failure=failure, exit_code=exit_code, reason=reason, finished_at=finished,
-                           node_list=node_list, core_hours=core_hours),
+                           node_list=node_list, core_seconds=core_seconds),
     )
 
 

@@ -86,9 +86,9 @@ def test_an_array_bigger_than_the_capacity_goes_out_in_part_and_the_rest_waits()
 
 def test_failure_retries_after_backoff_with_escalation():
     wf = resolved(CHAIN)
-    done_a = job(wf, "a", phase=TaskPhase.SUCCEEDED, exit_code=0, core_hours=0.5)
+    done_a = job(wf, "a", phase=TaskPhase.SUCCEEDED, exit_code=0, core_seconds=1800)
     timed_out = job(wf, "b", phase=TaskPhase.FAILED, failure=FailureKind.TIMEOUT, finished=T0, exit_code=0,
-                    core_hours=0.25)
+                    core_seconds=900)
     waiting = plan(wf, observed=[done_a, timed_out], now=later(5))
     assert phases(waiting)["b"] is TaskPhase.RETRYING and submits(waiting) == []
     assert waiting.requeue_after == 5

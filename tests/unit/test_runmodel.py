@@ -10,6 +10,7 @@ import pytest
 from reconciler.core.history import RunSample
 from reconciler.core.runmodel import (
     MIN_SAMPLES,
+    RECENT_RUNS,
     MemoryModel,
     QueueModel,
     RuntimeFloor,
@@ -114,6 +115,16 @@ def test_exact_runs_need_no_safety_and_scattered_runs_some():
     covered = [sample.elapsed_seconds <= scattered.safe(sample.cpus) for sample in
                amdahl(60.0, 600.0, 0.0, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [None])]
     assert sum(covered) >= 9
+
+
+def test_only_the_newest_runs_count():
+    old = [run(cpus=cpus, seconds=5000.0, n=n) for n, cpus in enumerate([1, 2, 4, 8] * 10)]
+    new = [run(cpus=cpus, seconds=60.0 + 600.0 / cpus, n=100 + n) for n, cpus in enumerate([1, 2, 4, 8] * 50)]
+    assert len(new) == RECENT_RUNS
+    model = fit_runtime([*new, *old])  # in any order: the finish times tell which are newest
+    assert model is not None
+    assert model.samples == RECENT_RUNS
+    assert model.predict(2) == pytest.approx(360.0)
 
 
 def test_the_safety_quantile_is_a_parameter():

@@ -43,10 +43,10 @@ def uid(store: Store) -> str:
 
 
 def observed(key: JobKey, phase: TaskPhase, *, job_id: str = "100", indices=None, failure=None, exit_code=None,
-             reason=None, node_list=None, core_hours: float = 0.0, finished=None) -> ObservedJob:
+             reason=None, node_list=None, core_seconds: int = 0, finished=None) -> ObservedJob:
     return ObservedJob(key=key, job_id=job_id, fingerprint=FP, indices=indices,
                        outcome=JobOutcome(phase=phase, failure=failure, exit_code=exit_code, reason=reason,
-                                          node_list=node_list, core_hours=core_hours,
+                                          node_list=node_list, core_seconds=core_seconds,
                                           started_at=T0 if phase is not TaskPhase.SUBMITTED else None,
                                           finished_at=finished))
 
@@ -182,18 +182,18 @@ def test_intent_confirm_observe_feeds_the_core(store: Store, uid: str):
     assert runs(store, uid, accounting=False).elements[None].phase is TaskPhase.UNKNOWN
     assert store.unfinished_job_ids("dev") == ["100"]
 
-    done = observed(key, TaskPhase.SUCCEEDED, exit_code=0, core_hours=2.0, finished=T0 + timedelta(hours=1))
+    done = observed(key, TaskPhase.SUCCEEDED, exit_code=0, core_seconds=7200, finished=T0 + timedelta(hours=1))
     store.update_from_observation(uid, [done], now=T0 + timedelta(hours=1))
     result = runs(store, uid, accounting=False)
-    assert result.elements[None].phase is TaskPhase.SUCCEEDED and result.core_hours == 2.0
+    assert result.elements[None].phase is TaskPhase.SUCCEEDED and result.core_seconds == 7200
     assert result.latest_job_ids == ("100",)
     # Seen this tick too: the observation counts, the record does not count it twice.
-    assert runs(store, uid, observed_jobs=[done]).core_hours == 2.0
+    assert runs(store, uid, observed_jobs=[done]).core_seconds == 7200
     assert store.unfinished_job_ids("dev") == [] and store.oldest_unfinished_at("dev") is None
 
     [entry] = store.history(uid)
     assert entry.job_id == "100" and entry.resources == Resources(cpus=2) and entry.outcome.phase is TaskPhase.SUCCEEDED
-    assert entry.outcome.exit_code == 0 and entry.outcome.core_hours == 2.0 and entry.submitted_at == T0
+    assert entry.outcome.exit_code == 0 and entry.outcome.core_seconds == 7200 and entry.submitted_at == T0
 
 
 def test_intents_are_idempotent_rejections_fail_and_forgotten_intents_vanish(store: Store, uid: str):
@@ -261,13 +261,13 @@ def test_array_elements_with_mixed_outcomes(store: Store, uid: str):
     store.record_intent(uid, key=key, fingerprint=FP, indices=tuple(range(10)), resources={}, cluster="dev", now=T0)
     store.confirm_submission(uid, key=key, job_id="300", now=T0)
     end = T0 + timedelta(minutes=30)
-    tick = [observed(key, TaskPhase.SUCCEEDED, job_id="300", indices=(i,), exit_code=0, core_hours=0.5, finished=end)
+    tick = [observed(key, TaskPhase.SUCCEEDED, job_id="300", indices=(i,), exit_code=0, core_seconds=1800, finished=end)
             for i in range(6)]
     tick += [
         observed(key, TaskPhase.FAILED, job_id="300", indices=(6,), failure=FailureKind.OUT_OF_MEMORY, exit_code=0,
-                 node_list="n1", core_hours=0.25, finished=end),
+                 node_list="n1", core_seconds=900, finished=end),
         observed(key, TaskPhase.FAILED, job_id="300", indices=(7,), failure=FailureKind.NODE_FAIL, exit_code=1,
-                 node_list="n2", core_hours=0.25, finished=end),
+                 node_list="n2", core_seconds=900, finished=end),
         observed(key, TaskPhase.SUBMITTED, job_id="300", indices=(8, 9), reason="Priority"),
     ]
     store.update_from_observation(uid, tick, now=end)
@@ -285,18 +285,18 @@ def test_array_elements_with_mixed_outcomes(store: Store, uid: str):
                       8: TaskPhase.UNKNOWN, 9: TaskPhase.UNKNOWN}
     assert result.elements[6].failures[0].kind is FailureKind.OUT_OF_MEMORY
     assert result.elements[7].failures[0].node_list == "n2" and result.elements[7].failures[0].finished_at == end
-    assert result.core_hours == pytest.approx(3.5)  # counted once despite the repeated report
+    assert result.core_seconds == 12600  # counted once despite the repeated report
 
     # The rest finish; then Slurm requeues element 0, which leaves its finished group.
     store.update_from_observation(uid, [observed(key, TaskPhase.SUCCEEDED, job_id="300", indices=(8, 9),
-                                                 exit_code=0, core_hours=1.0, finished=end)], now=end)
+                                                 exit_code=0, core_seconds=3600, finished=end)], now=end)
     assert store.unfinished_job_ids("dev") == []
     [entry] = [h for h in store.history(uid) if h.key.task == "fan"]
     assert entry.states == {TaskPhase.FAILED: "6-7", TaskPhase.SUCCEEDED: "0-5,8-9"}
     assert entry.outcome.phase is TaskPhase.FAILED
     store.update_from_observation(uid, [observed(key, TaskPhase.SUBMITTED, job_id="300", indices=(0,))], now=end)
     assert store.unfinished_job_ids("dev") == ["300"]
-    assert runs(store, uid, indices=range(10), task="fan").core_hours == pytest.approx(4.0)
+    assert runs(store, uid, indices=range(10), task="fan").core_seconds == 14400
 
 
 def test_a_30000_element_array_stays_small(store: Store, uid: str, tmp_path: Path):
@@ -311,7 +311,7 @@ def test_a_30000_element_array_stays_small(store: Store, uid: str, tmp_path: Pat
     tick = [
         observed(key, TaskPhase.FAILED if i in failed else TaskPhase.SUCCEEDED, job_id="400", indices=(i,),
                  failure=FailureKind.FAILED if i in failed else None, exit_code=3 if i in failed else 0,
-                 node_list=f"n{i % 4}", core_hours=0.01, finished=T0 + timedelta(seconds=i))
+                 node_list=f"n{i % 4}", core_seconds=36, finished=T0 + timedelta(seconds=i))
         for i in range(size)
     ]
     store.update_from_observation(uid, tick, now=T0)
@@ -320,7 +320,7 @@ def test_a_30000_element_array_stays_small(store: Store, uid: str, tmp_path: Pat
     result = runs(store, uid, indices=range(size), task="fan")
     assert {i for i, e in result.elements.items() if e.phase is TaskPhase.FAILED} == failed
     assert sum(e.phase is TaskPhase.SUCCEEDED for e in result.elements.values()) == size - len(failed)
-    assert result.core_hours == pytest.approx(size * 0.01)
+    assert result.core_seconds == size * 36
 
     raw = sqlite3.connect(store.path)
     [(outcomes, indices)] = raw.execute("SELECT outcomes, indices FROM attempts WHERE task = 'fan'").fetchall()

@@ -65,11 +65,11 @@ def test_describe_lists_attempts_in_dag_order_with_request_and_outcome():
                                                                   "report": TaskStatus(phase=TaskPhase.SUCCEEDED)})
     attempts = [
         attempt("report", 1, job_id="12", resources=Resources(time="00:05:00"),
-                outcome=JobOutcome(phase=TaskPhase.SUCCEEDED, reason="Dependency", exit_code=0, core_hours=0.01)),
+                outcome=JobOutcome(phase=TaskPhase.SUCCEEDED, reason="Dependency", exit_code=0, core_seconds=36)),
         attempt("simulate", 2, job_id="11", resources=Resources(time="00:02:00", memory="1G"),
-                outcome=JobOutcome(phase=TaskPhase.SUCCEEDED, exit_code=0, core_hours=0.5)),
+                outcome=JobOutcome(phase=TaskPhase.SUCCEEDED, exit_code=0, core_seconds=1800)),
         attempt("simulate", 1, job_id="10", resources=Resources(time="00:01:00", memory="1G"),
-                outcome=JobOutcome(phase=TaskPhase.FAILED, failure=FailureKind.TIMEOUT, exit_code=0, core_hours=0.25)),
+                outcome=JobOutcome(phase=TaskPhase.FAILED, failure=FailureKind.TIMEOUT, exit_code=0, core_seconds=900)),
     ]
     text = describe(row("plan", status), [], now=T0, attempts=attempts)
     assert text.count("Attempts:") == 1
