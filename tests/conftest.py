@@ -16,6 +16,7 @@ import pytest
 
 from reconciler.api import SlurmCluster
 from reconciler.devcluster import DevCluster
+from reconciler.devcluster.configs import CLUSTER_NAME
 
 # The fixtures that start a server: the dev cluster (slurmctld, slurmd, slurmdbd, MariaDB and
 # sshd, installed and started as root), the private sshd of the transport tests, and the test
@@ -35,7 +36,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def dev_cluster() -> Iterator[DevCluster]:
     directory = os.environ.get("RECONCILER_DEV_CLUSTER_DIR")
-    cluster = DevCluster(Path(directory) if directory else None)
+    # Named dev wherever it lives: manifests in the tests name that cluster.
+    cluster = DevCluster(Path(directory) if directory else None, name=CLUSTER_NAME)
     was_running = all(cluster.status().values()) if cluster.layout.ports.exists() else False
     cluster.up()
     yield cluster

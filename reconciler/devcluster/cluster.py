@@ -44,7 +44,7 @@ class DevClusterError(RuntimeError):
 @dataclass(frozen=True)
 class Daemon:
     name: str
-    argv: Callable[[Layout], list[str]]
+    argv: Callable[[DevCluster], list[str]]
     ready: Callable[[DevCluster], bool]
 
 
@@ -68,10 +68,23 @@ def _port_open(port: int) -> bool:
 
 
 class DevCluster:
-    def __init__(self, directory: Path | None = None) -> None:
+    """One dev cluster, wholly inside its directory: several in different directories run side by
+    side, each with its own ports, daemons, accounting database, name and node name."""
+
+    def __init__(self, directory: Path | None = None, *, name: str | None = None) -> None:
+        """``name``: the cluster's name when ``up`` creates it (default: after its directory, see
+        ``configs.cluster_name``); a cluster keeps the name it was created with."""
         self.layout = Layout((directory or default_dir()).resolve())
         self.hostname = socket.gethostname().split(".")[0]
         self.user = getpass.getuser()
+        written = self.layout.slurm_conf.read_text() if self.layout.slurm_conf.exists() else ""
+        self.name = configs.configured_name(written) or name or configs.cluster_name(
+            self.layout.root, default_directory=default_dir().resolve())
+        self._requested_name = name
+
+    @property
+    def node(self) -> str:
+        return configs.node_name(self.name)
 
     # -- what tests and the CLI read -------------------------------------------------------
 
@@ -103,6 +116,9 @@ class DevCluster:
     # -- lifecycle -------------------------------------------------------------------------
 
     def up(self, *, say: Callable[[str], None] = lambda _: None) -> None:
+        if self._requested_name not in (None, self.name):
+            raise DevClusterError(f"{self.layout.root} holds cluster {self.name}, not {self._requested_name}; "
+                                  f"remove the directory to create it anew")
         ensure_installed(say=say)
         changed = self._prepare()
         for daemon in DAEMONS:
@@ -168,7 +184,8 @@ class DevCluster:
         password = layout.database_password.read_text().strip()
         changed: set[str] = set()
         cgroups = cgroup_v1_memory()
-        if _write(layout.slurm_conf, configs.slurm_conf(layout, ports, hostname=self.hostname, cgroups=cgroups)):
+        if _write(layout.slurm_conf, configs.slurm_conf(layout, ports, hostname=self.hostname, cgroups=cgroups,
+                                                        name=self.name)):
             changed.add("slurm.conf")
         if cgroups and _write(layout.cgroup_conf, configs.cgroup_conf()):
             changed.add("cgroup.conf")
@@ -193,7 +210,7 @@ class DevCluster:
         _write(layout.known_hosts, f"[127.0.0.1]:{ports.sshd} {host_public[0]} {host_public[1]}\n")
         for transport in ("local", "ssh"):
             _write(self.manifest_path(transport),
-                   configs.cluster_manifest(layout, ports, transport=transport, user=self.user))
+                   configs.cluster_manifest(layout, ports, transport=transport, user=self.user, cluster=self.name))
         if not (layout.mariadb_data / "mysql").exists():
             layout.mariadb_data.mkdir(parents=True, exist_ok=True)
             _run(["mariadb-install-db", f"--defaults-file={layout.mariadb_conf}",
@@ -212,7 +229,7 @@ class DevCluster:
             return None
         # sshd rewrites its title to "sshd: /usr/sbin/sshd -D ... [listener]".
         program = cmdline[0].decode(errors="replace").split(" ", 1)[0].rstrip(":")
-        if Path(program).name != Path(daemon.argv(self.layout)[0]).name:
+        if Path(program).name != Path(daemon.argv(self)[0]).name:
             return None
         if _zombie(pid):
             return None
@@ -222,7 +239,7 @@ class DevCluster:
         return self._pid(daemon) is not None and daemon.ready(self)
 
     def _start(self, daemon: Daemon) -> None:
-        argv = daemon.argv(self.layout)
+        argv = daemon.argv(self)
         env = {**os.environ, **self.env}
         log = self.layout.log_file(f"{daemon.name}.stdout")
         with open(log, "ab") as output:
@@ -245,8 +262,8 @@ class DevCluster:
         """Create the accounting database's cluster, once; slurmctld refuses to run jobs for a
         cluster slurmdbd does not know when associations are enforced."""
         listed = self.sacctmgr(["--noheader", "--parsable2", "list", "cluster", "format=Cluster"])
-        if configs.CLUSTER_NAME not in listed.split():
-            self.sacctmgr(["--immediate", "add", "cluster", configs.CLUSTER_NAME])
+        if self.name not in listed.split():
+            self.sacctmgr(["--immediate", "add", "cluster", self.name])
 
     def sacctmgr(self, args: Sequence[str]) -> str:
         return _run(["sacctmgr", *args], env={**os.environ, **self.env}, timeout=SACCTMGR_TIMEOUT)
@@ -368,18 +385,22 @@ def _sbin(name: str) -> str:
     return shutil.which(name) or f"/usr/sbin/{name}"
 
 
+def _munged_argv(dev: DevCluster) -> list[str]:
+    lay = dev.layout
+    return [_sbin("munged"), "--foreground", f"--key-file={lay.munge_key}", f"--socket={lay.munge_socket}",
+            f"--pid-file={lay.run / 'munged.daemon.pid'}", f"--log-file={lay.log_file('munged')}",
+            f"--seed-file={lay.state / 'munged.seed'}", "--force"]
+
+
 DAEMONS: tuple[Daemon, ...] = (
-    Daemon("munged", lambda lay: [_sbin("munged"), "--foreground", f"--key-file={lay.munge_key}",
-                                f"--socket={lay.munge_socket}", f"--pid-file={lay.run / 'munged.daemon.pid'}",
-                                f"--log-file={lay.log_file('munged')}", f"--seed-file={lay.state / 'munged.seed'}",
-                                "--force"], _munge_ready),
-    Daemon("mariadb", lambda lay: [_sbin("mariadbd"), f"--defaults-file={lay.mariadb_conf}"], _database_ready),
-    Daemon("slurmdbd", lambda lay: [_sbin("slurmdbd"), "-D"], _slurmdbd_ready),
-    Daemon("slurmctld", lambda lay: [_sbin("slurmctld"), "-D", "-f", str(lay.slurm_conf)], _slurmctld_ready),
-    Daemon("slurmd", lambda lay: [_sbin("slurmd"), "-D", "-N", configs.NODE_NAME, "-f", str(lay.slurm_conf)],
+    Daemon("munged", _munged_argv, _munge_ready),
+    Daemon("mariadb", lambda dev: [_sbin("mariadbd"), f"--defaults-file={dev.layout.mariadb_conf}"], _database_ready),
+    Daemon("slurmdbd", lambda dev: [_sbin("slurmdbd"), "-D"], _slurmdbd_ready),
+    Daemon("slurmctld", lambda dev: [_sbin("slurmctld"), "-D", "-f", str(dev.layout.slurm_conf)], _slurmctld_ready),
+    Daemon("slurmd", lambda dev: [_sbin("slurmd"), "-D", "-N", dev.node, "-f", str(dev.layout.slurm_conf)],
            _slurmd_ready),
-    Daemon("sshd", lambda lay: [_sbin("sshd"), "-D", "-f", str(lay.sshd_conf), "-E", str(lay.log_file("sshd"))],
-           _sshd_ready),
+    Daemon("sshd", lambda dev: [_sbin("sshd"), "-D", "-f", str(dev.layout.sshd_conf),
+                                "-E", str(dev.layout.log_file("sshd"))], _sshd_ready),
 )
 
 

@@ -9,11 +9,14 @@ touches the machine's own Slurm, MariaDB or sshd configuration.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+# The name of the dev cluster in the default directory; one in another directory is named after
+# its directory (see ``cluster_name``), so that two of them side by side keep apart in manifests,
+# accounting and on the node (Slurm's cgroups are named after the node).
 CLUSTER_NAME = "dev"
-NODE_NAME = "dev1"
 PARTITION = "debug"
 PARTITION_MAX_TIME = "01:00:00"
 # A second partition on the same node whose jobs are billed by TRESBillingWeights, so that the
@@ -170,11 +173,35 @@ IgnoreSystemd=yes
 """
 
 
-def slurm_conf(layout: Layout, ports: Ports, *, hostname: str, cgroups: bool) -> str:
+def cluster_name(directory: Path, *, default_directory: Path) -> str:
+    """The name a new dev cluster in ``directory`` gets: ``dev`` in the default directory, else
+    the directory's name made fit for Slurm and Kubernetes (lower-case letters, digits, "-")."""
+    if directory == default_directory:
+        return CLUSTER_NAME
+    name = re.sub(r"[^a-z0-9]+", "-", directory.name.lower()).strip("-")[:40].strip("-")
+    if not name or not name[0].isalpha():
+        name = f"{CLUSTER_NAME}-{name}".rstrip("-")
+    return name
+
+
+def node_name(cluster: str) -> str:
+    """The one node of cluster ``cluster``: "dev1" for "dev", "dev2-1" for "dev2"."""
+    return f"{cluster}-1" if cluster[-1].isdigit() else f"{cluster}1"
+
+
+def configured_name(slurm_conf_text: str) -> str | None:
+    """The ClusterName a written slurm.conf holds (a cluster keeps its name for life: slurmctld
+    refuses to start when its state directory belongs to another name)."""
+    found = re.search(r"^ClusterName=(\S+)$", slurm_conf_text, flags=re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def slurm_conf(layout: Layout, ports: Ports, *, hostname: str, cgroups: bool, name: str = CLUSTER_NAME) -> str:
     tracking = _CGROUP_TRACKING if cgroups else _PROC_TRACKING
+    node = node_name(name)
     return f"""\
 # Single-node Slurm for development and tests, written by `reconciler dev-cluster up`.
-ClusterName={CLUSTER_NAME}
+ClusterName={name}
 SlurmctldHost={hostname}(127.0.0.1)
 SlurmctldPort={ports.slurmctld}
 SlurmdPort={ports.slurmd}
@@ -220,10 +247,10 @@ AccountingStoragePass={layout.munge_socket}
 AccountingStorageEnforce=associations,limits,qos
 AccountingStoreFlags=job_comment
 JobCompType=jobcomp/none
-NodeName={NODE_NAME} NodeHostname={hostname} NodeAddr=127.0.0.1 CPUs={NODE_CPUS} Boards=1 SocketsPerBoard=1 \
+NodeName={node} NodeHostname={hostname} NodeAddr=127.0.0.1 CPUs={NODE_CPUS} Boards=1 SocketsPerBoard=1 \
 CoresPerSocket={NODE_CPUS} ThreadsPerCore=1 RealMemory={NODE_MEMORY_MB} State=UNKNOWN
-PartitionName={PARTITION} Nodes={NODE_NAME} Default=YES MaxTime={PARTITION_MAX_TIME} State=UP
-PartitionName={BILLED_PARTITION} Nodes={NODE_NAME} Default=NO MaxTime={PARTITION_MAX_TIME} State=UP \
+PartitionName={PARTITION} Nodes={node} Default=YES MaxTime={PARTITION_MAX_TIME} State=UP
+PartitionName={BILLED_PARTITION} Nodes={node} Default=NO MaxTime={PARTITION_MAX_TIME} State=UP \
 TRESBillingWeights="{BILLING_WEIGHTS}"
 """
 
@@ -295,9 +322,9 @@ Subsystem sftp internal-sftp
 """
 
 
-def cluster_manifest(layout: Layout, ports: Ports, *, transport: str, user: str) -> str:
+def cluster_manifest(layout: Layout, ports: Ports, *, transport: str, user: str, cluster: str = CLUSTER_NAME) -> str:
     """A SlurmCluster manifest for this dev cluster, reached locally or through its sshd."""
-    name = CLUSTER_NAME if transport == "local" else f"{CLUSTER_NAME}-ssh"
+    name = cluster if transport == "local" else f"{cluster}-ssh"
     lines = [
         "apiVersion: hpc.reconciler.dev/v1alpha1",
         "kind: SlurmCluster",
