@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..api import Resources, WorkflowStatus
+from .choices import RecordedChoice
 from .observed import JobKey
 
 
@@ -24,6 +25,7 @@ class Submit:
     after_submits: tuple[JobKey, ...] = ()  # upstream submissions earlier in this same plan
     exclude_nodes: tuple[str, ...] = ()
     cores: int = 1  # per element, for capacity accounting
+    choice: RecordedChoice | None = None  # why these resources, for a task with auto ones
 
     @property
     def elements(self) -> int:

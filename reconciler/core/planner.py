@@ -19,7 +19,10 @@ from datetime import datetime
 from ..api import Capacity, Task, TaskPhase, TaskType, WorkflowStatus
 from ..manifests.resolve import ResolvedWorkflow
 from .approvals import TaskApprovals
+from .assign import Assignment, Choosing, assign, kind_of
+from .budget import TaskCost, judge_budget, with_budget
 from .capacity import CapacityBudget
+from .choices import RecordedChoice, TaskChoices
 from .cleanup import CleanupRecord, plan_cleanup
 from .events import task_events, workflow_events
 from .fanout import ArraySize, Unsized, array_indices, unsized_phase
@@ -29,7 +32,7 @@ from .inputs import TaskInputs
 from .jobtask import TaskPlan, Upstream, plan_job_task
 from .observed import LIVE_PHASES, AttemptRecord, ClusterView, JobKey, ObservedJob
 from .outputs import TaskOutputs, decide_outputs
-from .plan import Action, Cancel, Event, WorkflowPlan
+from .plan import Action, Cancel, Event, Submit, WorkflowPlan
 from .requests import TaskRequests, cancel_in_force, plan_cancelled_task
 from .status import TaskDecision, workflow_status
 from .taskruns import TaskRuns, task_runs
@@ -55,6 +58,10 @@ class DesiredWorkflow:
     array_sizes: Mapping[str, ArraySize] = field(default_factory=dict)
     outputs: TaskOutputs = field(default_factory=TaskOutputs)  # where each fetch of declared outputs stands
     cleanup: CleanupRecord | None = None  # the last ttlSecondsAfterFinished cleanup done
+    # What choosing auto resources needs this tick; None: tasks go as declared (auto fields fall
+    # back to the defaults) and budgets project nothing.
+    choosing: Choosing | None = None
+    choices: TaskChoices = field(default_factory=TaskChoices)  # the choices earlier attempts went out with
     # By (task, fingerprint): what the latest finished attempt made for that spec used.
     usage: Mapping[tuple[str, str], TaskUsage] = field(default_factory=dict)
 
@@ -115,20 +122,27 @@ def _plan_workflow(
     fps = task_fingerprints(desired)
     observed = _by_task(desired.observed)
     records = _by_task(desired.records)
+    runs = {name: task_runs(indices=_indices(desired, name), fingerprint=fps[name], observed=observed.get(name, ()),
+                            records=records.get(name, ()), accounting=view.accounting,
+                            accounting_complete_until=view.accounting_complete_until)
+            for name in resolved.order}
+    assignments = _assignments(desired)
+    verdict = judge_budget(resolved.spec.budget, spent_core_seconds=sum(r.core_seconds for r in runs.values()),
+                           tasks=_costs(desired, runs, assignments))
+    hold = verdict.held_because if verdict is not None else None
     steps: dict[str, TaskStep] = {}
     for name in resolved.order:
-        runs = task_runs(indices=_indices(desired, name), fingerprint=fps[name], observed=observed.get(name, ()),
-                         records=records.get(name, ()), accounting=view.accounting,
-                         accounting_complete_until=view.accounting_complete_until)
         upstream = _upstream(sorted(resolved.graph.predecessors(name)), steps=steps)
-        steps[name] = _plan_task(desired, name, runs=runs, fingerprint=fps[name], upstream=upstream, view=view,
-                                 budget=budget, now=now)
+        steps[name] = _plan_task(desired, name, runs=runs[name], fingerprint=fps[name], upstream=upstream, view=view,
+                                 budget=budget, now=now, assignment=assignments.get(name), budget_hold=hold)
 
     status = workflow_status(
         resolved=resolved, outcomes={name: step.plan.decision for name, step in steps.items()},
         previous=desired.previous, view=view, generation=desired.generation, revision=desired.revision, now=now,
         usage=_usage(desired, fps),
     )
+    status = with_budget(status, verdict, previous=desired.previous, generation=desired.generation, now=now)
+    status = status.model_copy(update={"cluster": view.name})
     cleanup = plan_cleanup(desired.uid, ttl_seconds=resolved.spec.ttl_seconds_after_finished, status=status,
                            previous=desired.previous, done=desired.cleanup, now=now)
     status = status.model_copy(update={"cleaned_at": cleanup.cleaned_at})
@@ -146,6 +160,34 @@ def _plan_workflow(
 def _usage(desired: DesiredWorkflow, fps: Mapping[str, str]) -> dict[str, TaskUsage]:
     """By task: what the latest finished attempt of its current spec used."""
     return {name: found for name, fp in fps.items() if (found := desired.usage.get((name, fp))) is not None}
+
+
+def _assignments(desired: DesiredWorkflow) -> dict[str, Assignment]:
+    """The job tasks' resources as the Orchestrator chooses them: of the tasks with auto ones,
+    and of every job task when a budget needs their predicted cost."""
+    choosing = desired.choosing
+    resolved = desired.resolved
+    if choosing is None:
+        return {}
+    every = resolved.spec.budget is not None
+    defaults = resolved.spec.defaults.resources
+    return {name: assign(task, kind=kind_of(resolved, name), defaults=defaults, choosing=choosing)
+            for name, task in resolved.tasks.items()
+            if task.type is TaskType.JOB and (every or task.resources.auto)}
+
+
+def _costs(desired: DesiredWorkflow, runs: Mapping[str, TaskRuns],
+           assignments: Mapping[str, Assignment]) -> dict[str, TaskCost]:
+    """Each job task's elements still to succeed, and what one is predicted to cost."""
+    costs = {}
+    for name, task in desired.resolved.tasks.items():
+        if task.type is not TaskType.JOB:
+            continue
+        assignment = assignments.get(name)
+        remaining = sum(1 for element in runs[name].elements.values() if element.phase is not TaskPhase.SUCCEEDED)
+        costs[name] = TaskCost(remaining_elements=remaining,
+                               core_hours_each=assignment.core_hours if assignment is not None else None)
+    return costs
 
 
 def task_fingerprints(desired: DesiredWorkflow) -> dict[str, str]:
@@ -181,8 +223,10 @@ def _plan_task(
     view: ClusterView,
     budget: CapacityBudget,
     now: datetime,
+    assignment: Assignment | None = None,
+    budget_hold: str | None = None,
 ) -> TaskStep:
-    task = desired.resolved.tasks[name]
+    task = assignment.task if assignment is not None else desired.resolved.tasks[name]
     # Inputs that cannot be found say nothing about the running job's spec (a file may be back, or
     # readable again, next tick): its jobs are left alone until the inputs are known again.
     cancels, cancel_events = _cancel_obsolete(desired.uid, name, runs) if not _missing_inputs(desired, name) else (
@@ -202,10 +246,12 @@ def _plan_task(
         plan = plan_job_task(
             uid=desired.uid, name=name, task=task, runs=runs, fingerprint=fingerprint, upstream=upstream,
             may_submit=(view.reachable and view.accounting and not suspended and upstream.allows_submission
-                        and not _missing_inputs(desired, name)),
+                        and not _missing_inputs(desired, name) and budget_hold is None),
             suspended=suspended, view=view, budget=budget, now=now,
             retry_requested=desired.requests.retry_pending(name, last_attempt=runs.last_attempt),
         )
+        plan = _with_choice(plan, name, assignment=assignment, recorded=desired.choices, fingerprint=fingerprint,
+                            budget_hold=budget_hold if upstream.allows_submission else None)
         if _missing_inputs(desired, name):
             plan = replace(plan, decision=replace(plan.decision, missing_inputs=_missing_inputs(desired, name)))
         progress = _job_progress(runs, plan)
@@ -216,6 +262,24 @@ def _plan_task(
         actions=cancels + plan.actions + fetch,
         events=cancel_events + task_events(name, before=before, decision=plan.decision),
     )
+
+
+def _with_choice(plan: TaskPlan, name: str, *, assignment: Assignment | None, recorded: TaskChoices,
+                 fingerprint: str, budget_hold: str | None) -> TaskPlan:
+    """Each submission carries the choice it goes out with, to be recorded with it; the status
+    shows that choice, or, while nothing goes out, the one the latest attempt went out with."""
+    decision = replace(plan.decision, budget_hold=budget_hold if plan.decision.phase is TaskPhase.WAITING else None)
+    if assignment is None or assignment.status is None:
+        return replace(plan, decision=decision)
+    status, ranked = assignment.status, assignment.ranked
+    actions = tuple(
+        replace(action, choice=RecordedChoice(task=name, fingerprint=fingerprint, attempt=action.key.attempt,
+                                              status=status, ranked=ranked))
+        if isinstance(action, Submit) else action for action in plan.actions)
+    latest = recorded.latest(name, fingerprint=fingerprint)
+    if not plan.submits and latest is not None:
+        status = latest.status
+    return replace(plan, actions=actions, decision=replace(decision, choice=status))
 
 
 def _missing_inputs(desired: DesiredWorkflow, name: str) -> tuple[str, ...]:

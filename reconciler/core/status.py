@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..api import ArrayStatus, Condition, Task, TaskPhase, TaskStatus, WorkflowPhase, WorkflowStatus
+from ..api.orchestration import ChoiceStatus
 from ..api.workflow import TaskEfficiency, TaskOutputsStatus
 from ..manifests.resolve import ResolvedWorkflow
 from .approvals import APPROVAL_STALE, Approval
+from .budget import BUDGET_EXCEEDED
 from .conditions import READY, RECONCILING, STALLED, condition, merge_conditions
 from .fanout import SIZE_INVALID, SIZE_UNKNOWN
 from .history import TaskUsage
@@ -55,6 +57,8 @@ class TaskDecision:
     missing_inputs: tuple[str, ...] = ()  # why it is not submitted: inputs that name nothing
     outputs: TaskOutputsStatus | None = None  # a succeeded task's declared outputs (``outputs``)
     unsized: str | None = None  # an array sized at run time whose size is not known, or cannot be: why
+    choice: ChoiceStatus | None = None  # the resources chosen for its auto fields, and why
+    budget_hold: str | None = None  # ready to go, but the workflow's budget holds it back: why
 
     def failure_summary(self) -> str:
         failed = [e for e in self.runs.elements.values() if e.failures]
@@ -86,6 +90,7 @@ def task_status(outcome: TaskDecision, *, now: datetime, usage: TaskUsage | None
                                                              memory=usage.memory_efficiency),
         fingerprint=outcome.fingerprint,
         outputs=outcome.outputs,
+        choice=outcome.choice,
     )
     if outcome.task.array is not None and outcome.unsized is None:
         status.array = _array_status(elements)
@@ -173,6 +178,8 @@ def _waiting_reason(outcome: TaskDecision) -> Reason:
         return SIZE_UNKNOWN, outcome.unsized
     if outcome.missing_inputs:
         return INPUT_MISSING, "; ".join(outcome.missing_inputs)
+    if outcome.budget_hold is not None:
+        return BUDGET_EXCEEDED, outcome.budget_hold
     return ("Suspended", "the workflow is suspended") if outcome.suspended else (None, None)
 
 

@@ -35,8 +35,10 @@ from pathlib import Path
 from typing import Protocol
 
 from ..api import SlurmCluster, SlurmClusterSpec, WorkflowPhase, WorkflowStatus
+from ..api.orchestration import AUTO
 from ..backoff import NO_JITTER, Backoff, backoff_delay
 from ..core.approvals import declared_approvals
+from ..core.assign import place
 from ..core.desired import DesiredState, classify_desired
 from ..core.observed import ClusterView, ObservedJob
 from ..core.plan import Event, WorkflowPlan
@@ -48,6 +50,7 @@ from ..slurm.client import Observation, SlurmClient, SlurmError
 from ..slurm.transport import Transport, TransportError, open_transport
 from ..sources.base import Snapshot, Source, SourceError
 from ..store.database import Store, StoredWorkflow
+from .choosing import HistoryModels, StartEstimates, choosing_for, needs_choosing
 from .executor import ClusterOutcome, adjust_status, carry_out
 from .fanout import array_sizes
 from .history import record_history
@@ -187,6 +190,8 @@ class Controller:
         self._manifest_errors: list[ManifestError] = []  # errors of the last snapshot tied to no workflow
         self._clients: dict[str, SlurmClient] = {}
         self._backoff: dict[str, Backoff] = {}
+        self._models = HistoryModels(store)
+        self._estimates = StartEstimates()
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -300,14 +305,43 @@ class Controller:
                 revision=snapshot.revision, source_file=resolved.location.file if resolved.location else None, now=now,
                 uid=meta.uid, task_labels={name: task.labels for name, task in resolved.tasks.items()},
             )
-            assert resolved.cluster is not None
-            workflows.setdefault(resolved.cluster.metadata.name, []).append((stored, resolved))
+            placed = resolved if resolved.cluster is not None else self._place(stored, resolved, now=now)
+            if placed is None or placed.cluster is None:
+                continue
+            workflows.setdefault(placed.cluster.metadata.name, []).append((stored, placed))
         removed: dict[str, list[StoredWorkflow]] = {}
         for identity in desired.prune:
             stored = active[identity]
             removed.setdefault(_cluster_of(stored, desired), []).append(stored)
         return {name: ClusterWork(workflows=tuple(workflows.get(name, ())), prune=tuple(removed.get(name, ())))
                 for name in sorted(set(workflows) | set(removed))}
+
+    def _place(self, stored: StoredWorkflow, resolved: ResolvedWorkflow, *, now: datetime) -> ResolvedWorkflow | None:
+        """A workflow that names candidate clusters, on the one it was placed on; placed now, on
+        the one where its tasks score best, when it has not been yet (or its cluster is no
+        longer a candidate). None when no candidate can be asked: it waits for the next tick."""
+        candidates = {cluster.metadata.name: cluster for cluster in resolved.candidates}
+        placement = self.store.placement(stored.uid)
+        if placement is not None and placement.cluster in candidates:
+            return replace(resolved, cluster=candidates[placement.cluster])
+        clients = {}
+        for name, cluster in candidates.items():
+            try:
+                clients[name] = self._client(cluster)
+            except Exception as exc:  # a cluster that cannot be reached is no candidate this tick
+                log.warning("workflow %s/%s: cluster %s is left out of its placement: %s", stored.namespace,
+                            stored.name, name, exc)
+        choosing = choosing_for(resolved, clusters=clients, learned=self._models.learned(),
+                                estimates=self._estimates, previous=stored.status, now=now)
+        if not choosing.offers:
+            log.warning("workflow %s/%s: none of its clusters can be asked; placed next tick", stored.namespace,
+                        stored.name)
+            return None
+        placement = place(resolved, choosing=choosing)
+        self.store.place(stored.uid, placement, now=now)
+        self.store.add_events(stored.uid, [Event("Normal", "Placed", placement.message)], now=now)
+        log.info("workflow %s/%s %s", stored.namespace, stored.name, placement.message)
+        return replace(resolved, cluster=candidates[placement.cluster])
 
     def _tick_clusters(self, clusters: Mapping[str, SlurmCluster], work: Mapping[str, ClusterWork], *,
                        now: datetime) -> list[TickResult]:
@@ -377,6 +411,7 @@ class Controller:
         desired = [self._desired(stored, resolved, jobs.get(stored.uid, ()), inputs.get(stored.uid), now=now)
                    for stored, resolved in work.workflows]
         desired = self._with_sizes(client, work, desired, now=now)
+        desired = [self._with_choosing(item, client, now=now) for item in desired]
         plans = plan_cluster(desired, view=view, capacity=cluster.spec.capacity, now=now)
         outcome = carry_out(plans, workflows={stored.uid: resolved for stored, resolved in work.workflows},
                             client=client, store=self.store, outputs_dir=self.outputs_dir, stop=self.stop, now=now,
@@ -438,6 +473,15 @@ class Controller:
         return [replace(item, array_sizes=array_sizes(client, self.store, stored=stored, resolved=resolved,
                                                       fingerprints=task_fingerprints(item), now=now))
                 for (stored, resolved), item in zip(work.workflows, desired, strict=True)]
+
+    def _with_choosing(self, desired: DesiredWorkflow, client: SlurmClient, *, now: datetime) -> DesiredWorkflow:
+        """``desired`` with what choosing its tasks' resources needs, when it chooses any."""
+        resolved = desired.resolved
+        if not needs_choosing(resolved):
+            return desired
+        choosing = choosing_for(resolved, clusters={client.name: client}, learned=self._models.learned(),
+                                estimates=self._estimates, previous=desired.previous, now=now)
+        return replace(desired, choosing=choosing, choices=self.store.choices(desired.uid))
 
     def _with_approvals(self, stored: StoredWorkflow, *, desired: DesiredWorkflow, now: datetime) -> DesiredWorkflow:
         """``desired`` with its approvals, after recording the manifest's new ``approved:``
@@ -529,10 +573,13 @@ def _earliest(a: float | None, b: float | None) -> float | None:
 
 
 def _cluster_of(stored: StoredWorkflow, desired: DesiredState) -> str:
-    """The cluster a removed workflow ran on: its manifest's, or the only one declared."""
+    """The cluster a removed workflow ran on: as its status says, its manifest's, or the only
+    one declared."""
+    if stored.status is not None and stored.status.cluster:
+        return stored.status.cluster
     named = (stored.resource.get("spec") or {}).get("cluster")
-    if named:
-        return str(named)
+    if isinstance(named, str) and named != AUTO:
+        return named
     if len(desired.clusters) == 1:
         return next(iter(desired.clusters))
     return ""

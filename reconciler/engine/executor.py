@@ -165,6 +165,8 @@ def _submit(action: Submit, *, resolved: ResolvedWorkflow, client: SlurmClient, 
         run_dir = run_dir_of(cluster_workdir=client.cluster.spec.workdir, namespace=meta.namespace,
                              workflow=meta.name, task=task)
         stage(client.transport, cluster_workdir=client.cluster.spec.workdir, run_dir=run_dir, files=files)
+    if action.choice is not None:
+        store.record_choice(action.uid, action.choice, now=now)
     store.record_intent(action.uid, key=action.key, fingerprint=action.fingerprint, indices=action.indices,
                         resources=action.resources.model_dump(mode="json", exclude_none=True),
                         cluster=client.name, now=now)

@@ -47,6 +47,7 @@ from .array_outcomes import (
     encode_groups,
 )
 from .array_sizes import ArraySizeBook
+from .choices import ChoiceBook
 from .connection import StoreConnection
 from .encoding import canonical_json, from_iso, iso, iso_or_none
 from .history import HistoryBook
@@ -238,7 +239,7 @@ class _AttemptRow:
 
 # -- the store -----------------------------------------------------------------------------------
 
-class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, StoreConnection):
+class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, ChoiceBook, StoreConnection):
     """Every workflow's status, the record of every submission, approvals and events, in one SQLite
     file (see :class:`StoreConnection` for how it is opened and shared)."""
 
