@@ -1,4 +1,5 @@
-"""A real single-node Slurm (with accounting) and an OpenSSH login node on this machine.
+"""A real single-node Slurm (with accounting) and an OpenSSH login node on this machine, one per
+directory: several run side by side, each with its own name, node, ports and daemons.
 
 Used by ``reconciler dev-cluster``, the demo and the integration tests; see :mod:`.cluster`.
 """
@@ -24,6 +25,7 @@ def run(action: str, directory: Path | None) -> int:
     try:
         if action == "up":
             cluster.up(say=say)
+            say(f"cluster {cluster.name} (node {cluster.node}) in {cluster.layout.root}")
             say(f"SlurmCluster manifests: {cluster.manifest_path('local')} {cluster.manifest_path('ssh')}")
             print(f"export SLURM_CONF={cluster.slurm_conf}")
         elif action == "down":
