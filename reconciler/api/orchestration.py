@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .meta import FrozenModel, Model
+from .postfix import parse_expression
 
 AUTO = "auto"
 Auto = Literal["auto"]
@@ -28,6 +29,11 @@ class Scoring(FrozenModel):
         "e.g. 'time 0.7 * cost 0.3 * +'"))] = "time"
     strategy: Literal["score", "cheapest"] = Field(default="score", description=(
         "score: the expression decides; cheapest: the lowest predicted cost, then the earliest end"))
+
+    @field_validator("expression")
+    @classmethod
+    def _well_formed(cls, expression: str) -> str:
+        return str(parse_expression(expression))
 
 
 class TaskCandidates(FrozenModel):

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..api import Resources, SlurmCluster, Task, TaskType, WorkflowSpec
 from ..api.orchestration import AUTO, Auto, ChoiceStatus, PredictedFigures, Scoring
+from ..api.postfix import parse_expression
 from ..api.units import memory_to_mib, time_to_seconds
 from ..manifests.resolve import ResolvedWorkflow
 from .choices import Placement
@@ -23,7 +24,6 @@ from .history import RunSample, task_kind
 from .observed import PartitionLimits
 from .optimizer import Optimizer, optimizer_for
 from .orchestrator import Choice, Declared, Offer, Request, Scored, StartQuery, orchestrate, start_queries
-from .postfix import parse_expression
 from .runmodel import MemoryModel, QueueModel, RuntimeModel, fit_memory, fit_queue, fit_runtime
 
 

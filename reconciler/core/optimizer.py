@@ -1,7 +1,7 @@
 """The Optimizer: how the Orchestrator's candidate configurations are ranked.
 
 Called by the Orchestrator (``reconciler.core.orchestrator.orchestrate``), which gives each
-candidate its predicted figures as criteria values (see ``reconciler.core.postfix.CRITERIA``)
+candidate its predicted figures as criteria values (see ``reconciler.api.postfix.CRITERIA``)
 and takes the first of the ranking. ``optimizer_for`` makes one from a Scoring's strategy name;
 ``STRATEGIES`` lists the names the API accepts. A new strategy is a class with the members of
 ``Optimizer`` and an entry in ``_FACTORIES``: the Orchestrator's loop stays as it is. Pure, and
@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from .postfix import Expression
+from ..api.postfix import Expression
 
 if TYPE_CHECKING:
     from .orchestrator import Scored

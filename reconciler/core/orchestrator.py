@@ -144,7 +144,7 @@ class Prediction:
 class Scored:
     candidate: Candidate
     prediction: Prediction
-    criteria: Mapping[str, float]  # every criterion of reconciler.core.postfix.CRITERIA
+    criteria: Mapping[str, float]  # every criterion of reconciler.api.postfix.CRITERIA
     score: float
 
 
@@ -362,7 +362,7 @@ def predict(request: Request, offer: Offer, candidate: Candidate, *, runtime: Ru
 
 
 def criteria_values(candidate: Candidate, prediction: Prediction) -> dict[str, float]:
-    """Every criterion of ``reconciler.core.postfix.CRITERIA`` for one candidate; times in hours."""
+    """Every criterion of ``reconciler.api.postfix.CRITERIA`` for one candidate; times in hours."""
     start = prediction.start_seconds if prediction.start_seconds is not None else prediction.wait_seconds
     return {
         "time": (prediction.wait_seconds + prediction.run_seconds) / 3600,

@@ -179,3 +179,28 @@ spec:
     [error] = load_text(text, filename="plan.yaml").errors
     assert str(error) == ("plan.yaml:8: spec.tasks[0].retry.on: unknown field; the failures a retry reacts to are "
                           "listed in onFailures")
+
+
+@pytest.mark.parametrize(("expression", "says"), [
+    ("time 0.7 * costs 0.3 * +", "token 4 ('costs'): unknown name; did you mean 'cost'?"),
+    ("time *", "token 2 ('*'): needs two operands, has one"),
+    ("time cost", "2 values left on the stack"),
+    ("time 1 1 - /", "token 5 ('/'): divides by a constant zero"),
+])
+def test_a_broken_scoring_expression_is_an_error_with_file_and_line(expression, says):
+    text = CHAIN.replace("spec:\n", f"spec:\n  scoring:\n    expression: '{expression}'\n")
+    [error] = load_text(text, filename="s.yaml").errors
+    assert (error.file, error.line, error.path) == ("s.yaml", 7, "spec.scoring.expression")
+    assert says in error.message
+
+
+def test_a_scoring_expression_is_kept_normalised_and_its_strategy_known():
+    from typing import get_args
+
+    from reconciler.api.orchestration import Scoring
+    from reconciler.core.optimizer import STRATEGIES
+
+    text = CHAIN.replace("spec:\n", "spec:\n  scoring: {expression: 'time  0.70 *  cost 0.3 * +'}\n")
+    [loaded] = load_text(text, filename="s.yaml").resources
+    assert loaded.resource.spec.scoring.expression == "time 0.7 * cost 0.3 * +"
+    assert set(get_args(Scoring.model_fields["strategy"].annotation)) == set(STRATEGIES)

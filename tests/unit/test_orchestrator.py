@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from reconciler.api.orchestration import AUTO
+from reconciler.api.postfix import parse_expression
 from reconciler.core.optimizer import (
     STRATEGIES,
     CheapestFirst,
@@ -30,7 +31,6 @@ from reconciler.core.orchestrator import (
     orchestrate,
     start_queries,
 )
-from reconciler.core.postfix import parse_expression
 from reconciler.core.runmodel import MemoryModel, QueueModel, RuntimeModel
 
 DEBUG = Offer(cluster="a", partition="debug", default=True, max_time_seconds=3600, max_nodes=2,

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from reconciler.core.postfix import (
+from reconciler.api.postfix import (
     CRITERIA,
     DEFAULT_SCORE,
     Expression,

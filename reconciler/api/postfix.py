@@ -1,9 +1,10 @@
 """The scoring expression language: postfix arithmetic over the Optimizer's criteria.
 
 Written by people in a Workflow's or SlurmCluster's ``scoring.expression`` (e.g.
-``time 0.7 * cost 0.3 * +``); parsed once when the manifest loads (``parse_expression`` raises
-``ExpressionError`` saying which token is wrong and why, which the loader turns into a file:line
-error) and evaluated by the Optimizer (``reconciler.core.optimizer``) once per candidate
+``time 0.7 * cost 0.3 * +``); part of the API because the model validates it when the manifest
+loads (``parse_expression`` raises ``ExpressionError`` saying which token is wrong and why, which
+the loader reports with file and line) and evaluated by the Optimizer
+(``reconciler.core.optimizer``) once per candidate
 configuration. Pure. A parsed expression is well formed: every operator finds its two operands,
 exactly one value is left at the end, every name is a criterion, and no divisor is a constant zero;
 so evaluation can only fail on a missing criterion value.
