@@ -23,7 +23,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..api import SlurmCluster
@@ -57,6 +57,23 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _new_ports(root: Path) -> Ports:
+    """Five distinct free ports, none of them one that another dev cluster beside this one (or in
+    the default directory's parent) recorded: a stopped cluster's ports are free but still its."""
+    taken: set[int] = set()
+    for ports_file in {*root.parent.glob("*/ports.json"), *default_dir().parent.glob("*/ports.json")}:
+        if ports_file.parent.resolve() == root:
+            continue
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            taken.update(asdict(Ports.from_json(ports_file.read_text())).values())
+    chosen: list[int] = []
+    while len(chosen) < 5:
+        port = _free_port()
+        if port not in taken and port not in chosen:
+            chosen.append(port)
+    return Ports(*chosen)
 
 
 def _port_open(port: int) -> bool:
@@ -172,9 +189,7 @@ class DevCluster:
         # munged refuses a socket directory others can write to.
         os.chmod(layout.run / "munge", 0o755)
         if not layout.ports.exists():
-            ports = Ports(slurmctld=_free_port(), slurmd=_free_port(), slurmdbd=_free_port(), mariadb=_free_port(),
-                          sshd=_free_port())
-            layout.ports.write_text(ports.to_json())
+            layout.ports.write_text(_new_ports(layout.root).to_json())
         ports = self.ports
         if not layout.munge_key.exists():
             _run(["mungekey", "--create", "--keyfile", str(layout.munge_key)])

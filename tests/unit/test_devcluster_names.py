@@ -75,3 +75,13 @@ def test_a_name_asked_for_applies_to_a_new_cluster_and_must_match_an_existing_on
     (directory / "etc" / "slurm.conf").write_text("ClusterName=dev\n")
     with pytest.raises(DevClusterError, match="holds cluster dev, not other"):
         DevCluster(directory, name="other").up()
+
+
+def test_a_new_cluster_takes_no_port_a_stopped_cluster_beside_it_recorded(tmp_path: Path, monkeypatch):
+    from reconciler.devcluster import cluster as module
+
+    (tmp_path / "first").mkdir()
+    (tmp_path / "first" / "ports.json").write_text(Ports(1, 2, 3, 4, 5).to_json())
+    offered = iter([1, 2, 10, 10, 3, 11, 12, 5, 13, 14])  # what the kernel hands out as free
+    monkeypatch.setattr(module, "_free_port", lambda: next(offered))
+    assert module._new_ports(tmp_path / "second") == Ports(10, 11, 12, 13, 14)
