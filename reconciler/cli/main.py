@@ -209,6 +209,18 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return describe_workflow(state=args.state_dir, name=args.name)
 
 
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain
+
+    return explain(state=args.state_dir, name=args.workflow, task=args.task, output=args.output)
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from .history import history
+
+    return history(state=args.state_dir, kind=args.kind, limit=args.limit, output=args.output)
+
+
 def _cmd_approve(args: argparse.Namespace) -> int:
     from .commands import approve
 
@@ -335,6 +347,22 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("name")
     _state_dir_option(describe)
     describe.set_defaults(func=_cmd_describe)
+
+    why = commands.add_parser("explain", help="why a task runs with the resources it has: every candidate the "
+                                               "Orchestrator considered, its predicted figures and score")
+    why.add_argument("workflow", help="NAME or NAMESPACE/NAME")
+    why.add_argument("task")
+    why.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    _state_dir_option(why)
+    why.set_defaults(func=_cmd_explain)
+
+    runs = commands.add_parser("history", help="finished runs (resources asked for and used, billed core-hours) "
+                                               "and the models fitted on them")
+    runs.add_argument("kind", nargs="?", help="only runs of this task kind")
+    runs.add_argument("--limit", type=int, default=50, metavar="N", help="at most N runs, newest first (default 50)")
+    runs.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    _state_dir_option(runs)
+    runs.set_defaults(func=_cmd_history)
 
     approve = commands.add_parser("approve", help="approve a workflow's approval step (\"I've done this\")")
     approve.add_argument("workflow")
