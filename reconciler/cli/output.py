@@ -114,7 +114,7 @@ def describe(row: WorkflowRow, events: Sequence[EventRow], *, now: datetime,
              attempts: Sequence[AttemptHistory] = ()) -> str:
     status = row.status or WorkflowStatus()
     sections = [_header(row, status, now=now), _conditions(status), _tasks(status, row.task_labels),
-                _outputs(status), _efficiency(status)]
+                _outputs(status), _efficiency(status), _choices(status)]
     if attempts:
         sections.append(_attempts(status, attempts))
     sections += [_waiting(row, status), _events(events, now=now)]
@@ -130,6 +130,12 @@ def _header(row: WorkflowRow, status: WorkflowStatus, *, now: datetime) -> str:
         out.write(f"Source:       {row.source_file}" + (f" @ {status.revision[:12]}" if status.revision else "") + "\n")
     out.write(f"Phase:        {status.phase.value}\nProgress:     {status.progress or ''}\n")
     out.write(f"Core-hours:   {status.core_hours:.4f}\nAge:          {age(row.created_at, now)}\n")
+    if status.cluster:
+        out.write(f"Cluster:      {status.cluster}\n")
+    if status.budget:
+        budget = status.budget
+        out.write(f"Budget:       {budget.spent:.4f} spent, {budget.projected:.4f} projected of "
+                  f"{budget.core_hours:.4g} core-hours\n")
     if status.cleaned_at:
         out.write(f"Cleaned:      {status.cleaned_at:%Y-%m-%d %H:%M:%SZ} (ttlSecondsAfterFinished: its files are "
                   "removed, its status and history kept)\n")
@@ -229,6 +235,23 @@ def _efficiency(status: WorkflowStatus) -> str:
     if not rows:
         return ""
     return "Efficiency:\n" + _indent(table(["TASK", "CPU", "MEMORY", "BILLED-CORE-SECONDS"], rows))
+
+
+def _choices(status: WorkflowStatus) -> str:
+    """What was chosen for the tasks with auto resources, and why (``reconciler explain`` lists
+    every candidate)."""
+    rows = []
+    for name, task in status.tasks.items():
+        choice = task.choice
+        if choice is None:
+            continue
+        chosen = " ".join(f"{key}={value}" for key, value in (
+            ("partition", choice.partition), ("nodes", choice.nodes), ("cpus", choice.cpus), ("time", choice.time),
+            ("memory", choice.memory)) if value is not None)
+        rows.append([name, chosen or "-", choice.reason, choice.message])
+    if not rows:
+        return ""
+    return "Choices:\n" + _indent(table(["TASK", "CHOSEN", "REASON", "WHY"], rows))
 
 
 def _attempts(status: WorkflowStatus, attempts: Sequence[AttemptHistory]) -> str:

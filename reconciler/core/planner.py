@@ -226,7 +226,7 @@ def _plan_task(
     assignment: Assignment | None = None,
     budget_hold: str | None = None,
 ) -> TaskStep:
-    task = assignment.task if assignment is not None else desired.resolved.tasks[name]
+    task = assignment.task if assignment is not None else _as_declared(desired, name)
     # Inputs that cannot be found say nothing about the running job's spec (a file may be back, or
     # readable again, next tick): its jobs are left alone until the inputs are known again.
     cancels, cancel_events = _cancel_obsolete(desired.uid, name, runs) if not _missing_inputs(desired, name) else (
@@ -262,6 +262,14 @@ def _plan_task(
         actions=cancels + plan.actions + fetch,
         events=cancel_events + task_events(name, before=before, decision=plan.decision),
     )
+
+
+def _as_declared(desired: DesiredWorkflow, name: str) -> Task:
+    """A task nothing was chosen for, with each auto resource as declared by the defaults."""
+    task = desired.resolved.tasks[name]
+    if not task.resources.auto:
+        return task
+    return task.model_copy(update={"resources": task.resources.declared(desired.resolved.spec.defaults.resources)})
 
 
 def _with_choice(plan: TaskPlan, name: str, *, assignment: Assignment | None, recorded: TaskChoices,
