@@ -15,10 +15,13 @@ import yaml
 from reconciler.api import TaskPhase, Workflow
 from reconciler.core.history import RunSample, TaskUsage
 from reconciler.core.observed import JobKey, JobOutcome, ObservedJob
-from reconciler.engine.history import runs_of
+from reconciler.engine.history import record_history, runs_of
 from reconciler.slurm import commands as c
+from reconciler.slurm.client import SlurmClient
+from reconciler.slurm.transport import TransportError
 from reconciler.store import schema
 from reconciler.store.database import Store
+from tests.fakes import FakeSlurm
 from tests.unit.reconcile_world import T0, resolved
 
 DATA = Path(__file__).parent / "data" / "slurm-22.05"
@@ -140,3 +143,29 @@ def test_migration_keeps_earlier_core_hours_as_seconds(tmp_path: Path):
         assert records["fan"].outcome is not None and records["fan"].outcome.core_seconds == 1800
         # Runs that ended before are taken into the history on the next tick that sees them.
         assert [a.job_id for a in store.unrecorded_attempts("dev", ["u1"])] == ["8", "7"]
+
+
+def test_recording_asks_slurm_only_for_ended_attempts_and_never_fails_the_tick(store: Store):
+    uid = store.upsert_workflow(namespace="default", name="plan", resource=MANIFEST, revision=None,
+                                source_file=None, now=T0).uid
+    plan = resolved_plan()
+    slurm = FakeSlurm()
+    client = SlurmClient(plan.cluster, slurm)
+    record_history(store, client, {uid: plan}, now=T0)
+    assert slurm.calls == []  # nothing ended: nothing asked
+
+    ended(store, uid, JobKey("prep", 1), "14686", at=T0)
+    slurm.fail("sacct", TransportError("connection reset"))
+    record_history(store, client, {uid: plan}, now=T0 + timedelta(seconds=2))  # logged, not raised
+    assert [a.job_id for a in store.unrecorded_attempts("dev", [uid])] == ["14686"]
+
+    slurm = FakeSlurm()  # reachable again; its accounting has not heard of the job yet
+    client = SlurmClient(plan.cluster, slurm)
+    record_history(store, client, {uid: plan}, now=T0 + timedelta(seconds=4))
+    [call] = slurm.calls
+    assert "--jobs=14686" in call and "-X" not in call
+    assert [a.job_id for a in store.unrecorded_attempts("dev", [uid])] == ["14686"]
+    record_history(store, client, {uid: plan}, now=T0 + timedelta(minutes=5))
+    assert store.unrecorded_attempts("dev", [uid]) == [] and store.runs() == []
+    record_history(store, client, {uid: plan}, now=T0 + timedelta(minutes=6))
+    assert len(slurm.calls) == 2
