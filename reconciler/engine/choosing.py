@@ -59,13 +59,13 @@ class StartEstimates:
     def __init__(self) -> None:
         self._cache: dict[StartQuery, tuple[float | None, datetime, float]] = {}
 
-    def seconds_until_start(self, client: SlurmClient, wanted: Iterable[StartQuery], *,
-                            now: datetime) -> dict[StartQuery, float]:
+    def seconds_until_start(self, client: SlurmClient, wanted: Iterable[StartQuery], *, now: datetime,
+                            max_age: float = ESTIMATE_TTL_SECONDS) -> dict[StartQuery, float]:
         """Seconds from ``now`` until each size would start; sizes that cannot run there, or that
-        could not be asked, are left out."""
+        could not be asked, are left out. An estimate older than ``max_age`` seconds is asked again."""
+        wanted = list(wanted)
         fresh = time.monotonic()
-        stale = [q for q in dict.fromkeys(wanted)
-                 if q not in self._cache or fresh - self._cache[q][2] > ESTIMATE_TTL_SECONDS]
+        stale = [q for q in dict.fromkeys(wanted) if q not in self._cache or fresh - self._cache[q][2] >= max_age]
         if stale:
             self._ask(client, stale[:MAX_ESTIMATES_PER_TICK], now=now)
         found: dict[StartQuery, float] = {}
@@ -106,9 +106,11 @@ def _slurm_size(query: StartQuery, client: SlurmClient) -> observed.StartQuery |
 
 
 def choosing_for(resolved: ResolvedWorkflow, *, clusters: Mapping[str, SlurmClient], learned: Learned,
-                 estimates: StartEstimates, previous: WorkflowStatus | None, now: datetime) -> Choosing:
+                 estimates: StartEstimates, previous: WorkflowStatus | None, now: datetime,
+                 max_age: float = ESTIMATE_TTL_SECONDS) -> Choosing:
     """What choosing needs for ``resolved`` on ``clusters`` (its own cluster, or every candidate
-    to place it), with start estimates for the tasks still to be submitted."""
+    to place it), with start estimates for the tasks still to be submitted, none older than
+    ``max_age`` seconds."""
     cluster: SlurmCluster | None = resolved.cluster
     offers: list[Offer] = []
     for client in clusters.values():
@@ -123,7 +125,8 @@ def choosing_for(resolved: ResolvedWorkflow, *, clusters: Mapping[str, SlurmClie
         return choosing
     starts: dict[StartQuery, float] = {}
     for name, client in clusters.items():
-        starts.update(estimates.seconds_until_start(client, [q for q in wanted if q.cluster == name], now=now))
+        starts.update(estimates.seconds_until_start(client, [q for q in wanted if q.cluster == name], now=now,
+                                                    max_age=max_age))
     return Choosing(offers=choosing.offers, learned=learned, starts=starts, optimizer=choosing.optimizer)
 
 

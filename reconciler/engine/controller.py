@@ -331,8 +331,9 @@ class Controller:
             except Exception as exc:  # a cluster that cannot be reached is no candidate this tick
                 log.warning("workflow %s/%s: cluster %s is left out of its placement: %s", stored.namespace,
                             stored.name, name, exc)
+        # Placed once for good: worth asking each cluster afresh rather than trusting a cached answer.
         choosing = choosing_for(resolved, clusters=clients, learned=self._models.learned(),
-                                estimates=self._estimates, previous=stored.status, now=now)
+                                estimates=self._estimates, previous=stored.status, now=now, max_age=0.0)
         if not choosing.offers:
             log.warning("workflow %s/%s: none of its clusters can be asked; placed next tick", stored.namespace,
                         stored.name)
