@@ -31,6 +31,7 @@ from .history import TaskUsage
 from .inputs import TaskInputs
 from .jobtask import TaskPlan, Upstream, plan_job_task
 from .observed import LIVE_PHASES, AttemptRecord, ClusterView, JobKey, ObservedJob
+from .orchestrator import Reason
 from .outputs import TaskOutputs, decide_outputs
 from .plan import Action, Cancel, Event, Submit, WorkflowPlan
 from .requests import TaskRequests, cancel_in_force, plan_cancelled_task
@@ -132,7 +133,8 @@ def _plan_workflow(
     hold = verdict.held_because if verdict is not None else None
     steps: dict[str, TaskStep] = {}
     for name in resolved.order:
-        upstream = _upstream(sorted(resolved.graph.predecessors(name)), steps=steps)
+        upstream = _upstream(sorted(resolved.graph.predecessors(name)), steps=steps,
+                             ahead=not _learns_first(desired, name, assignments.get(name)))
         steps[name] = _plan_task(desired, name, runs=runs[name], fingerprint=fps[name], upstream=upstream, view=view,
                                  budget=budget, now=now, assignment=assignments.get(name), budget_hold=hold)
 
@@ -176,6 +178,18 @@ def _assignments(desired: DesiredWorkflow) -> dict[str, Assignment]:
             if task.type is TaskType.JOB and (every or task.resources.auto)}
 
 
+def _learns_first(desired: DesiredWorkflow, name: str, assignment: Assignment | None) -> bool:
+    """A task whose kind has too little history to choose from, right after tasks of its own
+    kind, waits for them to end rather than going out ahead of them with the defaults: their
+    runs are what it would learn from."""
+    if assignment is None or assignment.choice.reason not in (Reason.NO_HISTORY, Reason.TOO_LITTLE_HISTORY):
+        return False
+    resolved = desired.resolved
+    kind = kind_of(resolved, name)
+    return any(resolved.tasks[before].type is TaskType.JOB and kind_of(resolved, before) == kind
+               for before in resolved.graph.predecessors(name))
+
+
 def _costs(desired: DesiredWorkflow, runs: Mapping[str, TaskRuns],
            assignments: Mapping[str, Assignment]) -> dict[str, TaskCost]:
     """Each job task's elements still to succeed, and what one is predicted to cost."""
@@ -200,14 +214,15 @@ def _indices(desired: DesiredWorkflow, name: str) -> list[int | None]:
     return array_indices(desired.resolved.tasks[name], desired.array_sizes.get(name))
 
 
-def _upstream(names: Sequence[str], *, steps: Mapping[str, TaskStep]) -> Upstream:
-    """What the tasks ``names`` (a task's direct prerequisites, sorted) allow it."""
+def _upstream(names: Sequence[str], *, steps: Mapping[str, TaskStep], ahead: bool = True) -> Upstream:
+    """What the tasks ``names`` (a task's direct prerequisites, sorted) allow it; ``ahead``: it
+    may go out before they are done."""
     before = [steps[name].progress for name in names]
     done = all(p.phase is TaskPhase.SUCCEEDED for p in before)
     return Upstream(
         broken=any(p.phase in BROKEN_PHASES for p in before),
         done=done,
-        ahead=not done and all(p.followable for p in before),
+        ahead=ahead and not done and all(p.followable for p in before),
         after_jobs=tuple(sorted({job for p in before for job in p.live_jobs})),
         after_submits=tuple(key for p in before for key in p.planned),
     )

@@ -177,3 +177,39 @@ def test_a_start_weighted_score_places_a_workflow_on_the_idle_cluster():
                for query, seconds in starts.items()}
     assert place(wf, choosing=Choosing(offers=offers, starts=flipped,
                                        optimizer=optimizer_of(wf.spec, None))).cluster == "busy"
+
+
+LEARNING = """\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: Workflow
+metadata: {name: learning}
+spec:
+  defaults: {resources: {cpus: 2, time: "00:30:00"}}
+  tasks:
+    - {name: c1, kind: sim, script: "true", resources: {cpus: 1}}
+    - {name: c4, kind: sim, script: "true", resources: {cpus: 4}}
+    - {name: sim, kind: sim, script: "true", dependsOn: [c1, c4], resources: {cpus: auto, time: auto}}
+"""
+
+
+def test_without_history_an_auto_task_waits_for_the_runs_of_its_kind_before_it():
+    wf = resolved(LEARNING)
+    live = [job(wf, name, phase=TaskPhase.RUNNING) for name in ("c1", "c4")]
+    waiting = plan(wf, with_choosing=choosing(wf), observed=live)
+    assert not submits(waiting)
+    assert waiting.status.tasks["sim"].phase is TaskPhase.WAITING
+    # With enough history it goes out ahead, behind their jobs, as any task does.
+    [ahead] = submits(plan(wf, with_choosing=choosing(wf, AMDAHL), observed=live))
+    assert ahead.key.task == "sim" and len(ahead.after_jobs) == 2
+
+
+def test_a_timeout_of_the_kind_raises_the_time_the_next_run_asks_for():
+    wf = resolved(AUTO)
+    before = submits(plan(wf, with_choosing=choosing(wf, AMDAHL)))[0].resources.time
+    timed_out = replace(AMDAHL[0], job_id="999", cpus=8, state="TIMEOUT", elapsed_seconds=600,
+                        time_limit_seconds=600)
+    after = submits(plan(wf, with_choosing=choosing(wf, [*AMDAHL, timed_out])))[0].resources
+    assert before == "00:03:00"
+    # At least 1.5 x the 10 minutes it ran out of, with the margin: on 8 CPUs or fewer, none is
+    # faster any more, so the one that bills least goes.
+    assert (after.time, after.cpus) == ("00:19:00", 1)
