@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ..api import Capacity, Task, TaskPhase, TaskType, WorkflowStatus
 from ..manifests.resolve import ResolvedWorkflow
@@ -40,6 +40,8 @@ from .taskruns import TaskRuns, task_runs
 
 __all__ = ["CapacityBudget", "DesiredWorkflow", "plan_cluster", "prune", "task_fingerprints"]
 
+# How long a task that learns from the runs before it waits for accounting to report them.
+HISTORY_GRACE = timedelta(minutes=2)
 BROKEN_PHASES = frozenset({TaskPhase.FAILED, TaskPhase.SKIPPED, TaskPhase.CANCELLED})
 
 
@@ -134,7 +136,7 @@ def _plan_workflow(
     steps: dict[str, TaskStep] = {}
     for name in resolved.order:
         upstream = _upstream(sorted(resolved.graph.predecessors(name)), steps=steps,
-                             ahead=not _learns_first(desired, name, assignments.get(name)))
+                             learning=_learning(desired, name, assignments.get(name), runs=runs, fps=fps, now=now))
         steps[name] = _plan_task(desired, name, runs=runs[name], fingerprint=fps[name], upstream=upstream, view=view,
                                  budget=budget, now=now, assignment=assignments.get(name), budget_hold=hold)
 
@@ -178,16 +180,26 @@ def _assignments(desired: DesiredWorkflow) -> dict[str, Assignment]:
             if task.type is TaskType.JOB and (every or task.resources.auto)}
 
 
-def _learns_first(desired: DesiredWorkflow, name: str, assignment: Assignment | None) -> bool:
+def _learning(desired: DesiredWorkflow, name: str, assignment: Assignment | None, *,
+              runs: Mapping[str, TaskRuns], fps: Mapping[str, str], now: datetime) -> bool:
     """A task whose kind has too little history to choose from, right after tasks of its own
-    kind, waits for them to end rather than going out ahead of them with the defaults: their
-    runs are what it would learn from."""
+    kind, waits for their runs to be in the history rather than going out ahead of them with the
+    defaults: those runs are what it learns from. (Accounting may take a moment to report a run
+    after its job ended; a run it never reports is waited for ``HISTORY_GRACE`` at most.)"""
     if assignment is None or assignment.choice.reason not in (Reason.NO_HISTORY, Reason.TOO_LITTLE_HISTORY):
         return False
     resolved = desired.resolved
     kind = kind_of(resolved, name)
-    return any(resolved.tasks[before].type is TaskType.JOB and kind_of(resolved, before) == kind
-               for before in resolved.graph.predecessors(name))
+    for before in resolved.graph.predecessors(name):
+        if resolved.tasks[before].type is not TaskType.JOB or kind_of(resolved, before) != kind:
+            continue
+        elements = runs[before].elements.values()
+        if any(element.phase is not TaskPhase.SUCCEEDED for element in elements):
+            return True
+        ended = max((element.finished_at for element in elements if element.finished_at), default=None)
+        if (before, fps[before]) not in desired.usage and ended is not None and now - ended < HISTORY_GRACE:
+            return True
+    return False
 
 
 def _costs(desired: DesiredWorkflow, runs: Mapping[str, TaskRuns],
@@ -214,15 +226,15 @@ def _indices(desired: DesiredWorkflow, name: str) -> list[int | None]:
     return array_indices(desired.resolved.tasks[name], desired.array_sizes.get(name))
 
 
-def _upstream(names: Sequence[str], *, steps: Mapping[str, TaskStep], ahead: bool = True) -> Upstream:
-    """What the tasks ``names`` (a task's direct prerequisites, sorted) allow it; ``ahead``: it
-    may go out before they are done."""
+def _upstream(names: Sequence[str], *, steps: Mapping[str, TaskStep], learning: bool = False) -> Upstream:
+    """What the tasks ``names`` (a task's direct prerequisites, sorted) allow it; ``learning``:
+    it waits for the runs of theirs it learns from (``_learning``)."""
     before = [steps[name].progress for name in names]
-    done = all(p.phase is TaskPhase.SUCCEEDED for p in before)
+    done = all(p.phase is TaskPhase.SUCCEEDED for p in before) and not learning
     return Upstream(
         broken=any(p.phase in BROKEN_PHASES for p in before),
         done=done,
-        ahead=ahead and not done and all(p.followable for p in before),
+        ahead=not learning and not done and all(p.followable for p in before),
         after_jobs=tuple(sorted({job for p in before for job in p.live_jobs})),
         after_submits=tuple(key for p in before for key in p.planned),
     )

@@ -8,7 +8,7 @@ from reconciler.api import Capacity, TaskPhase, WorkflowPhase
 from reconciler.api.orchestration import Scoring
 from reconciler.core.assign import Choosing, learn, offers_of, optimizer_of, place
 from reconciler.core.choices import RecordedChoice, TaskChoices
-from reconciler.core.history import RunSample
+from reconciler.core.history import RunSample, TaskUsage
 from reconciler.core.observed import PartitionLimits
 from reconciler.core.orchestrator import StartQuery
 from reconciler.core.plan import Submit
@@ -52,10 +52,10 @@ def choosing(wf, samples=(), *, expression: str | None = None, starts=None) -> C
                     starts=starts or {}, optimizer=optimizer_of(spec, wf.cluster))
 
 
-def plan(wf, *, with_choosing, observed=(), choices=None):
+def plan(wf, *, with_choosing, observed=(), choices=None, usage=None, now=T0):
     desired = DesiredWorkflow(uid="uid-1", resolved=wf, generation=1, choosing=with_choosing,
-                              choices=choices or TaskChoices(), observed=tuple(observed))
-    [result] = plan_cluster([desired], view=view(), capacity=Capacity(), now=T0)
+                              choices=choices or TaskChoices(), observed=tuple(observed), usage=usage or {})
+    [result] = plan_cluster([desired], view=view(), capacity=Capacity(), now=now)
     return result
 
 
@@ -213,3 +213,16 @@ def test_a_timeout_of_the_kind_raises_the_time_the_next_run_asks_for():
     # At least 1.5 x the 10 minutes it ran out of, with the margin: on 8 CPUs or fewer, none is
     # faster any more, so the one that bills least goes.
     assert (after.time, after.cpus) == ("00:19:00", 1)
+
+
+def test_once_they_succeeded_it_waits_for_their_runs_to_reach_the_history_a_while_at_most():
+    wf = resolved(LEARNING)
+    fps = task_fingerprints(DesiredWorkflow(uid="uid-1", resolved=wf, generation=1))
+    done = [job(wf, name, phase=TaskPhase.SUCCEEDED, exit_code=0, finished=T0) for name in ("c1", "c4")]
+    assert not submits(plan(wf, with_choosing=choosing(wf), observed=done, now=T0 + timedelta(seconds=5)))
+    recorded = {(name, fps[name]): TaskUsage(attempt=1, cpu_efficiency=1.0, memory_efficiency=None)
+                for name in ("c1", "c4")}
+    assert submits(plan(wf, with_choosing=choosing(wf), observed=done, usage=recorded,
+                        now=T0 + timedelta(seconds=5)))
+    # Accounting that never reports them does not hold it for ever.
+    assert submits(plan(wf, with_choosing=choosing(wf), observed=done, now=T0 + timedelta(minutes=3)))
