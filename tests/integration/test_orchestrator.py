@@ -15,6 +15,7 @@ from tests.integration.gitops_world import gitops_world, sacct_jobs, unique, wai
 from tests.integration.second_cluster import cluster_document, filled
 
 pytestmark = pytest.mark.slurm
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 # Run time 1 + 4 / CPUs seconds: more CPUs finish sooner (5 s, 3 s, 2 s) but bill more (5, 6, 8).
 AMDAHL_SCRIPT = "sleep $(( 1 + 4 / SLURM_CPUS_PER_TASK ))"
@@ -66,6 +67,21 @@ def test_a_kind_run_with_several_cpu_counts_gets_the_configuration_its_score_pre
     assert "Chosen" in explained and "Candidates (best first, * chosen)" in explained
     rows = [line.split() for line in explained.splitlines() if line.split()[:1] in (["*"], ["dev"])]
     assert [row[4] if row[0] == "*" else row[3] for row in rows] == ["4", "2", "1"], explained
+    loop.stop()
+
+
+def test_the_example_calibrates_then_chooses_from_its_own_calibration_runs(tmp_path: Path, dev_cluster: DevCluster):
+    repo, loop, _ = gitops_world("local", tmp_path, dev_cluster, interval=0.5)
+    repo.write("plans/kwave-sweep.yaml", (EXAMPLES / "kwave-sweep.yaml").read_text())
+    repo.push("the calibrated sweep")
+    loop.start()
+    status = loop.wait_for_phase("kwave-sweep", "Succeeded", timeout=120)
+    choice = status["tasks"]["simulate"]["choice"]
+    # It waited for the three calibration runs to be in the history, and chose from them.
+    assert choice["reason"] == "Chosen" and "3 runs of kind kwave-sim" in choice["message"], choice
+    assert choice["cpus"] == 4 and choice["candidates"] == 3
+    assert alloc_cpus(dev_cluster, status["tasks"]["simulate"]["jobId"]) == 4
+    assert 0 < status["budget"]["spent"] <= status["budget"]["projected"] <= 2
     loop.stop()
 
 
