@@ -73,6 +73,7 @@ SCENARIOS: dict[str, dict] = {
     "one-namespace": {"watch": {"allNamespaces": False, "namespace": "x"}},
     "release-namespace": {"watch": {"allNamespaces": False}},
     "service-monitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+    "kept-state": {"state": {"existingClaim": "reconciler-state"}},
     "clusters": {
         "watch": {"allNamespaces": False, "namespace": "hpc-team"},
         "slurmClusters": [SSH_CLUSTER, LOCAL_CLUSTER],
@@ -159,6 +160,17 @@ def test_every_manifest_validates_against_kubernetes_1_32(scenario: str):
 def test_chart_crds_are_valid_custom_resource_definitions():
     for path in sorted((CHART / "crds").glob("*.yaml")):
         kubernetes_validate.validate(yaml.safe_load(path.read_text()), KUBERNETES_VERSION, strict=True)
+
+
+def test_the_store_is_kept_on_a_named_claim_else_on_an_empty_dir():
+    def state_volume(values: dict) -> dict:
+        pod = the(render(values), "Deployment")["spec"]["template"]["spec"]
+        [volume] = [v for v in pod["volumes"] if v["name"] == "state"]
+        return volume
+
+    assert state_volume(SCENARIOS["defaults"]) == {"name": "state", "emptyDir": {}}
+    assert state_volume(SCENARIOS["kept-state"]) == {"name": "state",
+                                                     "persistentVolumeClaim": {"claimName": "reconciler-state"}}
 
 
 def test_values_schema_rejects_a_misspelt_key_and_a_contradiction():
