@@ -49,6 +49,9 @@ class JobOutcome:
     # elapsed x allocated CPUs; of a group of elements, the sum over them. Whole seconds, so that
     # sums over many elements stay exact.
     core_seconds: int = 0
+    # The end as Slurm's accounting recorded it (sacct), with its billed core-seconds; False for
+    # an end squeue showed before accounting had it, whose core-seconds are elapsed x CPUs.
+    accounted: bool = False
 
     @property
     def done(self) -> bool:

@@ -216,5 +216,6 @@ def _observed(record: JobRecord, tag: JobTag, *, now: datetime) -> ObservedJob:
             started_at=record.started_at,
             finished_at=finished_at,
             core_seconds=core_seconds,
+            accounted=record.source == "sacct" and phase in DONE_PHASES,
         ),
     )

@@ -11,6 +11,8 @@ database. It guarantees:
 - applying the same observation again changes nothing: a finished element reported every tick
   neither rewrites the row nor counts its core-hours twice;
 - an element Slurm requeued leaves its old group with its share of that group's core-hours;
+- an element whose end squeue showed first moves once accounting reports it, so that it counts
+  the core-seconds accounting bills, not squeue's elapsed x CPUs;
 - where one batch reports an element twice, its finished state wins.
 """
 
@@ -35,9 +37,11 @@ def group_key(outcome: JobOutcome) -> JobOutcome:
     """What elements must share to share a group: their outcome without the times and core-hours,
     which the group bounds and sums. The node list is kept for failed elements only: a NODE_FAIL
     retry avoids those nodes, while keeping it for successes would split a big array into one
-    group per node for nothing."""
+    group per node for nothing. Whether accounting reported the end is kept: an element squeue
+    saw end moves to accounting's group when accounting reports it, with the billed figure."""
     return JobOutcome(phase=outcome.phase, failure=outcome.failure, exit_code=outcome.exit_code, reason=outcome.reason,
-                      node_list=outcome.node_list if outcome.phase is TaskPhase.FAILED else None)
+                      node_list=outcome.node_list if outcome.phase is TaskPhase.FAILED else None,
+                      accounted=outcome.accounted)
 
 
 @dataclass
@@ -78,7 +82,8 @@ def decode_groups(text: str | None) -> Groups:
     for item in json.loads(text) if text else []:
         failure = item.get("failure")
         key = JobOutcome(phase=TaskPhase(item["phase"]), failure=FailureKind(failure) if failure else None,
-                         exit_code=item.get("exitCode"), reason=item.get("reason"), node_list=item.get("nodeList"))
+                         exit_code=item.get("exitCode"), reason=item.get("reason"), node_list=item.get("nodeList"),
+                         accounted=item.get("accounted", False))
         groups[key] = Group(set(expand(item["indices"], limit=MAX_ELEMENTS)), from_iso(item.get("startedAt")),
                             from_iso(item.get("finishedAt")), _core_seconds(item))
     return groups
@@ -99,7 +104,7 @@ def encode_groups(groups: Groups) -> str:
                                 "exitCode": key.exit_code, "reason": key.reason, "nodeList": key.node_list,
                                 "startedAt": iso_or_none(group.started_at),
                                 "finishedAt": iso_or_none(group.finished_at),
-                                "coreSeconds": group.core_seconds or None}
+                                "coreSeconds": group.core_seconds or None, "accounted": key.accounted or None}
         items.append({k: v for k, v in item.items() if v is not None})
     return canonical_json(items)
 
