@@ -115,8 +115,8 @@ class PartitionLimits:
     # memory per GB; empty when the partition bills allocated CPUs.
     billing_weights: Mapping[str, float] = field(default_factory=dict, hash=False)
 
-    def admits(self, query: StartQuery) -> bool:
-        """Whether a job of ``query``'s size could ever start here. Slurm's default
+    def admits(self, query: JobSize) -> bool:
+        """Whether a job of this size could ever start here. Slurm's default
         (EnforcePartLimits=NO) accepts a job over a partition's limits, which then pends forever."""
         return (self.state == "UP"
                 and (self.max_time_seconds is None or query.time_seconds <= self.max_time_seconds)
@@ -126,9 +126,11 @@ class PartitionLimits:
 
 
 @dataclass(frozen=True)
-class StartQuery:
-    """A job size to ask a cluster when it would start (``sbatch --test-only``): ``cpus`` per
-    task, one task per node, as a task's resources are submitted."""
+class JobSize:
+    """A job of a definite size on a definite partition, as a cluster is asked when it would
+    start it (``sbatch --test-only``): ``cpus`` per task, one task per node, as a task's resources
+    are submitted. The Orchestrator's ``StartQuery`` (a candidate, which may leave the partition
+    or the time to Slurm) becomes one at the edge."""
 
     partition: str
     nodes: int

@@ -89,7 +89,7 @@ class StartEstimates:
             self._cache[query] = (seconds, now, time.monotonic())
 
 
-def _slurm_size(query: StartQuery, client: SlurmClient) -> observed.StartQuery | None:
+def _slurm_size(query: StartQuery, client: SlurmClient) -> observed.JobSize | None:
     """The size as ``sbatch --test-only`` is asked about it: a partition left to Slurm is the
     default one, a time left to Slurm the partition's default (else its limit)."""
     try:
@@ -101,7 +101,7 @@ def _slurm_size(query: StartQuery, client: SlurmClient) -> observed.StartQuery |
     if partition is None:
         return None
     seconds = query.time_seconds or partition.default_time_seconds or partition.max_time_seconds or 3600
-    return observed.StartQuery(partition=partition.name, nodes=query.nodes or 1, cpus=query.cpus or 1,
+    return observed.JobSize(partition=partition.name, nodes=query.nodes or 1, cpus=query.cpus or 1,
                                time_seconds=seconds)
 
 

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..api import Resources, SlurmCluster, Task
-from ..core.observed import ClusterView, ObservedJob, StartQuery
+from ..core.observed import ClusterView, JobSize, ObservedJob
 from . import commands
 from .commands import ClusterLimits, JobRecord, PartitionInfo, SubmitErrorKind
 from .observation import cluster_view, observed_by_workflow, observed_jobs, reported_ids
@@ -265,19 +265,19 @@ class SlurmClient:
             submit_limit=info.submit_limit, observed_at=observation.observed_at,
         )
 
-    def estimate_starts(self, queries: Iterable[StartQuery]) -> dict[StartQuery, datetime | None]:
+    def estimate_starts(self, queries: Iterable[JobSize]) -> dict[JobSize, datetime | None]:
         """When Slurm would start a job of each size if it were submitted now (``sbatch
         --test-only``: nothing is submitted), one call per distinct query. None for a size that
         cannot run here: one Slurm refuses (an unknown partition, more CPUs or memory than a node
         has) or one over its partition's limits, which Slurm's default EnforcePartLimits=NO
         would accept and leave pending for ever. Raises :class:`SlurmUnavailable` when the
         cluster cannot be asked, :class:`SlurmError` when its answer cannot be read."""
-        answers: dict[StartQuery, datetime | None] = {}
+        answers: dict[JobSize, datetime | None] = {}
         for query in dict.fromkeys(queries):
             answers[query] = self._estimate_start(query)
         return answers
 
-    def _estimate_start(self, query: StartQuery) -> datetime | None:
+    def _estimate_start(self, query: JobSize) -> datetime | None:
         try:
             partitions = {partition.name: partition for partition in self.info().partitions}
         except ValueError as exc:

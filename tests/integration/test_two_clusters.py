@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.api import SlurmCluster
-from reconciler.core.observed import StartQuery
+from reconciler.core.observed import JobSize
 from reconciler.devcluster import DevCluster
 from reconciler.manifests.loader import load_text
 from reconciler.slurm.client import SlurmClient
@@ -22,7 +22,7 @@ from tests.integration.second_cluster import BLOCKER_TIME_LIMIT_MINUTES, cluster
 
 pytestmark = pytest.mark.slurm
 
-QUERY = StartQuery("debug", nodes=1, cpus=2, time_seconds=600, memory_mib=100)
+QUERY = JobSize("debug", nodes=1, cpus=2, time_seconds=600, memory_mib=100)
 
 
 def client(document: str) -> SlurmClient:
@@ -47,8 +47,8 @@ def clients(request: pytest.FixtureRequest, dev_cluster: DevCluster,
 
 def test_a_filled_cluster_would_start_a_job_later_than_an_idle_one(clients, second_dev_cluster: DevCluster):
     idle, busy = clients
-    too_big = StartQuery("debug", nodes=1, cpus=64, time_seconds=600)
-    too_long = StartQuery("debug", nodes=1, cpus=1, time_seconds=2 * 3600)
+    too_big = JobSize("debug", nodes=1, cpus=64, time_seconds=600)
+    too_long = JobSize("debug", nodes=1, cpus=1, time_seconds=2 * 3600)
     with filled(second_dev_cluster):
         asked_at = datetime.now(UTC)
         on_idle = idle.estimate_starts([QUERY, QUERY, too_big])

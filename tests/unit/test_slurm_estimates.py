@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.core.observed import PartitionLimits, StartQuery
+from reconciler.core.observed import JobSize, PartitionLimits
 from reconciler.slurm import commands as c
 from reconciler.slurm.commands import StartEstimate, SubmitErrorKind
 
@@ -98,8 +98,8 @@ def test_over_the_partitions_max_time_slurm_still_answers_a_start():
     # MaxTime=01:00:00 gets a start although the job would pend for ever; the limits tell.
     assert c.parse_test_only(data("sbatch-test-only-over-max-time.stderr.txt")).start == at(1795940978)
     [debug, _] = c.parse_partitions(data("scontrol-show-partition-billed.txt"))
-    assert not debug.admits(StartQuery("debug", nodes=1, cpus=2, time_seconds=600 * 60))
-    assert debug.admits(StartQuery("debug", nodes=1, cpus=2, time_seconds=3600))
+    assert not debug.admits(JobSize("debug", nodes=1, cpus=2, time_seconds=600 * 60))
+    assert debug.admits(JobSize("debug", nodes=1, cpus=2, time_seconds=3600))
 
 
 def test_a_line_that_is_no_estimate_is_unreadable():
@@ -131,15 +131,15 @@ def test_partition_limits_that_are_set():
 def test_what_a_partition_admits():
     limits = PartitionLimits(name="p", max_time_seconds=3600, default=False, state="UP", total_cpus=32,
                              total_nodes=2, max_nodes=None, max_cpus_per_node=8)
-    assert limits.admits(StartQuery("p", nodes=2, cpus=8, time_seconds=3600))
-    assert not limits.admits(StartQuery("p", nodes=3, cpus=1, time_seconds=60))  # more nodes than it has
-    assert not limits.admits(StartQuery("p", nodes=1, cpus=9, time_seconds=60))
-    assert not limits.admits(StartQuery("p", nodes=1, cpus=1, time_seconds=3601))
+    assert limits.admits(JobSize("p", nodes=2, cpus=8, time_seconds=3600))
+    assert not limits.admits(JobSize("p", nodes=3, cpus=1, time_seconds=60))  # more nodes than it has
+    assert not limits.admits(JobSize("p", nodes=1, cpus=9, time_seconds=60))
+    assert not limits.admits(JobSize("p", nodes=1, cpus=1, time_seconds=3601))
     assert not PartitionLimits(name="p", max_time_seconds=None, default=False, state="DRAIN", total_cpus=8).admits(
-        StartQuery("p", nodes=1, cpus=1, time_seconds=60))
+        JobSize("p", nodes=1, cpus=1, time_seconds=60))
     capped = PartitionLimits(name="p", max_time_seconds=None, default=False, state="UP", total_cpus=8, max_nodes=1)
-    assert capped.admits(StartQuery("p", nodes=1, cpus=64, time_seconds=10**7))
-    assert not capped.admits(StartQuery("p", nodes=2, cpus=1, time_seconds=60))
+    assert capped.admits(JobSize("p", nodes=1, cpus=64, time_seconds=10**7))
+    assert not capped.admits(JobSize("p", nodes=2, cpus=1, time_seconds=60))
 
 
 @pytest.mark.parametrize("text, weights", [
