@@ -129,7 +129,7 @@ def _plan_workflow(
                             records=records.get(name, ()), accounting=view.accounting,
                             accounting_complete_until=view.accounting_complete_until)
             for name in resolved.order}
-    assignments = _assignments(desired)
+    assignments = _assignments(desired, runs)
     verdict = judge_budget(resolved.spec.budget, spent_core_seconds=sum(r.core_seconds for r in runs.values()),
                            tasks=_costs(desired, runs, assignments))
     hold = verdict.held_because if verdict is not None else None
@@ -166,9 +166,10 @@ def _usage(desired: DesiredWorkflow, fps: Mapping[str, str]) -> dict[str, TaskUs
     return {name: found for name, fp in fps.items() if (found := desired.usage.get((name, fp))) is not None}
 
 
-def _assignments(desired: DesiredWorkflow) -> dict[str, Assignment]:
-    """The job tasks' resources as the Orchestrator chooses them: of the tasks with auto ones,
-    and of every job task when a budget needs their predicted cost."""
+def _assignments(desired: DesiredWorkflow, runs: Mapping[str, TaskRuns]) -> dict[str, Assignment]:
+    """The job tasks' resources as the Orchestrator chooses them: of the tasks with auto ones
+    that may submit something (one whose elements all run or succeeded shows the choice it went
+    out with), and of every job task when a budget needs their predicted cost."""
     choosing = desired.choosing
     resolved = desired.resolved
     if choosing is None:
@@ -177,7 +178,12 @@ def _assignments(desired: DesiredWorkflow) -> dict[str, Assignment]:
     defaults = resolved.spec.defaults.resources
     return {name: assign(task, kind=kind_of(resolved, name), defaults=defaults, choosing=choosing)
             for name, task in resolved.tasks.items()
-            if task.type is TaskType.JOB and (every or task.resources.auto)}
+            if task.type is TaskType.JOB and (every or (task.resources.auto and not _settled(runs[name])))}
+
+
+def _settled(runs: TaskRuns) -> bool:
+    """Nothing of the task can go out this tick: every element runs or succeeded."""
+    return all(e.phase in LIVE_PHASES or e.phase is TaskPhase.SUCCEEDED for e in runs.elements.values())
 
 
 def _learning(desired: DesiredWorkflow, name: str, assignment: Assignment | None, *,
@@ -304,17 +310,16 @@ def _with_choice(plan: TaskPlan, name: str, *, assignment: Assignment | None, re
     """Each submission carries the choice it goes out with, to be recorded with it; the status
     shows that choice, or, while nothing goes out, the one the latest attempt went out with."""
     decision = replace(plan.decision, budget_hold=budget_hold if plan.decision.phase is TaskPhase.WAITING else None)
+    latest = recorded.latest(name, fingerprint=fingerprint)
+    shown = latest.status if latest is not None and not plan.submits else None
     if assignment is None or assignment.status is None:
-        return replace(plan, decision=decision)
+        return replace(plan, decision=replace(decision, choice=shown))
     status, ranked = assignment.status, assignment.ranked
     actions = tuple(
         replace(action, choice=RecordedChoice(task=name, fingerprint=fingerprint, attempt=action.key.attempt,
                                               status=status, ranked=ranked))
         if isinstance(action, Submit) else action for action in plan.actions)
-    latest = recorded.latest(name, fingerprint=fingerprint)
-    if not plan.submits and latest is not None:
-        status = latest.status
-    return replace(plan, actions=actions, decision=replace(decision, choice=status))
+    return replace(plan, actions=actions, decision=replace(decision, choice=shown or status))
 
 
 def _missing_inputs(desired: DesiredWorkflow, name: str) -> tuple[str, ...]:
