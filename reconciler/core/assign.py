@@ -20,7 +20,7 @@ from ..api.postfix import parse_expression
 from ..api.units import memory_to_mib, time_to_seconds
 from ..manifests.resolve import ResolvedWorkflow
 from .choices import Placement
-from .history import RunSample, task_kind
+from .history import RunSample, kind_of
 from .observed import PartitionLimits
 from .optimizer import Optimizer, optimizer_for
 from .orchestrator import Choice, Declared, Offer, Request, Scored, StartQuery, orchestrate, start_queries
@@ -86,12 +86,6 @@ def optimizer_of(spec: WorkflowSpec | None, cluster: SlurmCluster | None) -> Opt
     """The workflow's scoring, else its cluster's, else ``time``."""
     scoring = (spec.scoring if spec is not None else None) or (cluster.spec.scoring if cluster else None) or Scoring()
     return optimizer_for(scoring.strategy, parse_expression(scoring.expression))
-
-
-def kind_of(resolved: ResolvedWorkflow, name: str) -> str:
-    template = resolved.workflow.spec.template_ref
-    return task_kind(explicit=resolved.tasks[name].kind, template=template.name if template else None,
-                     workflow=resolved.workflow.metadata.name, task=name)
 
 
 def request_of(task: Task, *, kind: str, defaults: Resources) -> Request:

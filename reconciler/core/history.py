@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from ..manifests.resolve import ResolvedWorkflow
+
 
 @dataclass(frozen=True, kw_only=True)
 class RunSample:
@@ -41,6 +43,13 @@ class RunSample:
     @property
     def succeeded(self) -> bool:
         return self.state == "COMPLETED"
+
+
+def kind_of(resolved: ResolvedWorkflow, name: str) -> str:
+    """The kind of task ``name`` of ``resolved``, as ``task_kind`` keys it."""
+    template = resolved.workflow.spec.template_ref
+    return task_kind(explicit=resolved.tasks[name].kind, template=template.name if template else None,
+                     workflow=resolved.workflow.metadata.name, task=name)
 
 
 def task_kind(*, explicit: str | None, template: str | None, workflow: str, task: str) -> str:

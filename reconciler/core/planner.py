@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from ..api import Capacity, Task, TaskPhase, TaskType, WorkflowStatus
 from ..manifests.resolve import ResolvedWorkflow
 from .approvals import TaskApprovals
-from .assign import Assignment, Choosing, assign, kind_of
+from .assign import Assignment, Choosing, assign
 from .budget import TaskCost, judge_budget, with_budget
 from .capacity import CapacityBudget
 from .choices import RecordedChoice, TaskChoices
@@ -27,7 +27,7 @@ from .cleanup import CleanupRecord, plan_cleanup
 from .events import task_events, workflow_events
 from .fanout import ArraySize, Unsized, array_indices, unsized_phase
 from .fingerprint import fingerprints
-from .history import TaskUsage
+from .history import TaskUsage, kind_of
 from .inputs import TaskInputs
 from .jobtask import TaskPlan, Upstream, plan_job_task
 from .observed import LIVE_PHASES, AttemptRecord, ClusterView, JobKey, ObservedJob

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
-from ..core.history import RunSample, task_kind
+from ..core.history import RunSample, kind_of
 from ..manifests.resolve import ResolvedWorkflow
 from ..slurm.client import SlurmClient, SlurmError
 from ..slurm.commands import JobUsage
@@ -82,7 +82,6 @@ def _sample(attempt: UnrecordedAttempt, ran: Sequence[JobUsage], resolved: Resol
     """One run of a job (or an array chunk's elements, which share one request)."""
     workflow = resolved.workflow
     task = resolved.tasks[attempt.key.task]
-    template = workflow.spec.template_ref.name if workflow.spec.template_ref is not None else None
     first = ran[0]
     waits = [(u.started_at - u.submitted_at).total_seconds() for u in ran
              if u.started_at is not None and u.submitted_at is not None]
@@ -90,7 +89,7 @@ def _sample(attempt: UnrecordedAttempt, ran: Sequence[JobUsage], resolved: Resol
     cpu = [u.total_cpu_seconds for u in ran if u.total_cpu_seconds is not None]
     failed = Counter(u.state for u in ran if u.state != "COMPLETED")
     return RunSample(
-        kind=task_kind(explicit=task.kind, template=template, workflow=workflow.metadata.name, task=task.name),
+        kind=kind_of(resolved, task.name),
         workflow=f"{workflow.metadata.namespace}/{workflow.metadata.name}",
         task=task.name,
         attempt=attempt.key.attempt,
