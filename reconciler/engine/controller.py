@@ -305,7 +305,7 @@ class Controller:
                 revision=snapshot.revision, source_file=resolved.location.file if resolved.location else None, now=now,
                 uid=meta.uid, task_labels={name: task.labels for name, task in resolved.tasks.items()},
             )
-            placed = resolved if resolved.cluster is not None else self._place(stored, resolved, now=now)
+            placed = resolved if resolved.cluster is not None else self._placed(stored, resolved, now=now)
             if placed is None or placed.cluster is None:
                 continue
             workflows.setdefault(placed.cluster.metadata.name, []).append((stored, placed))
@@ -315,6 +315,14 @@ class Controller:
             removed.setdefault(_cluster_of(stored, desired), []).append(stored)
         return {name: ClusterWork(workflows=tuple(workflows.get(name, ())), prune=tuple(removed.get(name, ())))
                 for name in sorted(set(workflows) | set(removed))}
+
+    def _placed(self, stored: StoredWorkflow, resolved: ResolvedWorkflow, *, now: datetime) -> ResolvedWorkflow | None:
+        """``_place``, with whatever goes wrong kept to this workflow: it waits for the next tick."""
+        try:
+            return self._place(stored, resolved, now=now)
+        except Exception:  # one workflow's placement must not stop the others
+            log.exception("workflow %s/%s: placing it failed; next tick tries again", stored.namespace, stored.name)
+            return None
 
     def _place(self, stored: StoredWorkflow, resolved: ResolvedWorkflow, *, now: datetime) -> ResolvedWorkflow | None:
         """A workflow that names candidate clusters, on the one it was placed on; placed now, on

@@ -211,3 +211,33 @@ def test_a_cluster_that_cannot_be_observed_keeps_its_workflows_status_and_says_w
     assert one.tasks["step"].phase is TaskPhase.UNKNOWN and one.tasks["step"].reason == "ClusterUnreachable"
     assert "connection reset" in condition(one, "ClusterReachable").message
     assert len(nodes["/work/a"].submitted()) == 1  # never submitted again while it cannot look
+
+
+def test_a_workflow_naming_candidate_clusters_is_placed_once_and_runs_there(store, tmp_path, nodes):
+    loop = controller(store, tmp_path, nodes, text=manifests(cluster("a"), cluster("b"),
+                                                             workflow("three", on="[b, a]")))
+    loop.tick()
+    placed = status(store, "three")
+    # Both idle and alike: the lower score ties, and the name decides.
+    assert placed.cluster == "a" and submitted(placed)
+    assert [job.name for job in nodes["/work/a"].submitted()] == ["three.step"] and not nodes["/work/b"].submitted()
+    [(_, _, message)] = [e for e in events(store, "three") if e[1] == "Placed"]
+    assert message.startswith("placed on a: its tasks score")
+    loop.tick()
+    assert status(store, "three").cluster == "a"
+    assert len([e for e in events(store, "three") if e[1] == "Placed"]) == 1
+
+
+def test_a_workflow_none_of_whose_clusters_can_be_asked_waits_to_be_placed(store, tmp_path, nodes, caplog):
+    publisher = MemoryPublisher()
+    for name in ("a", "b"):
+        publisher.break_cluster(name, f"Secret default/login-{name} not found")
+    text = manifests(cluster("a"), cluster("b"), workflow("three", on="auto"))
+    loop = controller(store, tmp_path, nodes, text=text, publisher=publisher, interval=0.0)
+    with caplog.at_level(logging.WARNING, logger="reconciler.engine.controller"):
+        loop.tick()
+    assert store.workflow("default", "three").status is None
+    assert any("none of its clusters can be asked" in r.getMessage() for r in caplog.records)
+    publisher.mend_cluster("b")
+    loop.tick()
+    assert status(store, "three").cluster == "b" and submitted(status(store, "three"))
