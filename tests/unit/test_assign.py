@@ -226,3 +226,17 @@ def test_once_they_succeeded_it_waits_for_their_runs_to_reach_the_history_a_whil
                         now=T0 + timedelta(seconds=5)))
     # Accounting that never reports them does not hold it for ever.
     assert submits(plan(wf, with_choosing=choosing(wf), observed=done, now=T0 + timedelta(minutes=3)))
+
+
+def test_a_workflow_without_a_scoring_of_its_own_takes_its_clusters():
+    from reconciler.api import SlurmCluster
+
+    wf = resolved(AUTO)
+    frugal = SlurmCluster.model_validate({"metadata": {"name": "dev"}, "spec": {
+        "workdir": "/w", "scoring": {"expression": "coreHours"}}})
+    chooser = Choosing(offers=offers_of(frugal, PARTITIONS), learned=learn(AMDAHL),
+                       optimizer=optimizer_of(wf.spec, frugal))
+    assert submits(plan(wf, with_choosing=chooser))[0].resources.cpus == 1
+    own = wf.spec.model_copy(update={"scoring": Scoring(expression="time")})
+    assert optimizer_of(own, frugal).criteria == frozenset({"time"})
+    assert optimizer_of(None, None).criteria == frozenset({"time"})
