@@ -6,11 +6,12 @@ Each sub-command hands over to the module that owns the work; nothing here decid
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -179,6 +180,38 @@ def _cmd_dev_cluster(args: argparse.Namespace) -> int:
     return devcluster.run(args.action, directory)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from ..dashboard.command import DashboardOptions, serve
+    from .commands import state_dir
+
+    return serve(state_dir=state_dir(args.state_dir), options=DashboardOptions(
+        address=args.address, port=args.port, allow_approve=args.allow_approve,
+        token_file=Path(args.token_file) if args.token_file else None))
+
+
+def _served(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``command`` (the loop of ``run`` or ``operator``) with the dashboard beside it, in a thread of
+    the same process, when ``--dashboard-port`` is given."""
+    def with_dashboard(args: argparse.Namespace) -> int:
+        from ..dashboard.command import DashboardOptions, TokenFileError, serving
+        from .commands import state_dir
+
+        if args.dashboard_port is None:
+            return command(args)
+        options = DashboardOptions(
+            address=args.dashboard_address, port=args.dashboard_port, allow_approve=args.dashboard_allow_approve,
+            token_file=Path(args.dashboard_token_file) if args.dashboard_token_file else None)
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(serving(state_dir(args.state_dir), options))
+            except (TokenFileError, OSError) as exc:
+                print(f"{args.command}: the dashboard cannot start: {exc}", file=sys.stderr)
+                return 2
+            return command(args)
+
+    return with_dashboard
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .commands import run
 
@@ -268,6 +301,17 @@ def _state_dir_option(parser: argparse.ArgumentParser) -> None:
                              "$XDG_STATE_HOME/slurm-reconciler)")
 
 
+def _dashboard_options(parser: argparse.ArgumentParser) -> None:
+    """The dashboard beside a loop: ``reconciler serve``'s options, prefixed."""
+    parser.add_argument("--dashboard-port", type=int, metavar="PORT",
+                        help="serve the web dashboard on this port too (0: any free port)")
+    parser.add_argument("--dashboard-address", default="127.0.0.1", metavar="ADDR",
+                        help="the dashboard's address (default 127.0.0.1: this machine only)")
+    parser.add_argument("--dashboard-allow-approve", action="store_true",
+                        help="let the dashboard approve tasks, for requests that present the token")
+    parser.add_argument("--dashboard-token-file", metavar="FILE", help="the token approving from the dashboard needs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reconciler", description="Declarative workflows on Slurm: declare, push, and let the loop run them."
@@ -314,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="accept push notifications (POST /hook) on this port, like Flux's receiver")
     run.add_argument("--webhook-secret-file", metavar="FILE",
                      help="shared secret the notifications must be signed with (GitHub or GitLab style)")
-    run.set_defaults(func=_cmd_run)
+    _dashboard_options(run)
+    run.set_defaults(func=_served(_cmd_run))
 
     operator = commands.add_parser("operator", help="the control loop in Kubernetes: Workflow resources onto Slurm")
     scope = operator.add_mutually_exclusive_group()
@@ -329,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--lease-namespace", metavar="NS",
                           help="where the leader-election Lease lives (default: $POD_NAMESPACE, else the watched one)")
     operator.add_argument("--identity", help="this replica's name in the Lease (default: $POD_NAME, else host-random)")
-    operator.set_defaults(func=_cmd_operator)
+    _dashboard_options(operator)
+    operator.set_defaults(func=_served(_cmd_operator))
 
     get = commands.add_parser("get", help="list workflows or their tasks, or show one workflow, with their status")
     get.add_argument("kind", choices=["workflows", "workflow", "wf", "tasks", "task"])
@@ -390,6 +436,17 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
     _state_dir_option(diff)
     diff.set_defaults(func=_cmd_diff)
+
+    serve = commands.add_parser("serve", help="the web dashboard: workflows (those waiting for a person first), "
+                                             "their DAGs, tasks and events, and approvals")
+    serve.add_argument("--address", default="127.0.0.1",
+                       help="listen on this address (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=8080, help="listen on this port (default 8080; 0: any free port)")
+    serve.add_argument("--allow-approve", action="store_true",
+                       help="let the pages approve tasks, for requests that present the token (off by default)")
+    serve.add_argument("--token-file", metavar="FILE", help="the token approving needs (a bearer token or the form's)")
+    _state_dir_option(serve)
+    serve.set_defaults(func=_cmd_serve)
 
     dev = commands.add_parser("dev-cluster", help="a single-node Slurm on this machine, for trying things out")
     dev.add_argument("action", choices=["up", "down", "status"])

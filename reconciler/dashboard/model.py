@@ -1,0 +1,323 @@
+"""What the dashboard's pages and JSON show, computed from stored workflows: pure, data in and
+frozen values out.
+
+Called by :mod:`reconciler.dashboard.server` with the rows it read from the store; the HTML
+(:mod:`.render`) and the JSON endpoints are both drawn from these values, so the two never
+disagree. Guarantees:
+
+* workflows that wait for a person (a task awaiting approval, a true ``Stalled`` or
+  ``NeedsAttention`` condition) come first in every list, each with the reasons why;
+* progress counts array elements one by one (a 100-element array is 100 steps, not one);
+* a workflow's graph has one node per task, an array as one node with its element counts, and
+  one edge per ``dependsOn`` entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..api import ConditionStatus, TaskPhase, TaskType, WorkflowStatus
+from ..core.selectors import Selector
+from ..store.rows import EventRow, WorkflowRow
+
+# The conditions that mean a person has to act; NeedsAttention sums them up where the loop sets it.
+ATTENTION_CONDITIONS = ("NeedsAttention", "Stalled")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Progress:
+    """Steps done of all steps: a plain task is one step, an array task one per element."""
+
+    done: int
+    total: int
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.done / self.total) if self.total else 0
+
+    @property
+    def text(self) -> str:
+        return f"{self.done}/{self.total}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowSummary:
+    """One line of the workflow list."""
+
+    namespace: str
+    name: str
+    phase: str
+    progress: Progress
+    core_hours: float
+    labels: dict[str, str]
+    created_at: datetime
+    awaiting_approval: tuple[str, ...]  # approval tasks waiting for a person now
+    attention: tuple[str, ...]  # why a person is needed, one sentence each
+    message: str  # the Ready condition's message
+
+    @property
+    def needs_person(self) -> bool:
+        return bool(self.awaiting_approval or self.attention)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GraphNode:
+    name: str
+    kind: str  # "job" or "approval"
+    phase: str
+    # An array task's element counts by phase (empty for a plain task), and its size.
+    elements: dict[str, int] = field(default_factory=dict)
+    size: int | None = None
+
+    @property
+    def detail(self) -> str:
+        """The node's second line: its element counts, else its phase."""
+        if self.size is None:
+            return self.phase
+        done = self.elements.get(TaskPhase.SUCCEEDED.value, 0)
+        return f"{done}/{self.size} " + " ".join(f"{phase[:4]}={count}" for phase, count in self.elements.items()
+                                                 if phase != TaskPhase.SUCCEEDED.value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskLine:
+    """One row of a workflow page's task table."""
+
+    name: str
+    kind: str
+    phase: str
+    job_id: str | None
+    attempts: int
+    exit_code: int | None
+    core_hours: float
+    detail: str  # the reason and message, or an array's counts
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalField:
+    """A value an approval task asks for when it is approved."""
+
+    name: str
+    type: str
+    default: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalRequest:
+    """An approval task waiting for a person, with what approving it asks for."""
+
+    task: str
+    fingerprint: str  # the inputs approving it approves
+    message: str | None
+    fields: tuple[ApprovalField, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowPage:
+    summary: WorkflowSummary
+    nodes: tuple[GraphNode, ...]
+    edges: tuple[tuple[str, str], ...]  # (prerequisite, dependent)
+    tasks: tuple[TaskLine, ...]
+    events: tuple[EventRow, ...]
+    approvals: tuple[ApprovalRequest, ...]
+    conditions: tuple[tuple[str, str, str, str], ...]  # (type, status, reason, message)
+    revision: str | None
+    cluster: str | None
+
+
+# -- the list ------------------------------------------------------------------------------------
+
+def progress(status: WorkflowStatus | None, declared: int = 0) -> Progress:
+    """Elements done of all elements: a task counts one, an array as many as it has elements.
+    ``declared`` tasks are counted while the loop has not written a status yet."""
+    if status is None or not status.tasks:
+        return Progress(done=0, total=declared)
+    done = total = 0
+    for task in status.tasks.values():
+        if task.array is not None:
+            total += task.array.total
+            done += task.array.counts.get(TaskPhase.SUCCEEDED.value, 0)
+        else:
+            total += 1
+            done += task.phase in (TaskPhase.SUCCEEDED, TaskPhase.SKIPPED)
+    return Progress(done=done, total=total)
+
+
+def awaiting_approval(status: WorkflowStatus | None) -> tuple[str, ...]:
+    if status is None:
+        return ()
+    return tuple(name for name, task in status.tasks.items() if task.phase is TaskPhase.AWAITING_APPROVAL)
+
+
+def attention(status: WorkflowStatus | None) -> tuple[str, ...]:
+    """Why the workflow needs a person, from its true attention conditions (NeedsAttention when
+    present, as it already speaks for Stalled)."""
+    if status is None:
+        return ()
+    true = {c.type: c for c in status.conditions if c.status is ConditionStatus.TRUE}
+    for kind in ATTENTION_CONDITIONS:
+        condition = true.get(kind)
+        if condition is not None:
+            return (f"{condition.reason}: {condition.message}" if condition.message else condition.reason,)
+    return ()
+
+
+def _ready_message(status: WorkflowStatus | None) -> str:
+    ready = next((c for c in status.conditions if c.type == "Ready"), None) if status else None
+    return ready.message if ready else ""
+
+
+def summary(row: WorkflowRow) -> WorkflowSummary:
+    status = row.status
+    return WorkflowSummary(
+        namespace=row.namespace, name=row.name, phase=status.phase.value if status else "Pending",
+        progress=progress(status, len(row.spec.get("tasks") or ())), core_hours=status.core_hours if status else 0.0,
+        labels=dict(row.labels), created_at=row.created_at, awaiting_approval=awaiting_approval(status),
+        attention=attention(status), message=_ready_message(status),
+    )
+
+
+def workflow_list(rows: Iterable[WorkflowRow], selector: Selector) -> list[WorkflowSummary]:
+    """The workflows whose labels match, those waiting for a person first, then by namespace and name."""
+    chosen = [summary(row) for row in rows if selector.matches(row.labels)]
+    return sorted(chosen, key=lambda s: (not s.needs_person, s.namespace, s.name))
+
+
+# -- one workflow --------------------------------------------------------------------------------
+
+def _declared_tasks(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [t for t in spec.get("tasks") or () if isinstance(t, dict) and "name" in t]
+
+
+def _node(name: str, declared: Mapping[str, Any], status: WorkflowStatus | None) -> GraphNode:
+    shown = status.tasks.get(name) if status else None
+    kind = str(declared.get("type") or TaskType.JOB.value)
+    phase = shown.phase.value if shown else TaskPhase.WAITING.value
+    if shown is not None and shown.array is not None:
+        return GraphNode(name=name, kind=kind, phase=phase, elements=dict(shown.array.counts), size=shown.array.total)
+    return GraphNode(name=name, kind=kind, phase=phase)
+
+
+def graph(row: WorkflowRow) -> tuple[tuple[GraphNode, ...], tuple[tuple[str, str], ...]]:
+    """The DAG's nodes in the status's (topological) order and its edges. A template instance
+    declares no tasks of its own: its nodes are the status's, without edges."""
+    declared = {t["name"]: t for t in _declared_tasks(row.spec)}
+    shown = list(row.status.tasks) if row.status else []
+    names = [*shown, *(name for name in declared if name not in shown)]
+    nodes = tuple(_node(name, declared.get(name, {}), row.status) for name in names)
+    edges = tuple((str(before), name) for name, task in declared.items()
+                  for before in task.get("dependsOn") or () if before in declared)
+    return nodes, edges
+
+
+def _task_detail(reason: str | None, message: str | None, counts: Mapping[str, int] | None) -> str:
+    parts = [" ".join(f"{phase}={count}" for phase, count in counts.items())] if counts else []
+    parts += [text for text in (reason, message) if text]
+    return "  ".join(parts)
+
+
+def task_lines(row: WorkflowRow, nodes: Sequence[GraphNode]) -> tuple[TaskLine, ...]:
+    lines = []
+    for node in nodes:
+        shown = row.status.tasks.get(node.name) if row.status else None
+        lines.append(TaskLine(
+            name=node.name, kind=node.kind, phase=node.phase, job_id=shown.job_id if shown else None,
+            attempts=shown.attempts if shown else 0, exit_code=shown.exit_code if shown else None,
+            core_hours=shown.core_hours if shown else 0.0,
+            detail=_task_detail(shown.reason, shown.message, node.elements) if shown else ""))
+    return tuple(lines)
+
+
+def approval_fields(declared: Mapping[str, Any]) -> tuple[ApprovalField, ...]:
+    """The values an approval task declares it asks for (its ``parameters:``)."""
+    fields = []
+    for entry in declared.get("parameters") or ():
+        if isinstance(entry, dict) and "name" in entry:
+            default = entry.get("default")
+            fields.append(ApprovalField(name=str(entry["name"]), type=str(entry.get("type") or "string"),
+                                        default=None if default is None else str(default),
+                                        description=entry.get("description")))
+    return tuple(fields)
+
+
+def approval_requests(row: WorkflowRow) -> tuple[ApprovalRequest, ...]:
+    """The approval tasks waiting for a person now, each with the fingerprint it would approve."""
+    if row.status is None:
+        return ()
+    declared = {t["name"]: t for t in _declared_tasks(row.spec)}
+    return tuple(
+        ApprovalRequest(task=name, fingerprint=task.fingerprint, message=task.message,
+                        fields=approval_fields(declared.get(name, {})))
+        for name, task in row.status.tasks.items()
+        if task.phase is TaskPhase.AWAITING_APPROVAL and task.fingerprint)
+
+
+def workflow_page(row: WorkflowRow, events: Sequence[EventRow]) -> WorkflowPage:
+    nodes, edges = graph(row)
+    status = row.status
+    return WorkflowPage(
+        summary=summary(row), nodes=nodes, edges=edges, tasks=task_lines(row, nodes), events=tuple(events),
+        approvals=approval_requests(row),
+        conditions=tuple((c.type, c.status.value, c.reason, c.message) for c in status.conditions) if status else (),
+        revision=status.revision if status else None, cluster=(status.cluster if status else None)
+        or (str(row.spec.get("cluster")) if isinstance(row.spec.get("cluster"), str) else None),
+    )
+
+
+# -- approving -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class Refusal:
+    """Why an approval cannot be given, with the HTTP status that says so."""
+
+    status: int
+    message: str
+
+
+def approval_target(row: WorkflowRow, task: str) -> str | Refusal:
+    """The fingerprint approving ``task`` of ``row`` approves now, or why it cannot be approved
+    from the dashboard: only an approval task awaiting a person, as the page showed it."""
+    declared = {t["name"]: t for t in _declared_tasks(row.spec)}
+    shown = row.status.tasks.get(task) if row.status else None
+    if declared and str(declared.get(task, {}).get("type") or "") != TaskType.APPROVAL.value:
+        approvals = sorted(n for n, t in declared.items() if t.get("type") == TaskType.APPROVAL.value)
+        return Refusal(status=404, message=f"workflow {row.name} has no approval task {task!r} "
+                                           f"(approval tasks: {', '.join(approvals) or 'none'})")
+    if shown is None or not shown.fingerprint:
+        return Refusal(status=409, message=f"workflow {row.name} shows no task {task} yet "
+                                           "(the loop has not planned it)")
+    if shown.phase is not TaskPhase.AWAITING_APPROVAL:
+        return Refusal(status=409, message=f"task {task} is {shown.phase.value}, not awaiting approval")
+    return shown.fingerprint
+
+
+# -- JSON ----------------------------------------------------------------------------------------
+
+def summary_json(item: WorkflowSummary) -> dict[str, Any]:
+    return {"namespace": item.namespace, "name": item.name, "phase": item.phase,
+            "progress": {"done": item.progress.done, "total": item.progress.total},
+            "coreHours": item.core_hours, "labels": dict(item.labels),
+            "creationTimestamp": item.created_at.isoformat().replace("+00:00", "Z"),
+            "needsPerson": item.needs_person, "awaitingApproval": list(item.awaiting_approval),
+            "attention": list(item.attention), "message": item.message}
+
+
+def page_json(page: WorkflowPage) -> dict[str, Any]:
+    return {
+        **summary_json(page.summary), "revision": page.revision, "cluster": page.cluster,
+        "conditions": [{"type": t, "status": s, "reason": r, "message": m} for t, s, r, m in page.conditions],
+        "graph": {"nodes": [{"name": n.name, "kind": n.kind, "phase": n.phase, "size": n.size,
+                             "elements": dict(n.elements)} for n in page.nodes],
+                  "edges": [{"from": a, "to": b} for a, b in page.edges]},
+        "tasks": [{"name": t.name, "kind": t.kind, "phase": t.phase, "jobId": t.job_id, "attempts": t.attempts,
+                   "exitCode": t.exit_code, "coreHours": t.core_hours, "detail": t.detail} for t in page.tasks],
+        "events": [{"at": e.at.isoformat().replace("+00:00", "Z"), "type": e.type, "reason": e.reason,
+                    "message": e.message} for e in page.events],
+        "approvals": [{"task": a.task, "fingerprint": a.fingerprint, "message": a.message,
+                       "inputs": [{"name": f.name, "type": f.type, "default": f.default,
+                                   "description": f.description} for f in a.fields]} for a in page.approvals],
+    }
