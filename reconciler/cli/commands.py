@@ -33,9 +33,11 @@ def open_store(directory: Path) -> Store:
 
 
 def run(*, source: str, path: str | None, branch: str | None, state: str | None, interval: float, once: bool,
-        until_done: bool, webhook_port: int | None, webhook_secret_file: str | None) -> int:
+        until_done: bool, webhook_port: int | None, webhook_secret_file: str | None,
+        metrics_port: int | None = None, metrics_address: str = "127.0.0.1", group_label: str | None = None) -> int:
     # Imported here: get, describe and approve only read the store, and start faster without them.
     from ..engine.controller import Controller, StateLock, StateLocked
+    from ..engine.metrics import Metrics
     from ..sources import open_source
     from ..sources.webhook import WebhookReceiver
 
@@ -45,9 +47,20 @@ def run(*, source: str, path: str | None, branch: str | None, state: str | None,
     except StateLocked as exc:
         print(f"run: {exc}", file=sys.stderr)
         return 2
+    metrics = Metrics(stale_after=max(60.0, interval * 10), group_label=group_label)
+    server = None
+    if metrics_port is not None:
+        try:
+            server = metrics.serve(port=metrics_port, host=metrics_address)
+        except OSError as exc:
+            print(f"run: cannot serve metrics on {metrics_address}:{metrics_port}: {exc}", file=sys.stderr)
+            lock.release()
+            return 2
+        log.info("serving metrics on http://%s:%d/metrics", metrics_address, server.server_port)
+        metrics.loop_started()
     store = open_store(directory)
     source_ = open_source(source, path=path, branch=branch, cache_dir=directory / "sources")
-    controller = Controller(source=source_, store=store, state_dir=directory, interval=interval)
+    controller = Controller(source=source_, store=store, state_dir=directory, interval=interval, metrics=metrics)
     receiver = None
     if webhook_port is not None:
         secret = Path(webhook_secret_file).read_text().strip() if webhook_secret_file else None
@@ -68,6 +81,8 @@ def run(*, source: str, path: str | None, branch: str | None, state: str | None,
             signal.signal(sig, handler)
         if receiver is not None:
             receiver.stop()
+        if server is not None:
+            server.shutdown()
         controller.close()
         source_.close()
         store.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -16,6 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import __version__
+from .logformat import LogFormat, configure_logging
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 if TYPE_CHECKING:
     from ..manifests.resolve import ResolvedWorkflow
@@ -217,7 +219,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     return run(source=args.source, path=args.path, branch=args.branch, state=args.state_dir,
                interval=args.interval, once=args.once, until_done=args.until_done,
-               webhook_port=args.webhook_port, webhook_secret_file=args.webhook_secret_file)
+               webhook_port=args.webhook_port, webhook_secret_file=args.webhook_secret_file,
+               metrics_port=args.metrics_port, metrics_address=args.metrics_address,
+               group_label=args.metrics_group_label)
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
@@ -285,7 +289,8 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
     return run_operator(namespace=None if args.all_namespaces else args.namespace, kubeconfig=args.kubeconfig,
                         state_dir=state_dir(args.state_dir), interval=args.interval, metrics_port=args.metrics_port,
-                        lease_namespace=args.lease_namespace, identity=args.identity)
+                        lease_namespace=args.lease_namespace, identity=args.identity,
+                        metrics_address=args.metrics_address, group_label=args.metrics_group_label)
 
 
 def _source_options(parser: argparse.ArgumentParser) -> None:
@@ -299,6 +304,26 @@ def _state_dir_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", metavar="DIR",
                         help="status store and outputs (default: $RECONCILER_STATE_DIR, else "
                              "$XDG_STATE_HOME/slurm-reconciler)")
+
+
+def _metrics_options(parser: argparse.ArgumentParser, *, address: str) -> None:
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="serve Prometheus metrics (/metrics) and /healthz on this port (0: any free port)")
+    parser.add_argument("--metrics-address", default=address, metavar="ADDR",
+                        help=f"the address the metrics port listens on (default {address})")
+    parser.add_argument("--metrics-group-label", metavar="KEY",
+                        help="split the core-hours metric by the value of this workflow label (e.g. team)")
+
+
+def _log_options(parser: argparse.ArgumentParser) -> None:
+    """Every command logs alike; the long-running ones (run, operator) are where it matters."""
+    parser.add_argument("--log-format", type=LogFormat, choices=list(LogFormat), metavar="{auto,json,text}",
+                        default=os.environ.get("RECONCILER_LOG_FORMAT", "auto").lower(),
+                        help="json: one JSON object a line; text; auto (default, or $RECONCILER_LOG_FORMAT): "
+                             "JSON unless stderr is a terminal")
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS,
+                        default=os.environ.get("RECONCILER_LOG_LEVEL", "INFO").upper(),
+                        help="default INFO, or $RECONCILER_LOG_LEVEL")
 
 
 def _dashboard_options(parser: argparse.ArgumentParser) -> None:
@@ -358,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="accept push notifications (POST /hook) on this port, like Flux's receiver")
     run.add_argument("--webhook-secret-file", metavar="FILE",
                      help="shared secret the notifications must be signed with (GitHub or GitLab style)")
+    _metrics_options(run, address="127.0.0.1")
     _dashboard_options(run)
     run.set_defaults(func=_served(_cmd_run))
 
@@ -369,8 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     _state_dir_option(operator)
     operator.add_argument("--interval", type=float, default=10.0, metavar="S",
                           help="seconds between ticks when no change wakes the loop earlier (default 10)")
-    operator.add_argument("--metrics-port", type=int, metavar="PORT",
-                          help="serve /metrics and /healthz on this port")
+    _metrics_options(operator, address="0.0.0.0")
     operator.add_argument("--lease-namespace", metavar="NS",
                           help="where the leader-election Lease lives (default: $POD_NAMESPACE, else the watched one)")
     operator.add_argument("--identity", help="this replica's name in the Lease (default: $POD_NAME, else host-random)")
@@ -452,11 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("action", choices=["up", "down", "status"])
     dev.add_argument("--dir", help="where its configuration, state and logs live")
     dev.set_defaults(func=_cmd_dev_cluster)
+    for command in dict.fromkeys(commands.choices.values()):  # aliases name the same parser
+        _log_options(command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=os.environ.get("RECONCILER_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging(level=args.log_level, log_format=args.log_format, stream=sys.stderr)
     return int(args.func(args))

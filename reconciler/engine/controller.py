@@ -28,6 +28,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,8 @@ from .choosing import HistoryModels, StartEstimates, choosing_for, needs_choosin
 from .executor import ClusterOutcome, adjust_status, carry_out
 from .fanout import array_sizes
 from .history import record_history
+from .logcontext import log_context
+from .metrics import Metrics
 from .staging import FoundInputs, find_inputs, input_states
 
 log = logging.getLogger(__name__)
@@ -178,8 +181,10 @@ class Controller:
     ticks and opened again after a fault."""
 
     def __init__(self, *, source: Source, store: Store, state_dir: Path, interval: float,
-                 publisher: Publisher | None = None, connect: Connect = open_transport) -> None:
+                 publisher: Publisher | None = None, connect: Connect = open_transport,
+                 metrics: Metrics | None = None) -> None:
         self.source = source
+        self.metrics = metrics if metrics is not None else Metrics()
         self.store = store
         self.publisher = publisher
         self.connect = connect
@@ -206,6 +211,7 @@ class Controller:
                     delay = min(delay, max(0.5, report.requeue_after))
             except Exception:  # the loop must outlive any one bad tick
                 failures += 1
+                self.metrics.tick_failures.inc()
                 # Twice the interval after the first failed tick, doubling up to the cap.
                 delay = backoff_delay(failures, base=2 * self.interval, cap=MAX_BACKOFF_SECONDS, jitter=NO_JITTER)
                 log.exception("tick failed; next attempt in %.0fs", delay)
@@ -244,18 +250,22 @@ class Controller:
     # -- one tick ----------------------------------------------------------------------------
 
     def tick(self) -> TickReport:
+        started = time.monotonic()
         now = datetime.now(UTC)
         snapshot = self._read_source()
         if snapshot is None:
             return TickReport()
-        if self.publisher is not None:
-            self.publisher.prepare(snapshot, self.store, now=now)
-        active = {(w.namespace, w.name): w for w in self.store.active_workflows()}
-        desired = self._classify(snapshot, active)
-        invalid = self._invalid(desired, active, snapshot, now=now)
-        work = self._share_out(desired, active, snapshot, now=now)
-        result = TickResult.combine([invalid, *self._tick_clusters(desired.clusters, work, now=now)])
-        self._record(result, now=now)
+        with log_context(revision=snapshot.revision):
+            if self.publisher is not None:
+                self.publisher.prepare(snapshot, self.store, now=now)
+            active = {(w.namespace, w.name): w for w in self.store.active_workflows()}
+            desired = self._classify(snapshot, active)
+            invalid = self._invalid(desired, active, snapshot, now=now)
+            work = self._share_out(desired, active, snapshot, now=now)
+            result = TickResult.combine([invalid, *self._tick_clusters(desired.clusters, work, now=now)])
+            self._record(result, now=now)
+        self.metrics.tick(seconds=time.monotonic() - started, events=result.events,
+                          workflows=self.store.active_workflows())
         return TickReport(requeue_after=result.requeue_after)
 
     def _read_source(self) -> Snapshot | None:
@@ -319,7 +329,8 @@ class Controller:
     def _placed(self, stored: StoredWorkflow, resolved: ResolvedWorkflow, *, now: datetime) -> ResolvedWorkflow | None:
         """``_place``, with whatever goes wrong kept to this workflow: it waits for the next tick."""
         try:
-            return self._place(stored, resolved, now=now)
+            with log_context(workflow=f"{stored.namespace}/{stored.name}"):
+                return self._place(stored, resolved, now=now)
         except Exception:  # one workflow's placement must not stop the others
             log.exception("workflow %s/%s: placing it failed; next tick tries again", stored.namespace, stored.name)
             return None
@@ -389,19 +400,28 @@ class Controller:
                                                          jitter=CLUSTER_JITTER))
         if backoff.waiting:
             return TickResult(requeue_after=backoff.remaining())
-        try:
-            client = self._client(cluster)
-            return self._reconcile_cluster(cluster, client, work, backoff, now=now)
-        except Exception as exc:  # one cluster's fault must not stop the others
-            delay = backoff.failed()
-            self._drop_client(name)
-            if isinstance(exc, ClusterConnectionError | TransportError):  # set-up: the message says what to fix
-                reason = f"cannot connect to cluster {name}: {exc}"
-                log.warning("%s; next try in %.0fs", reason, delay)
-            else:
-                reason = f"unexpected {type(exc).__name__} on cluster {name}: {exc} (see the reconciler's log)"
-                log.error("cluster %s: its part of the tick failed; next try in %.0fs", name, delay, exc_info=exc)
-            return self._unreachable(cluster, work, reason, now=now)
+        with log_context(cluster=name):
+            try:
+                client = self._client(cluster)
+                return self._reconcile_cluster(cluster, client, work, backoff, now=now)
+            except Exception as exc:  # one cluster's fault must not stop the others
+                return self._failed_cluster(cluster, work, backoff, exc, now=now)
+
+    def _failed_cluster(self, cluster: SlurmCluster, work: ClusterWork, backoff: Backoff, exc: Exception, *,
+                        now: datetime) -> TickResult:
+        """A cluster whose part of the tick failed: backed off, its client dropped, its workflows
+        marked with why."""
+        name = cluster.metadata.name
+        self.metrics.observed(name, ok=False)
+        delay = backoff.failed()
+        self._drop_client(name)
+        if isinstance(exc, ClusterConnectionError | TransportError):  # set-up: the message says what to fix
+            reason = f"cannot connect to cluster {name}: {exc}"
+            log.warning("%s; next try in %.0fs", reason, delay)
+        else:
+            reason = f"unexpected {type(exc).__name__} on cluster {name}: {exc} (see the reconciler's log)"
+            log.error("cluster %s: its part of the tick failed; next try in %.0fs", name, delay, exc_info=exc)
+        return self._unreachable(cluster, work, reason, now=now)
 
     def _reconcile_cluster(self, cluster: SlurmCluster, client: SlurmClient, work: ClusterWork, backoff: Backoff, *,
                            now: datetime) -> TickResult:
@@ -411,6 +431,7 @@ class Controller:
                                      job_ids=self.store.unfinished_job_ids(name))
         view = client.view(observation)
         self._judge(name, observation, backoff)
+        self.metrics.observed(name, ok=observation.queue_ok and observation.accounting_ok)
         jobs = observation.jobs_by_workflow()
         for stored, _ in work.workflows:
             self.store.update_from_observation(stored.uid, jobs.get(stored.uid, []), now=now, cluster=name)
@@ -425,6 +446,7 @@ class Controller:
         outcome = carry_out(plans, workflows={stored.uid: resolved for stored, resolved in work.workflows},
                             client=client, store=self.store, outputs_dir=self.outputs_dir, stop=self.stop, now=now,
                             inputs=inputs, array_sizes={item.uid: item.array_sizes for item in desired})
+        self.metrics.submitted(name, outcome.submitted, attempts=self.store.attempts)
         if outcome.unavailable:
             backoff.failed()
         pruned = self._prune(work.prune, jobs, client, now=now) if view.reachable else ()
@@ -520,7 +542,9 @@ class Controller:
         for stored in removed:
             try:
                 for cancel in prune(stored.uid, jobs.get(stored.uid, [])):
-                    client.cancel(cancel.job_ids)
+                    with log_context(workflow=f"{stored.namespace}/{stored.name}", task=cancel.task,
+                                     job_id=",".join(cancel.job_ids)):
+                        client.cancel(cancel.job_ids)
                     self.store.mark_cancelled(stored.uid, job_ids=cancel.job_ids)
             except SlurmError as exc:
                 log.warning("pruning %s/%s: %s (next tick tries again)", stored.namespace, stored.name, exc)
@@ -547,7 +571,8 @@ class Controller:
             return client
         self._drop_client(name)
         spec, key = self.publisher.connection(cluster) if self.publisher is not None else (cluster.spec, None)
-        client = SlurmClient(cluster, self.connect(spec, private_key=key))
+        transport = self.metrics.metered(self.connect(spec, private_key=key), cluster=name, kind=spec.transport.value)
+        client = SlurmClient(cluster, transport)
         self._clients[name] = client
         return client
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +39,7 @@ from ..slurm.script import run_dir_of, upstream_files
 from ..slurm.tags import JobTag
 from ..store.database import Store
 from .fanout import items_file
+from .logcontext import log_context
 from .outputs import clean_up, fetch_outputs
 from .staging import FoundInputs, stage, staged_files
 
@@ -51,6 +53,7 @@ class ClusterOutcome:
     unavailable: str | None = None  # Slurm stopped answering: the rest waits for the next tick
     at_capacity: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (uid, task) -> sbatch's words
     events: Mapping[str, Sequence[Event]] = field(default_factory=dict)
+    submitted: tuple[Submit, ...] = ()  # the submissions sbatch accepted
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ def carry_out(
     events: dict[str, list[Event]] = {}
     at_capacity: dict[tuple[str, str], str] = {}
     submitted: dict[tuple[str, JobKey], str] = {}
+    went_out: list[Submit] = []
     for plan, action in ((p, a) for p in plans for a in p.actions):
         if stop.is_set():
             break
@@ -86,27 +90,38 @@ def carry_out(
             at_capacity.setdefault((plan.uid, action.key.task), "the cluster is at capacity")
             continue
         resolved = workflows[plan.uid]
-        try:
-            done = _carry_out_one(action, resolved=resolved, client=client, store=store, outputs_dir=outputs_dir,
-                                  submitted=submitted, now=now, inputs=(inputs or {}).get(plan.uid),
-                                  sizes=(array_sizes or {}).get(plan.uid, {}))
-        except SlurmUnavailable as exc:
-            log.warning("cluster %s unavailable: %s", client.name, exc)
-            return ClusterOutcome(unavailable=str(exc), at_capacity=at_capacity, events=events)
-        except SlurmError as exc:
-            log.warning("%s: %s", type(action).__name__, exc)
-            done = _Done(events=(Event("Warning", "ActionFailed", f"{_described(action)}: {exc}"),))
-        except Exception as exc:  # one workflow's fault must not stop the other workflows' actions
-            meta = resolved.workflow.metadata
-            log.exception("workflow %s/%s: %s failed unexpectedly", meta.namespace, meta.name, _described(action))
-            done = _Done(events=(Event("Warning", "ActionFailed",
-                                       f"{_described(action)}: unexpected {type(exc).__name__}: {exc}"),))
+        with _action_context(action, resolved):  # its log lines, the failures' too, name what it acts on
+            try:
+                done = _carry_out_one(action, resolved=resolved, client=client, store=store, outputs_dir=outputs_dir,
+                                      submitted=submitted, now=now, inputs=(inputs or {}).get(plan.uid),
+                                      sizes=(array_sizes or {}).get(plan.uid, {}))
+            except SlurmUnavailable as exc:
+                log.warning("cluster %s unavailable: %s", client.name, exc)
+                return ClusterOutcome(unavailable=str(exc), at_capacity=at_capacity, events=events,
+                                      submitted=tuple(went_out))
+            except SlurmError as exc:
+                log.warning("%s: %s", type(action).__name__, exc)
+                done = _Done(events=(Event("Warning", "ActionFailed", f"{_described(action)}: {exc}"),))
+            except Exception as exc:  # one workflow's fault must not stop the other workflows' actions
+                meta = resolved.workflow.metadata
+                log.exception("workflow %s/%s: %s failed unexpectedly", meta.namespace, meta.name, _described(action))
+                done = _Done(events=(Event("Warning", "ActionFailed",
+                                           f"{_described(action)}: unexpected {type(exc).__name__}: {exc}"),))
         events.setdefault(plan.uid, []).extend(done.events)
         if isinstance(action, Submit) and done.job_id is not None:
             submitted[(plan.uid, action.key)] = done.job_id
+            went_out.append(action)
         if isinstance(action, Submit) and done.at_capacity is not None:
             at_capacity[(plan.uid, action.key.task)] = done.at_capacity
-    return ClusterOutcome(at_capacity=at_capacity, events=events)
+    return ClusterOutcome(at_capacity=at_capacity, events=events, submitted=tuple(went_out))
+
+
+def _action_context(action: Action, resolved: ResolvedWorkflow) -> AbstractContextManager[None]:
+    """The log context of one action: its workflow, task and (for one on jobs) job ids."""
+    meta = resolved.workflow.metadata
+    task = None if isinstance(action, Cleanup) else action.key.task if isinstance(action, Submit) else action.task
+    job_ids = action.job_ids if isinstance(action, Cancel | Hold | Release) else ()
+    return log_context(workflow=f"{meta.namespace}/{meta.name}", task=task, job_id=",".join(job_ids) or None)
 
 
 def _described(action: Action) -> str:

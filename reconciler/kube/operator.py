@@ -22,9 +22,9 @@ from kubernetes import config as k8s_config
 
 from .. import __version__
 from ..engine.controller import Controller
+from ..engine.metrics import Metrics
 from ..store.database import Store
 from .leader import LeaderElector
-from .metrics import Metrics
 from .publisher import KubernetesPublisher
 from .source import KubernetesSource
 
@@ -52,12 +52,14 @@ def default_identity() -> str:
 
 
 def run_operator(*, namespace: str | None, kubeconfig: str | None, state_dir: Path, interval: float,
-                 metrics_port: int | None, lease_namespace: str | None, identity: str | None) -> int:
+                 metrics_port: int | None, lease_namespace: str | None, identity: str | None,
+                 metrics_address: str = "0.0.0.0", group_label: str | None = None) -> int:
     api_client = load_client_configuration(kubeconfig)
     custom = k8s.CustomObjectsApi(api_client)
     core = k8s.CoreV1Api(api_client)
-    metrics = Metrics(stale_after=max(60.0, interval * 10))
-    server = metrics.serve(port=metrics_port) if metrics_port is not None else None
+    metrics = Metrics(stale_after=max(60.0, interval * 10), group_label=group_label)
+    # In a pod the kubelet's probes and Prometheus reach the pod's address: all interfaces by default.
+    server = metrics.serve(port=metrics_port, host=metrics_address) if metrics_port is not None else None
     stop = threading.Event()
     lost = threading.Event()
     controller: Controller | None = None
@@ -81,7 +83,7 @@ def run_operator(*, namespace: str | None, kubeconfig: str | None, state_dir: Pa
         publisher = KubernetesPublisher(custom=custom, core=core, source=source, state_dir=state_dir,
                                         metrics=metrics)
         controller = Controller(source=source, store=store, state_dir=state_dir, interval=interval,
-                                publisher=publisher)
+                                publisher=publisher, metrics=metrics)
 
         def on_lost() -> None:
             lost.set()

@@ -53,10 +53,10 @@ from ..core.requests import (
     tasks_named,
 )
 from ..engine.controller import ClusterConnectionError, status_write_failed
+from ..engine.metrics import Metrics
 from ..sources.base import Snapshot
 from ..store.database import Store, StoredWorkflow
 from .informer import custom_object
-from .metrics import Metrics
 from .source import KubernetesSource, deleting, origin
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,6 @@ class KubernetesPublisher:
         self.source = source
         self.state_dir = state_dir
         self.metrics = metrics
-        self._tick_started = time.monotonic()
         # uid -> (the status document last written, the status the server stored for it): the
         # server may default or prune fields, so "unchanged" is judged against its own answer.
         self._written: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
@@ -105,7 +104,6 @@ class KubernetesPublisher:
     # -- before the tick ---------------------------------------------------------------------
 
     def prepare(self, snapshot: Snapshot, store: Store, *, now: datetime) -> None:
-        self._tick_started = time.monotonic()
         for obj in self.source.workflows.items():
             meta = obj["metadata"]
             namespace, name, uid = meta.get("namespace", "default"), meta["name"], meta["uid"]
@@ -248,7 +246,8 @@ class KubernetesPublisher:
             if obj is not None and obj["metadata"]["uid"] == stored.uid and FINALIZER in (
                     obj["metadata"].get("finalizers") or []):
                 self._set_finalizers(obj, [f for f in obj["metadata"]["finalizers"] if f != FINALIZER])
-        self.metrics.tick(seconds=time.monotonic() - self._tick_started, statuses=dict(statuses), events=posted)
+        # The controller counts the tick's events; these are the ones added here.
+        self.metrics.count_events({uid: [status_write_failed(reason)] for uid, reason in failed.items()})
         return failed
 
     def _write_status(self, stored: StoredWorkflow, document: dict[str, Any]) -> str | None:

@@ -181,7 +181,7 @@ class SlurmClient:
             raise SubmitRefused(message, at_capacity=kind is SubmitErrorKind.AT_CAPACITY)
         job_id = commands.parse_sbatch(result.stdout)
         log.info("submitted %s.%s attempt %d as job %s", request.workflow, request.task.name,
-                 request.tag.attempt, job_id)
+                 request.tag.attempt, job_id, extra={"job_id": job_id})
         return job_id
 
     # -- observation -------------------------------------------------------------------------

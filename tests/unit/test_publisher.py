@@ -14,7 +14,7 @@ import pytest
 
 from reconciler.api import API_VERSION, SlurmCluster, WorkflowPhase, WorkflowStatus
 from reconciler.engine.controller import ClusterConnectionError
-from reconciler.kube.metrics import Metrics
+from reconciler.engine.metrics import Metrics
 from reconciler.kube.publisher import FINALIZER, KubernetesPublisher
 from reconciler.kube.source import KubernetesSource
 from reconciler.manifests.loader import load_text
