@@ -74,6 +74,9 @@ SCENARIOS: dict[str, dict] = {
     "release-namespace": {"watch": {"allNamespaces": False}},
     "service-monitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
     "kept-state": {"state": {"existingClaim": "reconciler-state"}},
+    "grafana-dashboard": {"grafanaDashboard": {"enabled": True, "namespace": "monitoring",
+                                               "annotations": {"grafana_folder": "HPC"}},
+                          "metrics": {"groupLabel": "team"}},
     "clusters": {
         "watch": {"allNamespaces": False, "namespace": "hpc-team"},
         "slurmClusters": [SSH_CLUSTER, LOCAL_CLUSTER],
@@ -109,7 +112,7 @@ def of_kind(docs: list[dict], kind: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("strict", [False, True], ids=["lint", "lint-strict"])
-@pytest.mark.parametrize("scenario", ["defaults", "one-namespace", "clusters"])
+@pytest.mark.parametrize("scenario", ["defaults", "one-namespace", "clusters", "grafana-dashboard"])
 def test_helm_lint_passes(strict: bool, scenario: str):
     args = ["lint", str(CHART), "--namespace", RELEASE_NAMESPACE, "-f", "-"] + (["--strict"] if strict else [])
     result = run_helm(*args, stdin=json.dumps(SCENARIOS[scenario]))
@@ -370,6 +373,28 @@ def test_service_monitor_only_when_enabled():
     assert monitor["spec"]["endpoints"] == [
         {"port": service["spec"]["ports"][0]["name"], "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
     ]
+
+
+# --- the Grafana dashboard ----------------------------------------------------------------------
+
+
+def test_grafana_dashboard_only_when_enabled_labelled_for_the_sidecar():
+    assert not of_kind(render(SCENARIOS["defaults"]), "ConfigMap")
+    dashboard = the(render(SCENARIOS["grafana-dashboard"]), "ConfigMap")
+    assert dashboard["metadata"]["name"] == f"{FULLNAME}-dashboard"
+    assert dashboard["metadata"]["namespace"] == "monitoring"
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["metadata"]["annotations"] == {"grafana_folder": "HPC"}
+    shipped = json.loads((CHART / "dashboards" / "slurm-reconciler.json").read_text())
+    assert json.loads(dashboard["data"]["slurm-reconciler.json"]) == shipped
+    released = the(render({"grafanaDashboard": {"enabled": True}}), "ConfigMap")
+    assert released["metadata"]["namespace"] == RELEASE_NAMESPACE
+
+
+def test_the_group_label_reaches_the_operator_before_the_metrics_port():
+    args = operator_container(render(SCENARIOS["grafana-dashboard"]))["args"]
+    assert args[-4:] == ["--metrics-group-label", "team", "--metrics-port", "8080"]
+    assert "--metrics-group-label" not in operator_container(render(SCENARIOS["defaults"]))["args"]
 
 
 # --- SlurmClusters and SSH Secrets from values --------------------------------------------------
