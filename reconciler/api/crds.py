@@ -123,6 +123,11 @@ def _resolve_union(schema: dict[str, Any], defs: dict[str, Any], path: str) -> t
             # A name or a list of names (cluster: a, or cluster: [a, b]) has no structural form;
             # the node accepts any value and the model rejects anything else when it is parsed.
             return {**rest, "x-kubernetes-preserve-unknown-fields": True}, nullable
+        maps = [b for b in branches if b.get("type") == "object"]
+        if len(maps) == 1 and "properties" not in maps[0] and {"object"} < types <= _SCALAR_TYPES | {"object"}:
+            # A scalar or a map (approved: true, a note, or the values it approves with) has no
+            # structural form either: the node accepts any value and the model checks it.
+            return {**rest, "x-kubernetes-preserve-unknown-fields": True}, nullable
         if not types <= _SCALAR_TYPES or any(set(b) - {"type", "description", "title"} for b in branches):
             raise ValueError(f"{path}: only unions of plain scalar types have a structural form, got {branches}")
         if types == {"integer", "number"}:
@@ -269,6 +274,8 @@ _PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
     "Workflow": [
         _column("Phase", ".status.phase"),
         _column("Progress", ".status.progress"),
+        # Empty unless a person is needed: then why (AwaitingApproval, a Stalled reason).
+        _column("Attention", '.status.conditions[?(@.type=="NeedsAttention")].reason'),
         _column("Core-hours", ".status.coreHours", "number"),
         _AGE,
         _column("Cluster", ".status.cluster", priority=1),

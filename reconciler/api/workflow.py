@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from .approval import ApprovalParameter, ApprovalValue, ancestors, reference_problems, value_problems
 from .meta import (
     API_VERSION,
     Condition,
@@ -230,9 +231,14 @@ class Task(FrozenModel):
     depends_on: list[LabelName] = Field(default_factory=list)
     type: TaskType = TaskType.JOB
     # A note (any text) approves like true; changing the value approves the task again.
-    approved: bool | str = Field(default=False, description=(
-        "true, or a note saying what was checked: approves the task as it is where this value first appears; "
-        "change the value to approve again"))
+    approved: bool | str | dict[str, ApprovalValue] = Field(default=False, description=(
+        "true, a note saying what was checked, or the values of the task's parameters: approves the task as it "
+        "is where this value first appears; change the value to approve again"))
+    rejected: Annotated[str, Field(min_length=1, max_length=MAX_APPROVAL_NOTE)] | None = Field(
+        default=None, description="an approval task refused, with the reason: the task fails until approved again")
+    parameters: list[ApprovalParameter] = Field(default_factory=list, description=(
+        "an approval task's values, given when approving; later tasks read them as "
+        "{{ approvals.TASK.NAME }} and $APPROVAL_TASK_NAME"))
     script: str | None = None
     command: list[str] | None = None
     workdir: str | None = None
@@ -259,8 +265,8 @@ class Task(FrozenModel):
                 raise ValueError("a job task needs exactly one of script or command")
             if self.command is not None and not self.command:
                 raise ValueError("command must not be empty")
-            if self.approved:
-                raise ValueError("approved applies only to approval tasks")
+            if self.approved or self.rejected is not None or self.parameters:
+                raise ValueError("approved, rejected and parameters apply only to approval tasks")
         else:
             if self.script is not None or self.command is not None or self.array is not None:
                 raise ValueError("an approval task runs nothing: no script, command or array")
@@ -270,7 +276,24 @@ class Task(FrozenModel):
             raise ValueError(f"approved: a note must have 1 to {MAX_APPROVAL_NOTE} characters (or use true)")
         self._check_inputs()
         self._check_array_source()
+        self._check_parameters()
         return self
+
+    def _check_parameters(self) -> None:
+        names = [p.name for p in self.parameters]
+        if len(set(names)) != len(names):
+            raise ValueError("parameters lists a name twice")
+        if self.rejected is not None and self.approved is not False:
+            raise ValueError("approved and rejected exclude each other: keep the one that holds")
+        if isinstance(self.approved, dict):
+            problems = value_problems(self.parameters, self.approved)
+            if problems:
+                raise ValueError(f"approved: {'; '.join(problems)}")
+
+    @property
+    def texts(self) -> list[str]:
+        """What may name an approval's values: the script, the command, the environment values."""
+        return [*([self.script] if self.script else []), *(self.command or []), *self.env.values()]
 
     def _check_inputs(self) -> None:
         if self.inputs and self.type is TaskType.APPROVAL:
@@ -339,7 +362,17 @@ class WorkflowSpec(FrozenModel):
             for item in task.inputs:
                 if item.task in approvals:
                     raise ValueError(f"task {task.name}: input {item.described}: an approval task leaves no files")
+        self._check_approval_references()
         return self
+
+    def _check_approval_references(self) -> None:
+        declared = {t.name: t.parameters for t in self.tasks if t.type is TaskType.APPROVAL}
+        depends_on = {t.name: t.depends_on for t in self.tasks}
+        texts = [*self.defaults.env.values()]
+        problems = [problem for task in self.tasks for problem in reference_problems(
+            task.name, [*task.texts, *texts], before=ancestors(depends_on, task.name), declared=declared)]
+        if problems:
+            raise ValueError("; ".join(problems))
 
     def effective_tasks(self) -> list[Task]:
         return [task.with_defaults(self.defaults) for task in self.tasks]

@@ -1,13 +1,13 @@
-"""The Git-mode commands: ``run`` (the control loop), ``get``, ``describe`` and ``approve``.
+"""The Git-mode commands: ``run`` (the control loop), ``get`` and ``describe``.
 
 Called by :mod:`reconciler.cli` with parsed arguments; wires a source, the store and the
-controller together, and renders the store's content with :mod:`reconciler.cli.output`. ``get``,
-``describe`` and ``approve`` only open the store, so they work while a loop runs.
+controller together, and renders the store's content with :mod:`reconciler.cli.output`. ``get``
+and ``describe`` only open the store, so they work while a loop runs (as ``approve`` and
+``reject`` do, in :mod:`reconciler.cli.approving`).
 """
 
 from __future__ import annotations
 
-import getpass
 import logging
 import signal
 import sys
@@ -15,8 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..api import TaskPhase
-from ..core.approvals import ApprovalVia
+from ..core.conditions import needs_attention
 from ..core.selectors import Selector, SelectorError, parse_selector
 from ..store.database import Store, StoredWorkflow, state_dir_default
 from .output import describe, dump, resource, task_resource, task_rows, tasks_table, workflows_table
@@ -105,6 +104,8 @@ def get_workflows(*, state: str | None, selector: str | None, output: str) -> in
         return 1
     with open_store(state_dir(state)) as store:
         rows = [w.as_row() for w in store.active_workflows() if parsed.matches(w.labels)]
+    # Those waiting for a person first, each group in the store's order.
+    rows.sort(key=lambda row: not needs_attention(row.status))
     _print_list(output=output, items=[resource(r) for r in rows], what="workflows",
                 table=lambda: workflows_table(rows, now=now, wide=output == "wide"))
     return 0
@@ -170,41 +171,5 @@ def describe_workflow(*, state: str | None, name: str) -> int:
         if stored is None:
             return 1
         sys.stdout.write(describe(stored.as_row(), store.events(stored.uid, limit=20), now=now,
-                                  attempts=store.history(stored.uid)))
-    return 0
-
-
-def approve(*, state: str | None, name: str, task: str) -> int:
-    namespace, _, short = name.rpartition("/")
-    with open_store(state_dir(state)) as store:
-        stored = store.workflow(namespace or "default", short)
-        if stored is None or stored.removed_at is not None:
-            print(f'Error: workflow "{name}" not found', file=sys.stderr)
-            return 1
-        tasks = (stored.resource.get("spec") or {}).get("tasks") or []
-        declared = {t.get("name"): t.get("type", "job") for t in tasks}
-        known = stored.status.tasks if stored.status else {}
-        # A template instance declares no tasks itself: its status names them.
-        if (declared.get(task) != "approval") if declared else (task not in known):
-            approvals = sorted(n for n, kind in declared.items() if kind == "approval")
-            print(f"Error: workflow {name} has no approval task {task!r} (approval tasks: "
-                  f"{', '.join(approvals) or 'none'})", file=sys.stderr)
-            return 1
-        shown = stored.status.tasks.get(task) if stored.status else None
-        if shown is None or not shown.fingerprint:
-            print(f"Error: workflow {name} shows no task {task} yet (the loop has not planned it): approve it once "
-                  f"`reconciler get workflow {name}` lists it, so the approval names the inputs it is for",
-                  file=sys.stderr)
-            return 1
-        if shown.phase is TaskPhase.SUCCEEDED:
-            print(f"workflow.hpc.reconciler.dev/{short} task {task} is already approved for its current inputs "
-                  f"({shown.fingerprint}): nothing to do")
-            return 0
-        # The fingerprint the person looked at: an approval holds for these inputs only.
-        store.approve(stored.namespace, stored.name, task, fingerprint=shown.fingerprint, via=ApprovalVia.CLI,
-                      by=getpass.getuser(), now=datetime.now(UTC))
-    if shown.phase is not TaskPhase.AWAITING_APPROVAL:
-        print(f"note: task {task} is {shown.phase.value}, not awaiting approval: the tasks before it run first, and "
-              f"this approval counts once they succeed with the inputs shown now; if they change, {task} asks again")
-    print(f"workflow.hpc.reconciler.dev/{short} task {task} approved (inputs {shown.fingerprint})")
+                                  attempts=store.history(stored.uid), approvals=store.approvals(stored.uid)))
     return 0

@@ -259,9 +259,15 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_approve(args: argparse.Namespace) -> int:
-    from .commands import approve
+    from .approving import approve
 
-    return approve(state=args.state_dir, name=args.workflow, task=args.task)
+    return approve(state=args.state_dir, name=args.workflow, task=args.task, assignments=args.set or ())
+
+
+def _cmd_reject(args: argparse.Namespace) -> int:
+    from .approving import reject
+
+    return reject(state=args.state_dir, name=args.workflow, task=args.task, reason=args.reason)
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
@@ -438,8 +444,19 @@ def build_parser() -> argparse.ArgumentParser:
     approve = commands.add_parser("approve", help="approve a workflow's approval step (\"I've done this\")")
     approve.add_argument("workflow")
     approve.add_argument("task")
+    approve.add_argument("--set", action="append", metavar="NAME=VALUE",
+                         help="a value of the task's parameters (repeat for each); approving a succeeded task with "
+                              "other values runs the tasks after it again")
     _state_dir_option(approve)
     approve.set_defaults(func=_cmd_approve)
+
+    reject = commands.add_parser("reject", help="refuse a workflow's approval step: it fails with the reason until "
+                                                "approved again")
+    reject.add_argument("workflow")
+    reject.add_argument("task")
+    reject.add_argument("--reason", required=True, help="why, shown in the task's status")
+    _state_dir_option(reject)
+    reject.set_defaults(func=_cmd_reject)
 
     cancel = commands.add_parser("cancel", help="stop a workflow's running and pending jobs, or one task's, "
                                                 "until its spec changes or it is retried")

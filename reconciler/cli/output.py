@@ -12,7 +12,8 @@ from datetime import datetime
 from ruamel.yaml import YAML
 
 from ..api import API_VERSION, TaskPhase, TaskStatus, WorkflowStatus
-from ..core.approvals import APPROVAL_STALE
+from ..core.approval_values import described
+from ..core.approvals import APPROVAL_STALE, Approval, ApprovalVia, TaskApprovals
 from ..store.rows import AttemptHistory, EventRow, WorkflowRow
 
 
@@ -111,12 +112,14 @@ def dump(documents: dict | list, *, output: str) -> str:
 
 
 def describe(row: WorkflowRow, events: Sequence[EventRow], *, now: datetime,
-             attempts: Sequence[AttemptHistory] = ()) -> str:
+             attempts: Sequence[AttemptHistory] = (), approvals: TaskApprovals | None = None) -> str:
     status = row.status or WorkflowStatus()
     sections = [_header(row, status, now=now), _conditions(status), _tasks(status, row.task_labels),
                 _outputs(status), _efficiency(status), _choices(status)]
     if attempts:
         sections.append(_attempts(status, attempts))
+    if approvals is not None and approvals.given:
+        sections.append(_iterations(status, approvals, attempts))
     sections += [_waiting(row, status), _events(events, now=now)]
     return "".join(sections)
 
@@ -260,6 +263,36 @@ def _attempts(status: WorkflowStatus, attempts: Sequence[AttemptHistory]) -> str
     ordered = sorted(attempts, key=lambda a: (order.get(a.key.task, len(order)), a.key.attempt, a.key.part))
     return "Attempts:\n" + _indent(table(["TASK", "ATTEMPT", "JOB", "REQUESTED", "OUTCOME", "EXIT", "CORE-HOURS"],
                                          [_attempt_row(a) for a in ordered]))
+
+
+def _iterations(status: WorkflowStatus, approvals: TaskApprovals, attempts: Sequence[AttemptHistory]) -> str:
+    """Every decision on each approval task, oldest first, with what the tasks after it did
+    until the next one: each iteration's values, who gave them and when, and its outcome."""
+    order = list(status.tasks)
+    rows = []
+    for task in sorted(approvals.tasks, key=lambda name: order.index(name) if name in order else len(order)):
+        decisions = approvals.iterations(task)
+        for number, decision in enumerate(decisions, start=1):
+            until = decisions[number].at if number < len(decisions) else None
+            after = order[order.index(task) + 1:] if task in order else []
+            rows.append([task, str(number), "Rejected" if decision.rejected is not None else "Approved",
+                         decision.rejected or described(decision.values) or "-", _who(decision),
+                         f"{decision.at:%Y-%m-%d %H:%M:%SZ}", decision.fingerprint,
+                         _downstream(attempts, after=after, since=decision.at, until=until)])
+    return "Approvals:\n" + _indent(table(["TASK", "ITERATION", "DECISION", "VALUES", "BY", "AT", "INPUTS", "THEN"],
+                                          rows))
+
+
+def _who(decision: Approval) -> str:
+    return f"{decision.by} ({decision.via.value})" if decision.via is ApprovalVia.CLI else decision.via.value
+
+
+def _downstream(attempts: Sequence[AttemptHistory], *, after: Sequence[str], since: datetime,
+                until: datetime | None) -> str:
+    """What the tasks after an approval did between one of its decisions and the next."""
+    found = [a for a in attempts if a.key.task in after and since <= a.recorded_at and (
+        until is None or a.recorded_at < until)]
+    return ", ".join(f"{a.key.task}#{a.key.attempt} {_outcome_text(a) or 'submitted'}" for a in found) or "-"
 
 
 def _waiting(row: WorkflowRow, status: WorkflowStatus) -> str:

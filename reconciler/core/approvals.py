@@ -13,19 +13,30 @@ planner reads them each tick through ``DesiredWorkflow.approvals``. Guarantees:
   value once, when it is new). Changing the value (``true`` to a note, or one note to another)
   approves again; leaving it untouched while changing what comes before does not;
 * an annotation entry ``TASK`` approves the fingerprint the status shows now, and is rewritten
-  as ``TASK=FINGERPRINT`` so it keeps saying what it approved (``AnnotationEntry``).
+  as ``TASK=FINGERPRINT`` so it keeps saying what it approved (``AnnotationEntry``); the values
+  annotation holds the values of those approvals as JSON, the reject annotation the reasons;
+* a task's decisions at one fingerprint are iterations, and the newest one holds
+  (``TaskApprovals.current``): approving again with other values, or after a rejection, is a new
+  iteration, and the earlier ones stay on record (``iterations``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 from ..api import Task, TaskType
+from ..api.approval import ApprovalParameter, ApprovalValue, value_problems
+from .approval_values import canonical, effective
 
 APPROVAL_STALE = "ApprovalStale"
+REJECTED = "Rejected"
+# Kubernetes mode: the values of the approve annotation's approvals, and rejections with reasons.
+VALUES_ANNOTATION = "hpc.reconciler.dev/approve-values"
+REJECT_ANNOTATION = "hpc.reconciler.dev/reject"
 
 
 class ApprovalVia(StrEnum):
@@ -44,17 +55,29 @@ class Approval:
     by: str  # the user (cli), the declared value (manifest), the annotation entry (annotation)
     at: datetime
     revision: str | None = None  # the source revision a manifest approval came with
+    values: Mapping[str, ApprovalValue] = field(default_factory=dict)  # as given (defaults not filled in)
+    rejected: str | None = None  # a rejection, not an approval: the reason given
 
     @property
     def described(self) -> str:
         """Who gave it and how, for status messages and ``describe``."""
         when = self.at.strftime("%Y-%m-%d %H:%M:%SZ")
+        verb = "rejected" if self.rejected is not None else "approved"
         if self.via is ApprovalVia.CLI:
-            return f"approved by {self.by} (reconciler approve) at {when}"
+            return f"{verb} by {self.by} (reconciler {verb[:-1]}) at {when}"
         if self.via is ApprovalVia.MANIFEST:
             where = f" at revision {self.revision[:12]}" if self.revision else ""
-            return f"approved in the manifest{where} (approved: {self.by}) at {when}"
-        return f"approved by the annotation entry {self.by} at {when}"
+            return f"{verb} in the manifest{where} ({verb}: {self.by}) at {when}"
+        return f"{verb} by the annotation entry {self.by} at {when}"
+
+    def problems(self, task: Task) -> list[str]:
+        """Why this approval's values do not fit ``task``'s parameters (one recorded where they
+        could not be checked first: a template instance's, an annotation's); empty when they do."""
+        return value_problems(task.parameters, self.values) if self.rejected is None else []
+
+    def values_for(self, task: Task) -> dict[str, ApprovalValue]:
+        """The values this approval gives ``task``'s parameters, defaults filled in."""
+        return effective(task.parameters, self.values)
 
     @property
     def how_to_renew(self) -> str:
@@ -77,26 +100,76 @@ class TaskApprovals:
         return frozenset(approval.task for approval in self.given)
 
     def current(self, task: str, *, fingerprint: str) -> Approval | None:
-        """The approval that holds for ``task`` as it is now, if any."""
-        return next((a for a in self.given if a.task == task and a.fingerprint == fingerprint), None)
+        """The decision that holds for ``task`` as it is now (the newest at its fingerprint: an
+        approval, or a rejection), if any."""
+        return next((a for a in reversed(self.given) if a.task == task and a.fingerprint == fingerprint), None)
+
+    def iterations(self, task: str) -> tuple[Approval, ...]:
+        """Every decision on ``task``, oldest first."""
+        return tuple(a for a in self.given if a.task == task)
 
     def stale(self, task: str, *, fingerprint: str) -> Approval | None:
         """The newest approval of ``task`` for other inputs than it has now, if any."""
-        older = [a for a in self.given if a.task == task and a.fingerprint != fingerprint]
+        older = [a for a in self.given if a.task == task and a.fingerprint != fingerprint and a.rejected is None]
         return max(older, key=lambda a: a.at) if older else None
 
 
-def declared_value(task: Task) -> str | None:
-    """What an approval task's ``approved:`` declares, as one string: ``"true"`` or the note;
-    None when it approves nothing."""
+@dataclass(frozen=True)
+class DeclaredApproval:
+    """What an approval task's ``approved:`` or ``rejected:`` declares."""
+
+    text: str  # one string per declaration: "true", the note, the values as JSON, "rejected: REASON"
+    values: Mapping[str, ApprovalValue] = field(default_factory=dict)
+    rejected: str | None = None
+
+
+def declared_decision(task: Task) -> DeclaredApproval | None:
+    """What an approval task's manifest declares; None when it decides nothing."""
+    if task.rejected is not None:
+        return DeclaredApproval(text=f"rejected: {task.rejected}", rejected=task.rejected)
+    if isinstance(task.approved, dict):
+        return DeclaredApproval(text=canonical(task.approved), values=dict(task.approved))
     if task.approved is True:
-        return "true"
-    return task.approved or None
+        return DeclaredApproval(text="true")
+    return DeclaredApproval(text=task.approved) if task.approved else None
+
+
+def declared_value(task: Task) -> str | None:
+    """What an approval task's manifest declares, as one string: ``"true"``, the note, the
+    values as JSON or ``rejected: REASON``; None when it decides nothing."""
+    found = declared_decision(task)
+    return found.text if found is not None else None
 
 
 def declared_approvals(tasks: Mapping[str, Task]) -> dict[str, str | None]:
-    """Every approval task's declared value (None: not approved in the manifest)."""
+    """Every approval task's declared value (None: not decided in the manifest)."""
     return {name: declared_value(task) for name, task in tasks.items() if task.type is TaskType.APPROVAL}
+
+
+def declared_decisions(tasks: Mapping[str, Task]) -> dict[str, DeclaredApproval | None]:
+    """Every approval task's declared decision (None: not decided in the manifest)."""
+    return {name: declared_decision(task) for name, task in tasks.items() if task.type is TaskType.APPROVAL}
+
+
+def parse_values_annotation(value: str | None) -> dict[str, dict[str, ApprovalValue]]:
+    """The values annotation: a JSON object of approval task -> {parameter: value}. Raises
+    ValueError saying what is wrong with it."""
+    if not value or not value.strip():
+        return {}
+    parsed = json.loads(value)
+    if not isinstance(parsed, dict) or not all(isinstance(v, dict) for v in parsed.values()):
+        raise ValueError('expected a JSON object of task to values, e.g. {"review": {"gamma": 1.2}}')
+    return {str(task): dict(values) for task, values in parsed.items()}
+
+
+def parse_reject_annotation(value: str | None) -> dict[str, str]:
+    """The reject annotation: a JSON object of approval task -> reason. Raises ValueError."""
+    if not value or not value.strip():
+        return {}
+    parsed = json.loads(value)
+    if not isinstance(parsed, dict) or not all(isinstance(v, str) and v.strip() for v in parsed.values()):
+        raise ValueError('expected a JSON object of task to reason, e.g. {"review": "the masks are off"}')
+    return {str(task): reason.strip() for task, reason in parsed.items()}
 
 
 @dataclass(frozen=True)
@@ -131,3 +204,43 @@ def pin_entries(entries: Iterable[AnnotationEntry], *, shown: Mapping[str, str])
 
 def annotation_text(entries: Iterable[AnnotationEntry]) -> str:
     return ",".join(entry.text for entry in entries)
+
+
+@dataclass(frozen=True)
+class AnnotationDecisions:
+    """What the values and reject annotations say, once checked."""
+
+    values: Mapping[str, Mapping[str, ApprovalValue]] = field(default_factory=dict)  # by approval task
+    rejected: Mapping[str, str] = field(default_factory=dict)  # approval task -> reason
+    problems: tuple[str, ...] = ()  # why some of it was refused
+    refused: frozenset[str] = frozenset()  # tasks the approve annotation must not approve now
+    unreadable: bool = False  # the values annotation does not parse: it approves nothing now
+
+    def approves(self, task: str) -> bool:
+        return not self.unreadable and task not in self.refused and task not in self.rejected
+
+
+def annotation_decisions(values_text: str | None, reject_text: str | None, *,
+                         parameters: Mapping[str, Sequence[ApprovalParameter]] | None) -> AnnotationDecisions:
+    """The values and reject annotations, each value checked against its task's ``parameters``
+    (None: not known here, as for a template instance; the planner checks them then). An
+    annotation that does not parse decides nothing; a task whose values do not fit is left out."""
+    problems: list[str] = []
+    unreadable = False
+    try:
+        values = parse_values_annotation(values_text)
+    except ValueError as exc:
+        values, problems, unreadable = {}, [f"{VALUES_ANNOTATION}: {exc}"], True
+    try:
+        rejected = parse_reject_annotation(reject_text)
+    except ValueError as exc:
+        rejected, problems = {}, [*problems, f"{REJECT_ANNOTATION}: {exc}"]
+    refused = set()
+    for task, given in list(values.items()):
+        found = value_problems(parameters.get(task, ()), given) if parameters is not None else []
+        if found:
+            problems.append(f"{VALUES_ANNOTATION}: task {task}: {'; '.join(found)}")
+            refused.add(task)
+            del values[task]
+    return AnnotationDecisions(values=values, rejected=rejected, problems=tuple(problems), refused=frozenset(refused),
+                               unreadable=unreadable)

@@ -42,6 +42,10 @@ _TASK_ANNOUNCEMENTS: dict[TaskPhase, _Announcement] = {
 }
 # An approval task that succeeds was approved: that is what its reader wants to hear.
 _APPROVED = _Announcement("Normal", "Approved", lambda name, _: f"task {name} was approved")
+# One that fails was rejected, with a reason.
+_REJECTED = _Announcement(
+    "Warning", "Rejected", lambda name, decision: f"task {name} was rejected: "
+    f"{decision.approval.rejected if decision.approval else ''}")
 # One that asks again had an approval that stopped counting when a task before it changed.
 _APPROVAL_STALE = _Announcement(
     "Normal", APPROVAL_STALE, lambda name, decision: f"task {name} waits for a person again: its earlier approval "
@@ -62,6 +66,8 @@ def task_events(name: str, *, before: TaskPhase | None, decision: TaskDecision) 
 def _announcement(decision: TaskDecision) -> _Announcement | None:
     if decision.task.type is TaskType.APPROVAL and decision.phase is TaskPhase.SUCCEEDED:
         return _APPROVED
+    if decision.task.type is TaskType.APPROVAL and decision.phase is TaskPhase.FAILED:
+        return _REJECTED
     if decision.phase is TaskPhase.AWAITING_APPROVAL and decision.stale_approval is not None:
         return _APPROVAL_STALE
     return _TASK_ANNOUNCEMENTS.get(decision.phase)

@@ -5,7 +5,9 @@ so changing one step changes it and everything downstream, and nothing else. Fie
 change what a task computes (retry policy, labels, approval flag) are left out, so editing them
 does not rerun finished work. The content of a task's inputs counts as well: the caller reads
 the files at the edge and hands in one digest per task (``inputs``), so a changed file reruns
-the task and what follows it. Pure.
+the task and what follows it. The values an approval was given count for the tasks after it
+(``approvals``): approving again with other values reruns them, while the approval task's own
+fingerprint, the one its approvals are bound to, stays what it was. Pure.
 """
 
 from __future__ import annotations
@@ -16,28 +18,50 @@ from collections.abc import Mapping
 
 import networkx as nx
 
-from ..api import Task
+from ..api import Task, TaskType
 from ..manifests.dag import task_of, topological_order
+from .approval_values import canonical
+from .approvals import TaskApprovals
 
-_IGNORED_FIELDS = {"retry", "labels", "approved", "depends_on"}
+_IGNORED_FIELDS = {"retry", "labels", "approved", "rejected", "depends_on"}
 
 
 def own_fingerprint(task: Task) -> str:
     data = task.model_dump(mode="json", exclude=_IGNORED_FIELDS, exclude_none=True)
     if not data.get("inputs"):
         data.pop("inputs", None)  # so a task without inputs keeps the fingerprint it always had
+    if not data.get("parameters"):
+        data.pop("parameters", None)  # likewise for a task without approval parameters
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def fingerprints(graph: nx.DiGraph[str], inputs: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Every task's fingerprint (16 hex digits), prerequisites folded in, and the digest of each
-    task's input files where ``inputs`` has one."""
+def fingerprints(graph: nx.DiGraph[str], inputs: Mapping[str, str] | None = None,
+                 approvals: TaskApprovals | None = None) -> dict[str, str]:
+    """Every task's fingerprint (16 hex digits), prerequisites folded in, the digest of each
+    task's input files where ``inputs`` has one, and the values of the approvals in ``approvals``
+    that hold for the approval tasks before it."""
     result: dict[str, str] = {}
+    passed: dict[str, str] = {}  # what each task hands the tasks after it
     for name in topological_order(graph):
-        digest = hashlib.sha256(own_fingerprint(task_of(graph, name)).encode())
+        task = task_of(graph, name)
+        digest = hashlib.sha256(own_fingerprint(task).encode())
         if inputs and name in inputs:
             digest.update(f"inputs:{inputs[name]}".encode())
         for upstream in sorted(graph.predecessors(name)):
-            digest.update(result[upstream].encode())
+            digest.update(passed[upstream].encode())
         result[name] = digest.hexdigest()[:16]
+        passed[name] = _with_values(task, result[name], approvals)
     return result
+
+
+def _with_values(task: Task, fingerprint: str, approvals: TaskApprovals | None) -> str:
+    """An approval task's fingerprint as the tasks after it see it: with the values of the
+    approval that holds for it folded in (one without parameters folds nothing, so workflows
+    without values keep the fingerprints they always had)."""
+    if approvals is None or task.type is not TaskType.APPROVAL or not task.parameters:
+        return fingerprint
+    found = approvals.current(task.name, fingerprint=fingerprint)
+    if found is None or found.rejected is not None or found.problems(task):
+        return fingerprint
+    values = canonical(found.values_for(task))
+    return hashlib.sha256(f"{fingerprint}:approved:{values}".encode()).hexdigest()[:16]

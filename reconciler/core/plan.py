@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..api import Resources, WorkflowStatus
+from .approval_values import ApprovedValues
 from .choices import RecordedChoice
 from .observed import JobKey
 
@@ -26,6 +27,7 @@ class Submit:
     exclude_nodes: tuple[str, ...] = ()
     cores: int = 1  # per element, for capacity accounting
     choice: RecordedChoice | None = None  # why these resources, for a task with auto ones
+    approved: tuple[ApprovedValues, ...] = ()  # the values of the approvals before the task, rendered into it
 
     @property
     def elements(self) -> int:

@@ -16,14 +16,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+import networkx as nx
+
 from ..api import Capacity, Task, TaskPhase, TaskType, WorkflowStatus
 from ..manifests.resolve import ResolvedWorkflow
+from .approval_values import ApprovedValues
 from .approvals import TaskApprovals
 from .assign import Assignment, Choosing, assign
 from .budget import TaskCost, judge_budget, with_budget
 from .capacity import CapacityBudget
 from .choices import RecordedChoice, TaskChoices
 from .cleanup import CleanupRecord, plan_cleanup
+from .conditions import with_attention
 from .events import task_events, workflow_events
 from .fanout import ArraySize, Unsized, array_indices, unsized_phase
 from .fingerprint import fingerprints
@@ -146,6 +150,7 @@ def _plan_workflow(
         usage=_usage(desired, fps),
     )
     status = with_budget(status, verdict, previous=desired.previous, generation=desired.generation, now=now)
+    status = with_attention(status, previous=desired.previous, generation=desired.generation, now=now)
     status = status.model_copy(update={"cluster": view.name})
     cleanup = plan_cleanup(desired.uid, ttl_seconds=resolved.spec.ttl_seconds_after_finished, status=status,
                            previous=desired.previous, done=desired.cleanup, now=now)
@@ -225,7 +230,8 @@ def _costs(desired: DesiredWorkflow, runs: Mapping[str, TaskRuns],
 def task_fingerprints(desired: DesiredWorkflow) -> dict[str, str]:
     """Every task's fingerprint as this plan computes it (the controller binds the manifest's
     approvals to the same ones)."""
-    return fingerprints(desired.resolved.graph, {name: found.digest for name, found in desired.inputs.items()})
+    return fingerprints(desired.resolved.graph, {name: found.digest for name, found in desired.inputs.items()},
+                        approvals=desired.approvals)
 
 
 def _indices(desired: DesiredWorkflow, name: str) -> list[int | None]:
@@ -287,6 +293,7 @@ def _plan_task(
                             budget_hold=budget_hold if upstream.allows_submission else None)
         if _missing_inputs(desired, name):
             plan = replace(plan, decision=replace(plan.decision, missing_inputs=_missing_inputs(desired, name)))
+        plan = _with_approved(plan, _approved_before(desired, name))
         progress = _job_progress(runs, plan)
     before = _previous_phase(desired.previous, name)
     plan, fetch = _with_outputs(desired, name, plan=plan, now=now)
@@ -347,19 +354,46 @@ def _plan_approval(
 ) -> TaskPlan:
     """An approval task succeeds once a person approved it as it is now (its fingerprint, which
     folds in everything before it), asked only after its prerequisites succeeded; approving early
-    does not skip them. An approval of other inputs is stale: the task asks a person again."""
+    does not skip them. An approval of other inputs is stale: the task asks a person again. The
+    newest decision at its fingerprint holds: a rejection fails it until it is approved again."""
     stale = None
+    current = approvals.current(name, fingerprint=fingerprint)
     if upstream.broken:
         phase = TaskPhase.SKIPPED
     elif not upstream.done:
         phase = TaskPhase.WAITING
-    elif approvals.current(name, fingerprint=fingerprint) is not None:
-        phase = TaskPhase.SUCCEEDED
+    elif current is not None and not current.problems(task):
+        phase = TaskPhase.FAILED if current.rejected is not None else TaskPhase.SUCCEEDED
     else:
         phase = TaskPhase.AWAITING_APPROVAL
         stale = approvals.stale(name, fingerprint=fingerprint)
     return TaskPlan(decision=TaskDecision(phase=phase, runs=runs, fingerprint=fingerprint, task=task,
-                                          stale_approval=stale))
+                                          stale_approval=stale,
+                                          approval=current if phase is not TaskPhase.WAITING else None))
+
+
+def _approved_before(desired: DesiredWorkflow, name: str) -> tuple[ApprovedValues, ...]:
+    """The values of the approvals that hold for the approval tasks before ``name`` (directly
+    or not), for its script and environment."""
+    resolved = desired.resolved
+    asking = [before for before in sorted(nx.ancestors(resolved.graph, name))
+              if resolved.tasks[before].type is TaskType.APPROVAL and resolved.tasks[before].parameters]
+    fps = task_fingerprints(desired) if asking else {}
+    found = []
+    for before in asking:
+        task = resolved.tasks[before]
+        current = desired.approvals.current(before, fingerprint=fps[before])
+        if current is not None and current.rejected is None and not current.problems(task):
+            found.append(ApprovedValues(task=before, values=tuple(sorted(current.values_for(task).items()))))
+    return tuple(found)
+
+
+def _with_approved(plan: TaskPlan, approved: tuple[ApprovedValues, ...]) -> TaskPlan:
+    """Each submission carries the approved values its task is rendered with."""
+    if not approved:
+        return plan
+    return replace(plan, actions=tuple(replace(action, approved=approved) if isinstance(action, Submit) else action
+                                       for action in plan.actions))
 
 
 def _job_progress(runs: TaskRuns, plan: TaskPlan) -> TaskProgress:

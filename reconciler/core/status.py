@@ -17,9 +17,10 @@ from ..api import ArrayStatus, Condition, Task, TaskPhase, TaskStatus, WorkflowP
 from ..api.orchestration import ChoiceStatus
 from ..api.workflow import TaskEfficiency, TaskOutputsStatus
 from ..manifests.resolve import ResolvedWorkflow
-from .approvals import APPROVAL_STALE, Approval
+from .approval_values import described
+from .approvals import APPROVAL_STALE, REJECTED, Approval
 from .budget import BUDGET_EXCEEDED
-from .conditions import READY, RECONCILING, STALLED, condition, merge_conditions
+from .conditions import READY, RECONCILING, STALLED, condition, merge_conditions, with_attention
 from .fanout import SIZE_INVALID, SIZE_UNKNOWN
 from .history import TaskUsage
 from .indexranges import compress
@@ -54,6 +55,7 @@ class TaskDecision:
     view_reachable: bool = True
     cancelled_by_user: bool = False  # ``reconciler cancel`` (or the cancel annotation) stopped it
     stale_approval: Approval | None = None  # awaiting approval: the one given for other inputs
+    approval: Approval | None = None  # an approval task that succeeded or failed: the decision that holds
     missing_inputs: tuple[str, ...] = ()  # why it is not submitted: inputs that name nothing
     outputs: TaskOutputsStatus | None = None  # a succeeded task's declared outputs (``outputs``)
     unsized: str | None = None  # an array sized at run time whose size is not known, or cannot be: why
@@ -145,6 +147,8 @@ def _slurm_reason(outcome: TaskDecision) -> Reason:
 
 def _failure_reason(outcome: TaskDecision) -> Reason:
     """The failure kind of the first failed element, else Slurm's reason, else the phase."""
+    if outcome.approval is not None and outcome.approval.rejected is not None:
+        return REJECTED, f"{outcome.approval.rejected} ({outcome.approval.described}); approve it again to go on"
     if outcome.unsized is not None:
         return SIZE_INVALID, outcome.unsized
     failed = next((e for e in outcome.runs.elements.values() if e.failures), None)
@@ -185,11 +189,23 @@ def _waiting_reason(outcome: TaskDecision) -> Reason:
 
 def _approval_reason(outcome: TaskDecision) -> Reason:
     stale = outcome.stale_approval
+    given = outcome.approval
+    if given is not None and given.problems(outcome.task):
+        return "ApprovalInvalid", (f"the approval ({given.described}) does not fit the task's parameters: "
+                                   f"{'; '.join(given.problems(outcome.task))}; approve it again with other values")
     if stale is None:
         return "WaitingForApproval", "a person has to approve this step"
     return APPROVAL_STALE, (f"the earlier approval ({stale.described}) was for different inputs (fingerprint "
                             f"{stale.fingerprint}, now {outcome.fingerprint}): a task before this one changed "
                             f"since, so a person has to approve it again: {stale.how_to_renew}")
+
+
+def _succeeded_reason(outcome: TaskDecision) -> Reason:
+    """An approval that carries values says which: the tasks after it run with them."""
+    approval = outcome.approval
+    if approval is None or not outcome.task.parameters:
+        return None, None
+    return "Approved", f"{approval.described} with {described(approval.values_for(outcome.task))}"
 
 
 def _fixed(reason: str, message: str) -> Callable[[TaskDecision], Reason]:
@@ -207,6 +223,7 @@ _REASONS: dict[TaskPhase, Callable[[TaskDecision], Reason]] = {
     TaskPhase.UNKNOWN: _unknown_reason,
     TaskPhase.SKIPPED: _fixed("UpstreamFailed", "a task this one depends on did not succeed"),
     TaskPhase.WAITING: _waiting_reason,
+    TaskPhase.SUCCEEDED: _succeeded_reason,
 }
 
 
@@ -376,4 +393,4 @@ def invalid_status(
     base.observed_generation = generation
     base.revision = revision
     base.conditions = merge_conditions(base.conditions, wanted, now=now)
-    return base
+    return with_attention(base, previous=previous, generation=generation, now=now)

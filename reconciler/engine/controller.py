@@ -38,7 +38,7 @@ from typing import Protocol
 from ..api import SlurmCluster, SlurmClusterSpec, WorkflowPhase, WorkflowStatus
 from ..api.orchestration import AUTO
 from ..backoff import NO_JITTER, Backoff, backoff_delay
-from ..core.approvals import declared_approvals
+from ..core.approvals import declared_decisions
 from ..core.assign import place
 from ..core.desired import DesiredState, classify_desired
 from ..core.observed import ClusterView, ObservedJob
@@ -516,10 +516,13 @@ class Controller:
 
     def _with_approvals(self, stored: StoredWorkflow, *, desired: DesiredWorkflow, now: datetime) -> DesiredWorkflow:
         """``desired`` with its approvals, after recording the manifest's new ``approved:``
-        values for the tasks as they are in this revision."""
-        self.store.record_declared(stored.uid, declared_approvals(desired.resolved.tasks),
-                                   fingerprints=task_fingerprints(desired), revision=stored.revision, now=now)
-        return replace(desired, approvals=self.store.approvals(stored.uid))
+        values for the tasks as they are in this revision (their fingerprints fold in the values
+        of the approvals given before)."""
+        desired = replace(desired, approvals=self.store.approvals(stored.uid))
+        if self.store.record_declared(stored.uid, declared_decisions(desired.resolved.tasks),
+                                      fingerprints=task_fingerprints(desired), revision=stored.revision, now=now):
+            desired = replace(desired, approvals=self.store.approvals(stored.uid))
+        return desired
 
     def _observation_start(self, cluster: str, workflows: Iterable[tuple[StoredWorkflow, ResolvedWorkflow]], *,
                            now: datetime) -> datetime:

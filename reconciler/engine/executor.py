@@ -30,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..api import TaskPhase, TaskStatus, WorkflowStatus
+from ..core.approval_values import with_approved
 from ..core.fanout import ArraySize
 from ..core.observed import JobKey
 from ..core.plan import Action, Cancel, Cleanup, Event, FetchOutputs, Hold, Release, Submit, WorkflowPlan
@@ -163,7 +164,8 @@ def _submit(action: Submit, *, resolved: ResolvedWorkflow, client: SlurmClient, 
     if any(job_id is None for job_id in upstream):
         return _Done()  # its prerequisite did not go out this tick; the next tick plans it again
     meta = resolved.workflow.metadata
-    task = resolved.tasks[action.key.task]
+    # Approved values are known only now, at submission: the stored spec keeps its references.
+    task = with_approved(resolved.tasks[action.key.task], action.approved)
     tag = JobTag(uid=action.uid, task=action.key.task, attempt=action.key.attempt, part=action.key.part,
                  fingerprint=action.fingerprint)
     request = SubmitRequest(

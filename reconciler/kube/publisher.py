@@ -12,7 +12,10 @@ Called by the controller (the ``Publisher`` hooks) in Kubernetes mode. Guarantee
 * approvals come from the ``hpc.reconciler.dev/approve`` annotation (comma-separated tasks) as
   well as from ``approved:`` in the spec; a bare task in the annotation is rewritten
   ``task=FINGERPRINT``, pinning it to the inputs the status showed, so it survives a lost local
-  state and does not count for other inputs;
+  state and does not count for other inputs; the ``hpc.reconciler.dev/approve-values``
+  annotation (JSON: task -> values) gives those approvals their values, and
+  ``hpc.reconciler.dev/reject`` (JSON: task -> reason) rejects a task at the inputs the status
+  shows; values that do not fit the task's parameters approve nothing and are a Warning event;
 * cancel and retry come from the ``hpc.reconciler.dev/cancel`` and ``hpc.reconciler.dev/retry``
   annotations (``TASK`` or ``TASK@N`` entries, ``*`` for every task they fit); each distinct entry
   is acted on once, so changing ``N`` asks again;
@@ -40,9 +43,18 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 from urllib3.exceptions import HTTPError
 
-from ..api import API_VERSION, GROUP, VERSION, SlurmCluster, SlurmClusterSpec, WorkflowStatus
+from ..api import API_VERSION, GROUP, VERSION, SlurmCluster, SlurmClusterSpec, Task, WorkflowStatus
 from ..backoff import backoff_delay
-from ..core.approvals import ApprovalVia, annotation_text, parse_annotation, pin_entries
+from ..core.approvals import (
+    REJECT_ANNOTATION,
+    VALUES_ANNOTATION,
+    AnnotationDecisions,
+    ApprovalVia,
+    annotation_decisions,
+    annotation_text,
+    parse_annotation,
+    pin_entries,
+)
 from ..core.plan import Event
 from ..core.requests import (
     cancellable_tasks,
@@ -147,17 +159,39 @@ class KubernetesPublisher:
         stored = store.workflow(namespace, name)
         if stored is None or stored.uid != meta["uid"] or not stored.active:
             return  # a Workflow being deleted: nothing left to approve
-        written = (meta.get("annotations") or {}).get(APPROVE_ANNOTATION)
+        annotations = meta.get("annotations") or {}
+        written = annotations.get(APPROVE_ANNOTATION)
         entries = parse_annotation(written)
         shown = {task: found.fingerprint for task, found in (stored.status.tasks if stored.status else {}).items()
                  if found.fingerprint}
         pinned = pin_entries(entries, shown=shown)
         if pinned != entries and not self._pin_approvals(obj, written, annotation_text(pinned)):
             pinned = entries  # the bare entries are bound on a later tick, to what the status shows then
+        decided = self._annotation_decisions(obj, store, stored.uid)
         for entry in pinned:
-            if entry.fingerprint is not None:
+            # A rejection wins over an approval of the same task; values that did not fit approve nothing.
+            if entry.fingerprint is not None and decided.approves(entry.task):
                 store.approve(namespace, name, entry.task, fingerprint=entry.fingerprint, via=ApprovalVia.ANNOTATION,
-                              by=entry.text, now=now)
+                              by=entry.text, now=now, values=decided.values.get(entry.task) or None)
+        for task, reason in decided.rejected.items():
+            if task in shown:
+                store.approve(namespace, name, task, fingerprint=shown[task], via=ApprovalVia.ANNOTATION,
+                              by=f"{task} ({REJECT_ANNOTATION})", now=now, rejected=reason)
+
+    def _annotation_decisions(self, obj: dict[str, Any], store: Store, uid: str) -> AnnotationDecisions:
+        """The values and reject annotations, checked against the parameters the spec declares (a
+        template instance's are checked by the loop); each refusal is a Warning event, once."""
+        annotations = obj["metadata"].get("annotations") or {}
+        tasks = (obj.get("spec") or {}).get("tasks")
+        try:
+            parameters = {t.name: t.parameters for t in map(Task.model_validate, tasks)} if tasks else None
+        except ValidationError:
+            parameters = None  # the loop reports the broken manifest itself
+        decided = annotation_decisions(annotations.get(VALUES_ANNOTATION), annotations.get(REJECT_ANNOTATION),
+                                       parameters=parameters)
+        for problem in store.claim_entries(uid, VALUES_ANNOTATION, decided.problems):
+            self._event(obj, Event("Warning", "ApprovalRefused", f"{problem} (nothing was approved)"))
+        return decided
 
     def _requests_by_annotation(self, obj: dict[str, Any], store: Store, *, now: datetime) -> None:
         """The cancel and retry annotations, recorded as ``reconciler cancel`` and ``retry`` record

@@ -305,6 +305,36 @@ def _create_v8(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+# Version 9: an approval may carry values and a task may be decided again at one fingerprint
+# (another iteration with other values, a rejection, an approval after it), so each decision is
+# a row of its own, in the order given. Earlier approvals become the first iteration of their
+# fingerprint, without values.
+_V9 = (
+    """CREATE TABLE approval_decisions (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        uid TEXT NOT NULL REFERENCES workflows (uid),
+        task TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        via TEXT NOT NULL,
+        approved_by TEXT NOT NULL,
+        approved_at TEXT NOT NULL,
+        revision TEXT,
+        approved_values TEXT,
+        rejected TEXT
+    )""",
+    "CREATE INDEX approval_decisions_by_task ON approval_decisions (uid, task, fingerprint)",
+    """INSERT INTO approval_decisions (uid, task, fingerprint, via, approved_by, approved_at, revision)
+        SELECT uid, task, fingerprint, via, approved_by, approved_at, revision FROM task_approvals
+        ORDER BY approved_at, task""",
+    "DROP TABLE task_approvals",
+)
+
+
+def _create_v9(db: sqlite3.Connection) -> None:
+    for statement in _V9:
+        db.execute(statement)
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _create_v1,
     2: _create_v2,
@@ -314,6 +344,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     6: _create_v6,
     7: _create_v7,
     8: _create_v8,
+    9: _create_v9,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

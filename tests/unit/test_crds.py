@@ -187,6 +187,7 @@ def test_workflow_printer_columns():
     assert columns("Workflow") == [
         ("Phase", "string", ".status.phase", 0),
         ("Progress", "string", ".status.progress", 0),
+        ("Attention", "string", '.status.conditions[?(@.type=="NeedsAttention")].reason', 0),
         ("Core-hours", "number", ".status.coreHours", 0),
         ("Age", "date", ".metadata.creationTimestamp", 0),
         ("Cluster", "string", ".status.cluster", 1),

@@ -114,7 +114,8 @@ def test_retries_exhausted_fail_the_task_and_skip_downstream():
     assert phases(result) == {"a": TaskPhase.SUCCEEDED, "b": TaskPhase.FAILED, "c": TaskPhase.SKIPPED}
     assert result.status.tasks["b"].attempts == 3 and result.status.tasks["b"].exit_code == 3
     assert result.status.phase is WorkflowPhase.FAILED
-    assert {c.type: c.status.value for c in result.status.conditions} == {"Ready": "False", "Stalled": "True"}
+    assert {c.type: c.status.value for c in result.status.conditions} == {"Ready": "False", "Stalled": "True",
+                                                                          "NeedsAttention": "True"}
     assert any(e.reason == "WorkflowFailed" for e in result.events)
 
 
