@@ -345,6 +345,15 @@ class SlurmClient:
         # U+FFFD is three bytes, and stands for at least one: never less than what was read.
         return result.stdout, len(result.stdout.encode())
 
+    def read_part(self, path: str, *, offset: int, limit: int) -> bytes | None:
+        """At most ``limit`` bytes of the file at ``path`` from byte ``offset`` (fewer at its end),
+        None when there is no such file: no Slurm command, so it may be asked every second.
+        Raises :class:`SlurmUnavailable` when the cluster cannot be reached or the file read."""
+        try:
+            return self.transport.read_file(path, offset=offset, limit=limit)
+        except TransportError as exc:
+            raise SlurmUnavailable(f"reading {path} on {self.transport.description}: {exc}") from exc
+
     def ensure_file(self, path: str, data: bytes) -> bool:
         """Write ``data`` to ``path`` (read-only, atomically) unless a file is there already;
         whether it was written. For content-addressed files, whose name says what they hold."""

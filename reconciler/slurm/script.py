@@ -25,6 +25,7 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from ..api import Resources, Task
 from ..core.indexranges import compress
@@ -87,14 +88,41 @@ class TaskPaths:
 def task_paths(*, cluster_workdir: str, namespace: str, workflow: str, task: Task, tag: JobTag) -> TaskPaths:
     """Paths on the cluster (POSIX, whatever this machine is). Tasks of a workflow run in sibling
     directories of one workflow directory, so "../shared" in one task is the same place in all."""
-    workflow_dir = posixpath.join(cluster_workdir, namespace, workflow)
+    own = posixpath.join(cluster_workdir, namespace, workflow, ".reconciler")
     run_dir = run_dir_of(cluster_workdir=cluster_workdir, namespace=namespace, workflow=workflow, task=task)
-    own = posixpath.join(workflow_dir, ".reconciler")
     return TaskPaths(
         run_dir=run_dir,
-        log_dir=posixpath.join(own, "logs"),
+        log_dir=log_dir_of(cluster_workdir=cluster_workdir, namespace=namespace, workflow=workflow),
         script=posixpath.join(own, "scripts", f"{task.name}.a{tag.attempt}.p{tag.part}.sh"),
     )
+
+
+def log_dir_of(*, cluster_workdir: str, namespace: str, workflow: str) -> str:
+    """Where every job of the workflow writes its output and error streams."""
+    return posixpath.join(cluster_workdir, namespace, workflow, ".reconciler", "logs")
+
+
+class Stream(StrEnum):
+    """A job's two streams, each in a file of its own (the file name's suffix). Jobs submitted
+    before the error stream had its own file wrote both into the ``out`` one."""
+
+    OUT = "out"
+    ERR = "err"
+
+
+def log_name(*, task: str, attempt: int, part: int, array: bool, stream: Stream) -> str:
+    """The name Slurm is given for a stream's file (its ``%j``, ``%A`` and ``%a`` patterns in)."""
+    return f"{task}.a{attempt}" + (f".p{part}.%A_%a" if array else ".%j") + f".{stream.value}"
+
+
+def job_log_path(*, log_dir: str, task: str, attempt: int, part: int, job_id: str, index: int | None,
+                 stream: Stream) -> str:
+    """The file a submitted job's stream is in: ``job_id`` as sbatch printed it (an array's own
+    id); ``index``: the array element, a task index (Slurm's array task id plus ``part``)."""
+    name = log_name(task=task, attempt=attempt, part=part, array=index is not None, stream=stream)
+    if index is None:
+        return posixpath.join(log_dir, name.replace("%j", job_id))
+    return posixpath.join(log_dir, name.replace("%A", job_id).replace("%a", str(index - part)))
 
 
 def render_script(
@@ -122,14 +150,15 @@ def render_script(
     if resources.auto:
         raise ValueError(f"task {task.name}: {', '.join(resources.auto)} still auto (chosen before submitting)")
     slurm_indices = _slurm_indices(indices, tag.part)
-    output_name = f"{task.name}.a{tag.attempt}"
-    output_name += f".p{tag.part}.%A_%a.out" if slurm_indices is not None else ".%j.out"
+    names = {stream: log_name(task=task.name, attempt=tag.attempt, part=tag.part, array=slurm_indices is not None,
+                              stream=stream) for stream in Stream}
 
     directives: list[tuple[str, str | None]] = [
         ("job-name", f"{workflow}.{task.name}"),
         ("comment", format_tag(tag)),
         ("chdir", run_dir),
-        ("output", posixpath.join(_literal_filename(log_dir), output_name)),
+        ("output", posixpath.join(_literal_filename(log_dir), names[Stream.OUT])),
+        ("error", posixpath.join(_literal_filename(log_dir), names[Stream.ERR])),
         ("partition", resources.partition),
         ("nodes", _text(resources.nodes)),
         ("cpus-per-task", _text(resources.cpus)),

@@ -307,6 +307,19 @@ def test_make_dirs(transport: Transport, tmp_path: Path) -> None:
     assert (tmp_path / "a" / "b" / "c").is_dir() and (tmp_path / "d").is_dir()
 
 
+def test_read_file_reads_a_bounded_part_from_an_offset(transport: Transport, tmp_path: Path) -> None:
+    target = tmp_path / "job.out"
+    target.write_bytes("line 1\nünï\n".encode())
+    data = target.read_bytes()
+    assert transport.read_file(str(target), offset=0, limit=4) == data[:4]
+    # An offset inside a multi-byte character: bytes, not text, so offsets stay exact.
+    assert transport.read_file(str(target), offset=8, limit=100) == data[8:]
+    assert transport.read_file(str(target), offset=len(data), limit=100) == b""
+    assert transport.read_file(str(tmp_path / "missing.out"), offset=0, limit=100) is None
+    with pytest.raises(TransportError):
+        transport.read_file(str(tmp_path), offset=0, limit=1)
+
+
 def test_relative_paths_are_refused(transport: Transport, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="absolute"):
         transport.write_file("relative/file.txt", b"")

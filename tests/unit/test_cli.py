@@ -61,6 +61,7 @@ def test_render_prints_the_exact_script_with_every_resource(plans: Path, capsys)
         f"#SBATCH --comment=slurm-reconciler.v1:preview:simulate:1:0:{fingerprint}",
         "#SBATCH --chdir=/scratch/plans/default/ultrasound-plan/simulate",
         "#SBATCH --output=/scratch/plans/default/ultrasound-plan/.reconciler/logs/simulate.a1.%j.out",
+        "#SBATCH --error=/scratch/plans/default/ultrasound-plan/.reconciler/logs/simulate.a1.%j.err",
         "#SBATCH --partition=debug",
         "#SBATCH --cpus-per-task=2",
         "#SBATCH --mem=100M",

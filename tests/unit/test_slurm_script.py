@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from reconciler.api import ArraySpec, Resources, Task
-from reconciler.slurm.script import TaskPaths, render_script, task_paths
+from reconciler.slurm.script import Stream, TaskPaths, job_log_path, log_dir_of, render_script, task_paths
 from reconciler.slurm.tags import JobTag
 
 TAG = JobTag(uid="uid-1", task="simulate", attempt=2, part=0, fingerprint="0123456789abcdef")
@@ -53,6 +53,7 @@ def test_plain_job_header_is_exact():
         "#SBATCH --comment=slurm-reconciler.v1:uid-1:simulate:2:0:0123456789abcdef",
         "#SBATCH --chdir=/w/default/plan/simulate",
         "#SBATCH --output=/w/default/plan/.reconciler/logs/simulate.a2.%j.out",
+        "#SBATCH --error=/w/default/plan/.reconciler/logs/simulate.a2.%j.err",
         "#SBATCH --partition=debug",
         "#SBATCH --nodes=1",
         "#SBATCH --cpus-per-task=2",
@@ -74,7 +75,7 @@ def test_plain_job_header_is_exact():
 def test_unset_resources_are_left_to_slurm():
     script = render(Task(name="simulate", script="true"))
     assert [line.split("=")[0] for line in header(script)[1:]] == [
-        "#SBATCH --job-name", "#SBATCH --comment", "#SBATCH --chdir", "#SBATCH --output"]
+        "#SBATCH --job-name", "#SBATCH --comment", "#SBATCH --chdir", "#SBATCH --output", "#SBATCH --error"]
     assert script.endswith("\ntrue\n")
 
 
@@ -85,6 +86,7 @@ def test_array_chunk_uses_slurm_indices_offset_by_the_part():
     lines = header(script)
     assert "#SBATCH --array=0-2,5%25" in lines
     assert "#SBATCH --output=/w/default/plan/.reconciler/logs/tiles.a1.p1000.%A_%a.out" in lines
+    assert "#SBATCH --error=/w/default/plan/.reconciler/logs/tiles.a1.p1000.%A_%a.err" in lines
     assert "export TASK_INDEX=$(( SLURM_ARRAY_TASK_ID + 1000 ))" in script
     assert "TASK_ITEM" not in script
     assert "%" not in render(task, tag=tag, indices=(1000,), parallelism=None).split("--array=")[1].split("\n")[0]
@@ -96,6 +98,7 @@ def test_header_values_are_escaped_for_sbatch_and_patterns_disarmed():
     lines = header(script)
     assert '#SBATCH --chdir="/data/my runs/\\#1 \\\'a\\\'"' in lines
     assert "#SBATCH --output=/data/100%%/logs/simulate.a2.%j.out" in lines
+    assert "#SBATCH --error=/data/100%%/logs/simulate.a2.%j.err" in lines
 
 
 @pytest.mark.parametrize("overrides", [
@@ -130,6 +133,7 @@ def test_hostile_values_arrive_byte_for_byte(tmp_path):
         "#SBATCH --comment=slurm-reconciler.v1:u:tiles:1:3:f",
         "#SBATCH --chdir=/w/default/plan/simulate",
         "#SBATCH --output=/w/default/plan/.reconciler/logs/tiles.a1.p3.%A_%a.out",
+        "#SBATCH --error=/w/default/plan/.reconciler/logs/tiles.a1.p3.%A_%a.err",
         f"#SBATCH --array=0-{len(values) - 4}%2",
     ]
     subprocess.run(["bash", "-n"], input=script.encode(), check=True)
@@ -145,7 +149,7 @@ def test_hostile_command_arguments_arrive_byte_for_byte(tmp_path):
     marker = tmp_path / "pwned"
     values = [v.format(marker=marker) for v in HOSTILE]
     script = render(Task(name="simulate", command=["printf", "%s\\0", *values]))
-    assert len(header(script)) == 5
+    assert len(header(script)) == 6
     result = subprocess.run(["bash", "-s"], input=script.encode(), capture_output=True, check=True,
                             env={"PATH": "/usr/bin:/bin"})
     assert result.stdout.decode().split("\0")[:-1] == values
@@ -175,3 +179,20 @@ def test_task_paths():
     absolute = task_paths(cluster_workdir="/scratch/rec", namespace="lab", workflow="slide-1",
                           task=Task(name="tiles", script="true", workdir="/data/x"), tag=tag)
     assert absolute.run_dir == "/data/x" and absolute.log_dir == paths.log_dir
+
+
+def test_a_jobs_stream_files_are_where_its_directives_send_them():
+    log_dir = "/w/default/plan/.reconciler/logs"
+    plain = render(Task(name="simulate", script="true"))
+    assert f"#SBATCH --output={log_dir}/simulate.a2.%j.out" in header(plain)
+    assert job_log_path(log_dir=log_dir, task="simulate", attempt=2, part=0, job_id="41", index=None,
+                        stream=Stream.OUT) == f"{log_dir}/simulate.a2.41.out"
+    assert job_log_path(log_dir=log_dir, task="simulate", attempt=2, part=0, job_id="41", index=None,
+                        stream=Stream.ERR) == f"{log_dir}/simulate.a2.41.err"
+    # An array element's file names the array's id and Slurm's array task id: the index minus the part.
+    tag = JobTag(uid="u", task="tiles", attempt=1, part=1000, fingerprint="f")
+    chunk = render(Task(name="tiles", script="true", array=ArraySpec(count=3000)), tag=tag, indices=(1000, 1001))
+    assert f"#SBATCH --error={log_dir}/tiles.a1.p1000.%A_%a.err" in header(chunk)
+    assert job_log_path(log_dir=log_dir, task="tiles", attempt=1, part=1000, job_id="77", index=1001,
+                        stream=Stream.ERR) == f"{log_dir}/tiles.a1.p1000.77_1.err"
+    assert log_dir_of(cluster_workdir="/w", namespace="default", workflow="plan") == log_dir

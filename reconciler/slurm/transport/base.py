@@ -16,7 +16,9 @@ batch scripts and fetching outputs. What a caller can rely on, whichever transpo
   command's process group, so nothing it started lives on.
 - Files: `write_file` is atomic (a temporary file in the same directory, then rename); `fetch`
   copies regular files only (never symlinks, which could point anywhere on the cluster) and
-  refuses patterns that would leave the directory. Remote paths must be absolute.
+  refuses patterns that would leave the directory; `read_file` returns at most `limit` bytes from
+  `offset` (fewer at the end of the file, None when there is no such file), so a caller following a
+  growing file reads only what is new. Remote paths must be absolute.
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ class Transport(Protocol):
     def make_dirs(self, *paths: str) -> None: ...
 
     def fetch(self, directory: str, patterns: Sequence[str], destination: Path) -> list[Path]: ...
+
+    def read_file(self, path: str, *, offset: int, limit: int) -> bytes | None: ...
 
     def close(self) -> None: ...
 

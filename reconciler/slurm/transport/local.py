@@ -123,6 +123,17 @@ class LocalTransport:
         except OSError as error:
             raise TransportError(f"could not fetch outputs from {directory} locally: {error}") from error
 
+    def read_file(self, path: str, *, offset: int, limit: int) -> bytes | None:
+        target = _absolute(path)
+        try:
+            with open(target, "rb") as stream:
+                stream.seek(offset)
+                return stream.read(limit)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise TransportError(f"could not read {path} locally: {error}; check its permissions") from error
+
     def close(self) -> None:
         pass
 

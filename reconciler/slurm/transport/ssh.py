@@ -251,6 +251,20 @@ class SshTransport:
 
         return self._with_sftp(f"fetching outputs from {directory}", fetch_all)
 
+    def read_file(self, path: str, *, offset: int, limit: int) -> bytes | None:
+        target = str(_absolute(path))
+
+        def read(sftp: paramiko.SFTPClient) -> bytes | None:
+            try:
+                stream = sftp.open(target, "rb")
+            except FileNotFoundError:
+                return None
+            with stream:
+                stream.seek(offset)
+                return bytes(stream.read(limit))
+
+        return self._with_sftp(f"reading {path}", read)
+
     def close(self) -> None:
         with self._lock:
             connection, self._connection = self._connection, None
