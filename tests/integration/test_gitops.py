@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.devcluster import DevCluster
 from reconciler.devcluster.cluster import cgroup_v1_memory
@@ -284,6 +286,33 @@ def test_until_done_fails_on_a_source_whose_manifests_cannot_be_read(world):
     repo.push("a file that does not parse")
     assert loop.run_until_done(timeout=60) == 1
     assert "plans/broken.yaml:4: invalid YAML" in loop.log.read_text()
+
+
+def test_the_loop_serves_metrics_with_its_squeue_latency(world):
+    repo, loop = world
+    name = unique("watched")
+    repo.write("plans/watched.yaml", workflow_header(name) + "    - {name: review, type: approval}\n")
+    repo.push("a workflow that waits for a person")
+    loop.extra = ("--metrics-port", "0")
+    loop.start()
+    found = wait_until(lambda: re.search(r"serving metrics on http://127\.0\.0\.1:(\d+)/metrics", loop.log.read_text()),
+                       timeout=30, what="the metrics port in the loop's log")
+    base = f"http://127.0.0.1:{found.group(1)}"
+
+    def squeue_timed() -> dict[str, float]:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        samples = {(s.name, s.labels.get("command"), s.labels.get("le")): s.value
+                   for family in text_string_to_metric_families(text) for s in family.samples
+                   if s.labels.get("transport") in (None, "local")}
+        return samples if samples.get(("reconciler_command_seconds_count", "squeue", None)) else {}
+
+    samples = wait_until(squeue_timed, timeout=30, what="an squeue timed by the loop")
+    count = samples[("reconciler_command_seconds_count", "squeue", None)]
+    assert samples[("reconciler_command_seconds_bucket", "squeue", "+Inf")] == count
+    assert samples[("reconciler_command_seconds_sum", "squeue", None)] > 0
+    with urllib.request.urlopen(f"{base}/healthz", timeout=5) as answer:
+        assert answer.status == 200
 
 
 def test_a_second_loop_on_the_same_state_refuses_to_start(world):
