@@ -345,6 +345,9 @@ class MeteredTransport:
     def fetch(self, directory: str, patterns: Sequence[str], destination: Path) -> list[Path]:
         return self._timed("fetch", lambda: self.inner.fetch(directory, patterns, destination))
 
+    def read_file(self, path: str, *, offset: int, limit: int) -> bytes | None:
+        return self._timed("read_file", lambda: self.inner.read_file(path, offset=offset, limit=limit))
+
     def close(self) -> None:
         self.inner.close()
 

@@ -19,7 +19,7 @@ from reconciler.core.observed import AttemptRecord, JobKey, JobOutcome
 from reconciler.core.plan import Submit
 from reconciler.engine.controller import Controller
 from reconciler.engine.metrics import Metrics, attention_reason, retry_reason
-from reconciler.slurm.transport import CommandTimeout, TransportError
+from reconciler.slurm.transport import CommandTimeout, LocalTransport, TransportError
 from reconciler.store.database import Store
 from tests.fakes import FakeSlurm, LoginNodes, MemorySource
 
@@ -220,3 +220,20 @@ def test_the_endpoint_serves_metrics_and_health(store, tmp_path, nodes):
               if s.name == "reconciler_command_seconds_count" and s.labels.get("command") == "squeue"]
     assert [(s.labels["cluster"], s.value) for s in squeue] == [("a", 1.0)]
     assert server.server_address[0] == "127.0.0.1"  # loopback unless told otherwise
+
+
+def test_every_file_operation_of_a_transport_is_timed_too(tmp_path: Path):
+    metrics = Metrics()
+    transport = metrics.metered(LocalTransport(), cluster="a", kind="local")
+    target = tmp_path / "out" / "log.txt"
+    transport.make_dirs(str(target.parent))
+    transport.write_file(str(target), b"hello\n")
+    assert transport.read_file(str(target), offset=1, limit=3) == b"ell"
+    assert transport.fetch(str(target.parent), ["*.txt"], tmp_path / "fetched") == [tmp_path / "fetched" / "log.txt"]
+    for operation in ("make_dirs", "write_file", "read_file", "fetch"):
+        assert sample(metrics, "reconciler_command_seconds_count", cluster="a", transport="local",
+                      command=operation) == 1, operation
+    with pytest.raises(TransportError):
+        transport.write_file(str(target / "under-a-file"), b"")  # its parent is a file
+    assert sample(metrics, "reconciler_command_errors_total", cluster="a", transport="local", command="write_file",
+                  kind="transport") == 1
