@@ -88,8 +88,7 @@ def task_status(outcome: TaskDecision, *, now: datetime, usage: TaskUsage | None
         finished_at=_finished_at(outcome.phase, elements),
         core_hours=round(outcome.runs.core_seconds / 3600, 6),
         billed_core_seconds=outcome.runs.core_seconds,
-        efficiency=None if usage is None else TaskEfficiency(cpu=usage.cpu_efficiency,
-                                                             memory=usage.memory_efficiency),
+        efficiency=_efficiency(usage),
         fingerprint=outcome.fingerprint,
         outputs=outcome.outputs,
         choice=outcome.choice,
@@ -97,6 +96,14 @@ def task_status(outcome: TaskDecision, *, now: datetime, usage: TaskUsage | None
     if outcome.task.array is not None and outcome.unsized is None:
         status.array = _array_status(elements)
     return status
+
+
+def _efficiency(usage: TaskUsage | None) -> TaskEfficiency | None:
+    """What the latest finished attempt used; None until accounting says anything of it (a job
+    too short for a sample has no MaxRSS, one that ran no time no CPU efficiency)."""
+    if usage is None or (usage.cpu_efficiency is None and usage.memory_efficiency is None):
+        return None
+    return TaskEfficiency(cpu=usage.cpu_efficiency, memory=usage.memory_efficiency)
 
 
 def _exit_code(elements: Sequence[Element]) -> int | None:

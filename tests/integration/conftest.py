@@ -23,6 +23,14 @@ def world(tmp_path: Path, dev_cluster: DevCluster) -> Iterator[tuple[PlanRepo, L
     loop.stop()
 
 
+@pytest.fixture
+def local_world(tmp_path: Path, dev_cluster: DevCluster) -> Iterator[tuple[PlanRepo, Loop, Path]]:
+    """Through the local transport, with a quick loop, and the cluster's working directory."""
+    repo, loop, workdir = gitops_world("local", tmp_path, dev_cluster, interval=0.5)
+    yield repo, loop, workdir
+    loop.stop()
+
+
 @pytest.fixture(params=["local", "ssh"])
 def transport_world(request: pytest.FixtureRequest, tmp_path: Path,
                     dev_cluster: DevCluster) -> Iterator[tuple[PlanRepo, Loop, Path]]:

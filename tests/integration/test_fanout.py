@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.devcluster import DevCluster
-from tests.integration.gitops_world import gitops_world, sacct_jobs, unique, workflow_header
+from tests.integration.gitops_world import sacct_jobs, unique, workflow_header
 from tests.integration.kube_world import Operator, control_plane
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,13 +52,6 @@ def workflow(name: str, *, tiles: int, count: str | None = None) -> str:
 def mosaic(tiles: int) -> str:
     names = sorted(f"slide 'A' tile {i}.tif" for i in range(tiles))
     return f"{tiles}\n" + "".join(f"{n}\n" for n in names)
-
-
-@pytest.fixture
-def local_world(tmp_path: Path, dev_cluster: DevCluster):
-    repo, loop, workdir = gitops_world("local", tmp_path, dev_cluster, interval=0.5)
-    yield repo, loop, workdir
-    loop.stop()
 
 
 def test_the_tile_count_written_by_the_first_step_sizes_the_arrays_and_a_new_count_resizes_them(

@@ -11,7 +11,7 @@ import pytest
 
 from reconciler.devcluster import DevCluster
 from reconciler.store.database import Store
-from tests.integration.gitops_world import gitops_world, sacct_jobs, unique, wait_until, workflow_header
+from tests.integration.gitops_world import sacct_jobs, unique, wait_until, workflow_header
 from tests.integration.second_cluster import cluster_document, filled
 
 pytestmark = pytest.mark.slurm
@@ -28,8 +28,8 @@ def alloc_cpus(cluster: DevCluster, job_id: str) -> int:
 
 
 def test_a_kind_run_with_several_cpu_counts_gets_the_configuration_its_score_prefers(
-        tmp_path: Path, dev_cluster: DevCluster):
-    repo, loop, _ = gitops_world("local", tmp_path, dev_cluster, interval=0.5)
+        local_world, dev_cluster: DevCluster):
+    repo, loop, _ = local_world
     kind = unique("sim")
     learn = unique("learn")
     tasks = "".join(f"""\
@@ -63,15 +63,16 @@ def test_a_kind_run_with_several_cpu_counts_gets_the_configuration_its_score_pre
         assert f"3 runs of kind {kind}" in choice["message"]
         assert choice["time"] == "00:01:00"  # seconds of predicted run time, in Slurm's whole minutes
         assert alloc_cpus(dev_cluster, status["tasks"]["sim"]["jobId"]) == cpus
+    described = loop.cli("describe", "workflow", fast).stdout
+    assert "Choices:" in described and "cpus=4 time=00:01:00" in described, described
     explained = loop.cli("explain", fast, "sim").stdout
     assert "Chosen" in explained and "Candidates (best first, * chosen)" in explained
     rows = [line.split() for line in explained.splitlines() if line.split()[:1] in (["*"], ["dev"])]
     assert [row[4] if row[0] == "*" else row[3] for row in rows] == ["4", "2", "1"], explained
-    loop.stop()
 
 
-def test_the_example_calibrates_then_chooses_from_its_own_calibration_runs(tmp_path: Path, dev_cluster: DevCluster):
-    repo, loop, _ = gitops_world("local", tmp_path, dev_cluster, interval=0.5)
+def test_the_example_calibrates_then_chooses_from_its_own_calibration_runs(local_world, dev_cluster: DevCluster):
+    repo, loop, _ = local_world
     repo.write("plans/kwave-sweep.yaml", (EXAMPLES / "kwave-sweep.yaml").read_text())
     repo.push("the calibrated sweep")
     loop.start()
@@ -82,12 +83,11 @@ def test_the_example_calibrates_then_chooses_from_its_own_calibration_runs(tmp_p
     assert choice["cpus"] == 4 and choice["candidates"] == 3
     assert alloc_cpus(dev_cluster, status["tasks"]["simulate"]["jobId"]) == 4
     assert 0 < status["budget"]["spent"] <= status["budget"]["projected"] <= 2
-    loop.stop()
 
 
 def test_a_start_weighted_score_places_a_workflow_on_the_idle_cluster(
-        tmp_path: Path, dev_cluster: DevCluster, second_dev_cluster: DevCluster):
-    repo, loop, _ = gitops_world("local", tmp_path, dev_cluster, interval=0.5)
+        local_world, dev_cluster: DevCluster, second_dev_cluster: DevCluster):
+    repo, loop, _ = local_world
     repo.write("clusters/second.yaml", cluster_document(second_dev_cluster, transport="local", name="dev2"))
     repo.push("a second cluster")
     loop.start()
@@ -115,11 +115,10 @@ def test_a_start_weighted_score_places_a_workflow_on_the_idle_cluster(
         assert f"{name}.hello" not in others.stdout.split()
     placed = loop.cli("explain", to_second, "hello").stdout
     assert placed.startswith("Cluster:   placed on dev2"), placed
-    loop.stop()
 
 
-def test_a_budget_holds_a_workflow_until_it_is_raised(tmp_path: Path, dev_cluster: DevCluster):
-    repo, loop, _ = gitops_world("local", tmp_path, dev_cluster, interval=0.5)
+def test_a_budget_holds_a_workflow_until_it_is_raised(local_world):
+    repo, loop, _ = local_world
     name = unique("capped")
     task = "    - name: hello\n      command: [sleep, \"1\"]\n      resources: {cpus: 2}\n"
 
@@ -147,4 +146,3 @@ def test_a_budget_holds_a_workflow_until_it_is_raised(tmp_path: Path, dev_cluste
     spent = status["budget"]["spent"]
     assert spent == round(status["billedCoreSeconds"] / 3600, 6) and spent > 0, status
     assert status["budget"]["projected"] == spent  # nothing left to run
-    loop.stop()

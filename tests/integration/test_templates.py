@@ -153,7 +153,10 @@ def test_a_changed_argument_reruns_exactly_the_tasks_that_use_it(world, dev_clus
     for task in ("measure", "report"):
         assert after[task]["fingerprint"] != before[task]["fingerprint"], task
         assert after[task]["jobId"] != before[task]["jobId"], task
-    assert after["control"] == before["control"]
+    # Untouched: the same job, attempt and status, save the efficiency accounting may report
+    # only once the job's steps are recorded, a tick or two after it ended.
+    assert {k: v for k, v in after["control"].items() if k != "efficiency"} == {
+        k: v for k, v in before["control"].items() if k != "efficiency"}
     jobs = sacct_times(dev_cluster, f"{name}.", at_least=5)
     runs = {task: sum(job[1] == f"{name}.{task}" for job in jobs) for task in before}
     assert runs == {"measure": 2, "control": 1, "report": 2}, jobs
