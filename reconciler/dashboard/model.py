@@ -20,6 +20,9 @@ from datetime import datetime
 from typing import Any
 
 from ..api import ConditionStatus, TaskPhase, TaskType, WorkflowStatus
+from ..api.approval import ApprovalParameter, ApprovalValue
+from ..core.approval_values import ApprovalValuesError, parse_assignments
+from ..core.approval_values import render as rendered
 from ..core.selectors import Selector
 from ..store.rows import EventRow, WorkflowRow
 
@@ -154,14 +157,15 @@ def awaiting_approval(status: WorkflowStatus | None) -> tuple[str, ...]:
 
 
 def attention(status: WorkflowStatus | None) -> tuple[str, ...]:
-    """Why the workflow needs a person, from its true attention conditions (NeedsAttention when
-    present, as it already speaks for Stalled)."""
+    """Why the workflow needs a person beyond the approvals it awaits, from its true attention
+    conditions: NeedsAttention where the loop sets it (it speaks for Stalled), else Stalled."""
     if status is None:
         return ()
     true = {c.type: c for c in status.conditions if c.status is ConditionStatus.TRUE}
     for kind in ATTENTION_CONDITIONS:
         condition = true.get(kind)
-        if condition is not None:
+        # An approval awaited is listed by its task, with the form that gives it.
+        if condition is not None and condition.reason != TaskPhase.AWAITING_APPROVAL.value:
             return (f"{condition.reason}: {condition.message}" if condition.message else condition.reason,)
     return ()
 
@@ -232,26 +236,27 @@ def task_lines(row: WorkflowRow, nodes: Sequence[GraphNode]) -> tuple[TaskLine, 
     return tuple(lines)
 
 
-def approval_fields(declared: Mapping[str, Any]) -> tuple[ApprovalField, ...]:
-    """The values an approval task declares it asks for (its ``parameters:``)."""
-    fields = []
-    for entry in declared.get("parameters") or ():
-        if isinstance(entry, dict) and "name" in entry:
-            default = entry.get("default")
-            fields.append(ApprovalField(name=str(entry["name"]), type=str(entry.get("type") or "string"),
-                                        default=None if default is None else str(default),
-                                        description=entry.get("description")))
-    return tuple(fields)
+def declared_parameters(row: WorkflowRow, task: str) -> list[ApprovalParameter] | None:
+    """The parameters approval task ``task`` declares; None when the workflow declares no tasks
+    of its own (a template instance), so nothing says which values it takes."""
+    declared = {t["name"]: t for t in _declared_tasks(row.spec)}
+    if not declared:
+        return None
+    return [ApprovalParameter.model_validate(item) for item in declared.get(task, {}).get("parameters") or ()]
+
+
+def approval_fields(parameters: Sequence[ApprovalParameter]) -> tuple[ApprovalField, ...]:
+    return tuple(ApprovalField(name=p.name, type=p.type.value, description=p.description,
+                               default=None if p.default is None else rendered(p.default)) for p in parameters)
 
 
 def approval_requests(row: WorkflowRow) -> tuple[ApprovalRequest, ...]:
     """The approval tasks waiting for a person now, each with the fingerprint it would approve."""
     if row.status is None:
         return ()
-    declared = {t["name"]: t for t in _declared_tasks(row.spec)}
     return tuple(
         ApprovalRequest(task=name, fingerprint=task.fingerprint, message=task.message,
-                        fields=approval_fields(declared.get(name, {})))
+                        fields=approval_fields(declared_parameters(row, name) or ()))
         for name, task in row.status.tasks.items()
         if task.phase is TaskPhase.AWAITING_APPROVAL and task.fingerprint)
 
@@ -276,6 +281,24 @@ class Refusal:
 
     status: int
     message: str
+
+
+def approval_values(row: WorkflowRow, task: str, given: Mapping[str, str]) -> dict[str, ApprovalValue] | Refusal:
+    """The values ``given`` as text (the form's fields, or the JSON's values), read as the
+    parameters ``task`` declares, the way ``reconciler approve --set`` reads them; fields left
+    empty take their defaults."""
+    parameters = declared_parameters(row, task)
+    assignments = [f"{name}={text}" for name, text in given.items() if text != ""]
+    if parameters is None:
+        if assignments:
+            return Refusal(status=400, message=f"workflow {row.name} takes its tasks from a template: approve {task} "
+                                               "with values in its manifest (approved: {NAME: VALUE})")
+        return {}
+    try:
+        return parse_assignments(parameters, assignments)
+    except ApprovalValuesError as exc:
+        return Refusal(status=400, message=f"task {task} of workflow {row.name} is not approved (nothing changed): "
+                                           + "; ".join(exc.problems))
 
 
 def approval_target(row: WorkflowRow, task: str) -> str | Refusal:

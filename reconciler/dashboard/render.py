@@ -196,7 +196,7 @@ def _conditions(page: WorkflowPage) -> str:
 
 
 def workflow_html(page: WorkflowPage, *, now: datetime, approving: bool, notice: str | None = None,
-                  log_hint: str = "reconciler logs {workflow} {task}") -> str:
+                  log_hint: str = "reconciler logs {workflow} {task} --source PLANS") -> str:
     item = page.summary
     facts = [("Phase", _phase(item.phase)), ("Progress", _progress(item.progress)),
              ("Core-hours", f"{item.core_hours:.4f}"), ("Labels", _labels(item.labels) or "-")]

@@ -20,6 +20,7 @@ import json
 import logging
 import socket
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -28,6 +29,9 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
+from ..api.approval import ApprovalValue
+from ..core.approval_values import described
+from ..core.approval_values import render as rendered
 from ..core.approvals import ApprovalVia
 from ..core.selectors import SelectorError, parse_selector
 from ..store.database import Store
@@ -46,6 +50,11 @@ class Approved:
     task: str
     fingerprint: str
     by: str
+    values: dict[str, ApprovalValue]
+
+    @property
+    def described(self) -> str:
+        return f"task {self.task} approved" + (f" with {described(self.values)}" if self.values else "")
 
 
 class DashboardError(Exception):
@@ -109,10 +118,11 @@ class Dashboard:
             raise DashboardError(HTTPStatus.NOT_FOUND, f"workflow {namespace}/{name} not found")
         return model.workflow_page(stored.as_row(), self.store.events(stored.uid, limit=EVENTS_SHOWN))
 
-    def approve(self, namespace: str, name: str, *, task: str, fingerprint: str | None, token: str | None,
-                who: str) -> Approved:
-        """Approve ``task`` as ``reconciler approve`` does, once the token checks out; with
-        ``fingerprint``, only if the task still awaits approval of those inputs."""
+    def approve(self, namespace: str, name: str, *, task: str, fingerprint: str | None, values: Mapping[str, str],
+                token: str | None, who: str) -> Approved:
+        """Approve ``task`` with ``values`` (text, read as its declared parameters) as
+        ``reconciler approve --set`` does, once the token checks out; with ``fingerprint``, only
+        if the task still awaits approval of those inputs."""
         if not self.policy.enabled:
             raise DashboardError(HTTPStatus.FORBIDDEN, "approving from the dashboard is off: start it with "
                                                        "--allow-approve and --token-file FILE")
@@ -121,16 +131,33 @@ class Dashboard:
         stored = self.store.workflow(namespace, name)
         if stored is None or not stored.active:
             raise DashboardError(HTTPStatus.NOT_FOUND, f"workflow {namespace}/{name} not found")
-        target = model.approval_target(stored.as_row(), task)
+        row = stored.as_row()
+        target = model.approval_target(row, task)
         if isinstance(target, model.Refusal):
             raise DashboardError(target.status, target.message)
+        parsed = model.approval_values(row, task, values)
+        if isinstance(parsed, model.Refusal):
+            raise DashboardError(parsed.status, parsed.message)
         if fingerprint and fingerprint != target:
             raise DashboardError(HTTPStatus.CONFLICT, f"the inputs of {task} changed since the page was shown "
                                                       f"(now {target}): look at them again before approving")
-        self.store.approve(namespace, name, task, fingerprint=target, via=ApprovalVia.CLI, by=who, now=self.now())
-        log.info("workflow %s/%s task %s approved from the dashboard (%s) for inputs %s", namespace, name, task,
+        self.store.approve(namespace, name, task, fingerprint=target, via=ApprovalVia.CLI, by=who, now=self.now(),
+                           values=parsed or None)
+        approved = Approved(task=task, fingerprint=target, by=who, values=parsed)
+        log.info("workflow %s/%s: %s from the dashboard (%s) for inputs %s", namespace, name, approved.described,
                  who, target)
-        return Approved(task=task, fingerprint=target, by=who)
+        return approved
+
+
+def _given_values(fields: Mapping[str, Any], *, api: bool) -> dict[str, str]:
+    """The values a request gives, as text: the JSON's ``values`` object (a number or a boolean
+    written as YAML would), or the form's ``value.NAME`` fields."""
+    if not api:
+        return {key.removeprefix("value."): str(text) for key, text in fields.items() if key.startswith("value.")}
+    given = fields.get("values") or {}
+    if not isinstance(given, dict) or not all(isinstance(v, str | int | float | bool) for v in given.values()):
+        raise DashboardError(HTTPStatus.BAD_REQUEST, 'values is an object of names and values: {"gamma": 1.2}')
+    return {str(name): rendered(value) for name, value in given.items()}
 
 
 class _IPv6Server(ThreadingHTTPServer):
@@ -177,7 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif kind == "page" and not parts:
                 self._list_page(query.get("selector", ""))
             elif kind == "page" and len(parts) == 2:
-                notice = f"task {query['approved']} approved" if "approved" in query else None
+                notice = query.get("notice")
                 self._html(HTTPStatus.OK, render.workflow_html(
                     self.dashboard.workflow(*parts), now=self.dashboard.now(), approving=self.dashboard.policy.enabled,
                     notice=notice))
@@ -212,17 +239,18 @@ class _Handler(BaseHTTPRequestHandler):
                                     form_token=None if api else fields.get("token"))
             approved = self.dashboard.approve(
                 namespace, name, task=task, fingerprint=fingerprint if isinstance(fingerprint, str) else None,
-                token=token, who=f"{getpass.getuser()} via the dashboard from {self.client_address[0]}")
+                values=_given_values(fields, api=api), token=token,
+                who=f"{getpass.getuser()} via the dashboard from {self.client_address[0]}")
         except DashboardError as exc:
             self._error(exc, api=api)
             return
         if api:
             self._json(HTTPStatus.OK, {"approved": approved.task, "fingerprint": approved.fingerprint,
-                                       "by": approved.by})
+                                       "by": approved.by, "values": approved.values})
         else:
             self.send_response(HTTPStatus.SEE_OTHER)
             self.send_header("Location", render.workflow_path(namespace, name) + "?"
-                             + urlencode({"approved": approved.task}))
+                             + urlencode({"notice": approved.described}))
             self.send_header("Content-Length", "0")
             self.end_headers()
 

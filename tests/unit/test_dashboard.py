@@ -83,6 +83,13 @@ def test_needs_attention_speaks_for_stalled_when_the_loop_sets_it():
     assert model.summary(both).attention == ("BudgetHold: over budget",)
 
 
+def test_an_awaited_approval_is_listed_by_its_task_not_again_as_a_condition():
+    waiting = row("w", REVIEWING, conditions=(condition("NeedsAttention", "AwaitingApproval", "approve: review"),
+                                              condition("Stalled", "Rejected", "no")))
+    item = model.summary(waiting)
+    assert item.awaiting_approval == ("review",) and item.attention == ("Rejected: no",)
+
+
 def test_the_list_filters_by_label_selector():
     rows = [row("tile-1", SWEEPING, labels={"team": "imaging", "stage": "fit"}),
             row("tile-2", SWEEPING, labels={"team": "imaging", "stage": "render"}),
@@ -124,6 +131,15 @@ def test_only_an_approval_task_awaiting_a_person_can_be_approved():
     waiting = model.approval_target(row("w", SWEEPING), "review")
     assert isinstance(waiting, model.Refusal) and waiting.status == 409
     assert isinstance(model.approval_target(row("w", None), "review"), model.Refusal)
+
+
+def test_approval_values_are_read_as_the_declared_types_and_bad_ones_refused():
+    reviewing = row("w", REVIEWING)
+    assert model.approval_values(reviewing, "review", {"gamma": "1.2"}) == {"gamma": 1.2}
+    assert model.approval_values(reviewing, "review", {"gamma": ""}) == {}  # its default applies
+    refused = model.approval_values(reviewing, "review", {"gamma": "bright", "crop": "1"})
+    assert isinstance(refused, model.Refusal) and refused.status == 400
+    assert "'bright' expects a number" in refused.message and "unknown parameter 'crop'" in refused.message
 
 
 def test_the_json_holds_what_the_page_shows():
@@ -292,11 +308,24 @@ def test_approving_needs_the_token_and_records_the_approval(served: tuple[Dashbo
 def test_the_form_approves_with_its_token_field_and_comes_back_to_the_page(served: tuple[Dashboard, Store]):
     dashboard, store = served
     url = dashboard.url + "workflows/default/tile/approve"
-    status, html = fetch(url, data=b"task=review&fingerprint=fp-review&token=nope")
+    status, html = fetch(url, data=b"task=review&fingerprint=fp-review&value.gamma=1.2&token=nope")
     assert status == 403 and "token" in html
-    status, html = fetch(url, data=b"task=review&fingerprint=fp-review&token=s3cret")
-    assert status == 200 and "task review approved" in html  # after the 303 back to the page
-    assert store.approvals(store.workflow("default", "tile").uid).tasks == {"review"}
+    status, html = fetch(url, data=b"task=review&fingerprint=fp-review&value.gamma=dark&token=s3cret")
+    assert status == 400 and "expects a number" in html and "nothing changed" in html
+    assert not store.approvals(store.workflow("default", "tile").uid).given
+    status, html = fetch(url, data=b"task=review&fingerprint=fp-review&value.gamma=1.2&token=s3cret")
+    assert status == 200 and "task review approved with gamma=1.2" in html  # after the 303 back to the page
+    (approval,) = store.approvals(store.workflow("default", "tile").uid).given
+    assert approval.values == {"gamma": 1.2}
+
+
+def test_the_json_endpoint_takes_typed_values(served: tuple[Dashboard, Store]):
+    dashboard, store = served
+    url = dashboard.url + "api/workflows/default/tile/approve"
+    assert post_json(url, {"task": "review", "values": {"gamma": [1]}}, token="s3cret")[0] == 400
+    status, answer = post_json(url, {"task": "review", "values": {"gamma": 0.8}}, token="s3cret")
+    assert status == 200 and answer["values"] == {"gamma": 0.8}
+    assert store.approvals(store.workflow("default", "tile").uid).given[0].values == {"gamma": 0.8}
 
 
 def test_approving_is_refused_when_it_is_off(tmp_path: Path):
