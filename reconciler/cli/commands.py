@@ -18,6 +18,7 @@ from pathlib import Path
 from ..core.conditions import needs_attention
 from ..core.selectors import Selector, SelectorError, parse_selector
 from ..store.database import Store, StoredWorkflow, state_dir_default
+from ..store.rows import WorkflowRow
 from .output import describe, dump, resource, task_resource, task_rows, tasks_table, workflows_table
 
 log = logging.getLogger(__name__)
@@ -97,18 +98,28 @@ def _selector(text: str | None) -> Selector | None:
         return None
 
 
-def get_workflows(*, state: str | None, selector: str | None, output: str) -> int:
+def get_workflows(*, state: str | None, selector: str | None, output: str, watch: bool = False) -> int:
     now = datetime.now(UTC)
     parsed = _selector(selector)
     if parsed is None:
         return 1
+    if watch:
+        from .watch import watch_workflows
+
+        return watch_workflows(state_dir(state), parsed, output=output)
     with open_store(state_dir(state)) as store:
-        rows = [w.as_row() for w in store.active_workflows() if parsed.matches(w.labels)]
-    # Those waiting for a person first, each group in the store's order.
-    rows.sort(key=lambda row: not needs_attention(row.status))
+        rows = listed_workflows(store, parsed)
     _print_list(output=output, items=[resource(r) for r in rows], what="workflows",
                 table=lambda: workflows_table(rows, now=now, wide=output == "wide"))
     return 0
+
+
+def listed_workflows(store: Store, selector: Selector) -> list[WorkflowRow]:
+    """The active workflows ``selector`` matches, as ``get workflows`` lists them."""
+    rows = [w.as_row() for w in store.active_workflows() if selector.matches(w.labels)]
+    # Those waiting for a person first, each group in the store's order.
+    rows.sort(key=lambda row: not needs_attention(row.status))
+    return rows
 
 
 def get_tasks(*, state: str | None, selector: str | None, workflow: str | None, output: str) -> int:
@@ -164,12 +175,21 @@ def get_workflow(*, state: str | None, name: str, output: str) -> int:
     return 0
 
 
-def describe_workflow(*, state: str | None, name: str) -> int:
+def describe_workflow(*, state: str | None, name: str, watch: bool = False) -> int:
     now = datetime.now(UTC)
     with open_store(state_dir(state)) as store:
         stored = _find(store, name)
         if stored is None:
             return 1
-        sys.stdout.write(describe(stored.as_row(), store.events(stored.uid, limit=20), now=now,
-                                  attempts=store.history(stored.uid), approvals=store.approvals(stored.uid)))
+        if watch:
+            from .watch import watch_description
+
+            return watch_description(store, stored.uid)
+        sys.stdout.write(description(store, stored, now=now))
     return 0
+
+
+def description(store: Store, stored: StoredWorkflow, *, now: datetime) -> str:
+    """What ``describe workflow`` prints of ``stored``."""
+    return describe(stored.as_row(), store.events(stored.uid, limit=20), now=now,
+                    attempts=store.history(stored.uid), approvals=store.approvals(stored.uid))

@@ -227,6 +227,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_get(args: argparse.Namespace) -> int:
     from .commands import get_tasks, get_workflow, get_workflows
 
+    if args.watch and (args.kind in ("tasks", "task") or args.name):
+        print("get: --watch follows the list of workflows (`get workflows --watch`); one workflow: "
+              "`describe workflow NAME --watch`", file=sys.stderr)
+        return 2
     if args.kind in ("tasks", "task"):
         if args.name:
             print("get tasks: select tasks with -l and --workflow, not by name", file=sys.stderr)
@@ -237,13 +241,33 @@ def _cmd_get(args: argparse.Namespace) -> int:
         return 2
     if args.name:
         return get_workflow(state=args.state_dir, name=args.name, output=args.output)
-    return get_workflows(state=args.state_dir, selector=args.selector, output=args.output)
+    return get_workflows(state=args.state_dir, selector=args.selector, output=args.output, watch=args.watch)
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
     from .commands import describe_workflow
 
-    return describe_workflow(state=args.state_dir, name=args.name)
+    return describe_workflow(state=args.state_dir, name=args.name, watch=args.watch)
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    from ..slurm.script import Stream
+    from .logs import logs
+
+    return logs(state=args.state_dir, name=args.workflow, task=args.task, source=args.source, attempt=args.attempt,
+                index=args.index, follow=args.follow, stream=Stream.ERR if args.stderr else Stream.OUT)
+
+
+def _cmd_suspend(args: argparse.Namespace) -> int:
+    from .desired import suspend
+
+    return suspend(state=args.state_dir, name=args.workflow, suspend=args.command == "suspend")
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    from .desired import rerun
+
+    return rerun(state=args.state_dir, name=args.workflow, task=args.task)
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -416,14 +440,34 @@ def build_parser() -> argparse.ArgumentParser:
                           "(k=v, k!=v, k in (a,b), k notin (a,b), k, !k; commas AND the terms)")
     get.add_argument("--workflow", metavar="NAME", help="get tasks: only this workflow's (name or namespace/name)")
     get.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default="table")
+    get.add_argument("-w", "--watch", action="store_true",
+                     help="get workflows: draw the table again whenever it changes, with a progress bar per "
+                          "workflow (array elements counted), until Ctrl-C")
     _state_dir_option(get)
     get.set_defaults(func=_cmd_get)
 
     describe = commands.add_parser("describe", help="a workflow's tasks, job ids, attempts, reasons and events")
     describe.add_argument("kind", choices=["workflow", "wf"])
     describe.add_argument("name")
+    describe.add_argument("-w", "--watch", action="store_true",
+                          help="draw it again whenever it changes, under a progress bar, until Ctrl-C")
     _state_dir_option(describe)
     describe.set_defaults(func=_cmd_describe)
+
+    logs = commands.add_parser("logs", help="print a task's output from the cluster (its latest attempt), like "
+                                            "kubectl logs")
+    logs.add_argument("workflow", help="workflow name (or namespace/name)")
+    logs.add_argument("task")
+    logs.add_argument("--source", required=True, metavar="PATH",
+                      help="manifest file or folder holding the SlurmCluster the job ran on (its connection)")
+    logs.add_argument("--attempt", type=int, metavar="N", help="this attempt (default: the latest)")
+    logs.add_argument("--index", type=int, metavar="I",
+                      help="an array's element (default: its first, named on stderr)")
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="keep printing as the job writes, until it ends (waits for a pending job to start)")
+    logs.add_argument("--stderr", action="store_true", help="the error stream instead of the output")
+    _state_dir_option(logs)
+    logs.set_defaults(func=_cmd_logs)
 
     why = commands.add_parser("explain", help="why a task runs with the resources it has: every candidate the "
                                                "Orchestrator considered, its predicted figures and score")
@@ -470,6 +514,21 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("task")
     _state_dir_option(retry)
     retry.set_defaults(func=_cmd_retry)
+
+    rerun = commands.add_parser("rerun", help="run a Failed or Cancelled task again, as retry does (a Succeeded "
+                                              "one reruns when its spec or inputs change in the source)")
+    rerun.add_argument("workflow", help="workflow name (or namespace/name)")
+    rerun.add_argument("task")
+    _state_dir_option(rerun)
+    rerun.set_defaults(func=_cmd_rerun)
+
+    for verb, what in (("suspend", "hold a workflow's pending jobs and submit nothing new"),
+                       ("resume", "release a suspended workflow")):
+        pause = commands.add_parser(verb, help=f"{what}: prints the spec.suspend edit to commit (the source is the "
+                                               "truth), or the kubectl patch of a Kubernetes workflow")
+        pause.add_argument("workflow", help="workflow name (or namespace/name)")
+        _state_dir_option(pause)
+        pause.set_defaults(func=_cmd_suspend)
 
     diff = commands.add_parser("diff", help="what a push would change against the stored state (exit 1 on changes)")
     _source_options(diff)

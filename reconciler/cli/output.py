@@ -15,6 +15,7 @@ from ..api import API_VERSION, TaskPhase, TaskStatus, WorkflowStatus
 from ..core.approval_values import described
 from ..core.approvals import APPROVAL_STALE, Approval, ApprovalVia, TaskApprovals
 from ..store.rows import AttemptHistory, EventRow, WorkflowRow
+from .progress import element_progress, progress_bar
 
 
 def age(since: datetime | None, now: datetime) -> str:
@@ -48,8 +49,9 @@ def _ready_message(status: WorkflowStatus | None) -> str:
     return ready.message if ready else ""
 
 
-def workflows_table(rows: Sequence[WorkflowRow], *, now: datetime, wide: bool = False) -> str:
-    headers = ["NAMESPACE", "NAME", "PHASE", "PROGRESS", "CORE-HOURS", "AGE"]
+def workflows_table(rows: Sequence[WorkflowRow], *, now: datetime, wide: bool = False, bars: bool = False) -> str:
+    """``bars``: an ELEMENTS column, each workflow's succeeded elements as a bar (``--watch``)."""
+    headers = ["NAMESPACE", "NAME", "PHASE", "PROGRESS", *(["ELEMENTS"] if bars else []), "CORE-HOURS", "AGE"]
     if wide:
         headers += ["CLUSTER", "REVISION", "MESSAGE"]
     body = []
@@ -64,6 +66,7 @@ def workflows_table(rows: Sequence[WorkflowRow], *, now: datetime, wide: bool = 
             ("! " if waiting else "") + row.name,
             status.phase.value if status else "Pending",
             (status.progress or "") if status else "",
+            *([progress_bar(element_progress(status))] if bars else []),
             f"{status.core_hours:.2f}" if status else "0.00",
             age(row.created_at, now),
         ]
