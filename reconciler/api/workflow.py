@@ -435,6 +435,14 @@ class TaskEfficiency(Model):
     memory: float | None = Field(default=None, description="the largest MaxRSS / requested memory")
 
 
+class ApprovalStatus(Model):
+    """What an approval task with parameters asks for, and the values that hold now."""
+
+    parameters: list[ApprovalParameter] = Field(default_factory=list)
+    values: dict[str, ApprovalValue] = Field(default_factory=dict, description=(
+        "the values of the approval that holds (defaults filled in); the tasks after it run with these"))
+
+
 class TaskStatus(Model):
     phase: TaskPhase = TaskPhase.WAITING
     job_id: str | None = None
@@ -453,6 +461,7 @@ class TaskStatus(Model):
     array: ArrayStatus | None = None
     outputs: TaskOutputsStatus | None = None  # a succeeded task's declared outputs
     choice: ChoiceStatus | None = None  # what was chosen for the task's auto resources, and why
+    approval: ApprovalStatus | None = None  # an approval task with parameters: asked for, and given
 
 
 class WorkflowStatus(Model):

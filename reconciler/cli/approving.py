@@ -60,10 +60,14 @@ def _approval_task(store: Store, name: str, task: str) -> _Target | None:
     return _Target(stored=stored, shown=shown, fingerprint=shown.fingerprint, declaration=declared.get(task))
 
 
-def _parameters(declaration: dict | None) -> list[ApprovalParameter] | None:
-    if declaration is None:
+def _parameters(found: _Target) -> list[ApprovalParameter] | None:
+    """The task's parameters: as the status shows them (a template instance's too), else as
+    declared; None when neither says."""
+    if found.shown.approval is not None:
+        return list(found.shown.approval.parameters)
+    if found.declaration is None:
         return None
-    return [ApprovalParameter.model_validate(item) for item in declaration.get("parameters") or []]
+    return [ApprovalParameter.model_validate(item) for item in found.declaration.get("parameters") or []]
 
 
 def approve(*, state: str | None, name: str, task: str, assignments: Sequence[str] = ()) -> int:
@@ -71,9 +75,9 @@ def approve(*, state: str | None, name: str, task: str, assignments: Sequence[st
         found = _approval_task(store, name, task)
         if found is None:
             return 1
-        stored, shown, fingerprint, declaration = found.stored, found.shown, found.fingerprint, found.declaration
+        stored, shown, fingerprint = found.stored, found.shown, found.fingerprint
         try:
-            parameters = _parameters(declaration)
+            parameters = _parameters(found)
             values = parse_assignments(parameters, assignments) if parameters is not None else None
         except (ApprovalValuesError, ValidationError) as exc:
             problems = exc.problems if isinstance(exc, ApprovalValuesError) else [str(exc)]
@@ -81,8 +85,8 @@ def approve(*, state: str | None, name: str, task: str, assignments: Sequence[st
                   + "".join(f"  {problem}\n" for problem in problems), file=sys.stderr, end="")
             return 1
         if values is None and assignments:
-            print(f"Error: workflow {name} takes its tasks from a template: approve {task} with values in its "
-                  "manifest (approved: {NAME: VALUE}) or the values annotation", file=sys.stderr)
+            print(f"Error: task {task} of workflow {name} shows no parameters yet (the loop has not planned it with "
+                  "them): approve it once `reconciler describe` lists them", file=sys.stderr)
             return 1
         current = store.approvals(stored.uid).current(task, fingerprint=fingerprint)
         holds = current is not None and current.rejected is None and dict(current.values) == (values or {})

@@ -12,7 +12,8 @@ from datetime import datetime
 from ruamel.yaml import YAML
 
 from ..api import API_VERSION, TaskPhase, TaskStatus, WorkflowStatus
-from ..core.approval_values import described
+from ..api.approval import ApprovalParameter
+from ..core.approval_values import described, render
 from ..core.approvals import APPROVAL_STALE, Approval, ApprovalVia, TaskApprovals
 from ..store.rows import AttemptHistory, EventRow, WorkflowRow
 from .progress import element_progress, progress_bar
@@ -269,33 +270,42 @@ def _attempts(status: WorkflowStatus, attempts: Sequence[AttemptHistory]) -> str
 
 
 def _iterations(status: WorkflowStatus, approvals: TaskApprovals, attempts: Sequence[AttemptHistory]) -> str:
-    """Every decision on each approval task, oldest first, with what the tasks after it did
-    until the next one: each iteration's values, who gave them and when, and its outcome."""
+    """Every decision on each approval task, oldest first, with what the tasks after it did under
+    it: each iteration's values, who gave them and when, and its outcome."""
     order = list(status.tasks)
     rows = []
     for task in sorted(approvals.tasks, key=lambda name: order.index(name) if name in order else len(order)):
         decisions = approvals.iterations(task)
-        for number, decision in enumerate(decisions, start=1):
-            until = decisions[number].at if number < len(decisions) else None
-            after = order[order.index(task) + 1:] if task in order else []
-            rows.append([task, str(number), "Rejected" if decision.rejected is not None else "Approved",
+        after = set(order[order.index(task) + 1:]) if task in order else set()
+        followed: dict[int, list[AttemptHistory]] = {}
+        for attempt in attempts:
+            if attempt.key.task in after:
+                followed.setdefault(_iteration_of(attempt, decisions, status), []).append(attempt)
+        for number, decision in enumerate(decisions):
+            rows.append([task, str(number + 1), "Rejected" if decision.rejected is not None else "Approved",
                          decision.rejected or described(decision.values) or "-", _who(decision),
                          f"{decision.at:%Y-%m-%d %H:%M:%SZ}", decision.fingerprint,
-                         _downstream(attempts, after=after, since=decision.at, until=until)])
+                         ", ".join(f"{a.key.task}#{a.key.attempt} {_outcome_text(a) or 'submitted'}"
+                                   for a in followed.get(number, [])) or "-"])
     return "Approvals:\n" + _indent(table(["TASK", "ITERATION", "DECISION", "VALUES", "BY", "AT", "INPUTS", "THEN"],
                                           rows))
 
 
+def _iteration_of(attempt: AttemptHistory, decisions: Sequence[Approval], status: WorkflowStatus) -> int:
+    """The iteration an attempt of a task after the approval ran under: the newest one if it ran
+    the task as the status shows it now (its fingerprint folds in the newest values); else the
+    last earlier one given before it was recorded. (A tick stamps what it submits with the time
+    it started, which may precede an approval it read: fingerprints, not times, tell the newest.)"""
+    newest = len(decisions) - 1
+    shown = status.tasks.get(attempt.key.task)
+    if shown is not None and attempt.fingerprint == shown.fingerprint:
+        return newest
+    earlier = [number for number, decision in enumerate(decisions[:newest]) if decision.at <= attempt.recorded_at]
+    return earlier[-1] if earlier else 0
+
+
 def _who(decision: Approval) -> str:
     return f"{decision.by} ({decision.via.value})" if decision.via is ApprovalVia.CLI else decision.via.value
-
-
-def _downstream(attempts: Sequence[AttemptHistory], *, after: Sequence[str], since: datetime,
-                until: datetime | None) -> str:
-    """What the tasks after an approval did between one of its decisions and the next."""
-    found = [a for a in attempts if a.key.task in after and since <= a.recorded_at and (
-        until is None or a.recorded_at < until)]
-    return ", ".join(f"{a.key.task}#{a.key.attempt} {_outcome_text(a) or 'submitted'}" for a in found) or "-"
 
 
 def _waiting(row: WorkflowRow, status: WorkflowStatus) -> str:
@@ -308,8 +318,17 @@ def _waiting(row: WorkflowRow, status: WorkflowStatus) -> str:
 def _approval_hint(workflow: str, name: str, task: TaskStatus) -> str:
     """The command that approves the task, the inputs it approves, and why it asks again."""
     inputs = f"  (approves inputs {task.fingerprint})" if task.fingerprint else ""
-    why = f"    {task.message}\n" if task.reason == APPROVAL_STALE and task.message else ""
-    return f"  reconciler approve {workflow} {name}{inputs}\n{why}"
+    why = f"    {task.message}\n" if task.reason in (APPROVAL_STALE, "ApprovalInvalid") and task.message else ""
+    asked = task.approval.parameters if task.approval is not None else []
+    sets = "".join(f" --set {p.name}={'VALUE' if p.default is None else render(p.default)}" for p in asked)
+    wanted = "".join(_parameter_line(p) for p in asked)
+    return f"  reconciler approve {workflow} {name}{sets}{inputs}\n{why}{wanted}"
+
+
+def _parameter_line(parameter: ApprovalParameter) -> str:
+    default = f", default {render(parameter.default)}" if parameter.default is not None else ""
+    about = f": {parameter.description}" if parameter.description else ""
+    return f"    {parameter.name} ({parameter.type.value}{default}){about}\n"
 
 
 def _events(events: Sequence[EventRow], *, now: datetime) -> str:

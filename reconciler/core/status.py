@@ -15,7 +15,7 @@ from datetime import datetime
 
 from ..api import ArrayStatus, Condition, Task, TaskPhase, TaskStatus, WorkflowPhase, WorkflowStatus
 from ..api.orchestration import ChoiceStatus
-from ..api.workflow import TaskEfficiency, TaskOutputsStatus
+from ..api.workflow import ApprovalStatus, TaskEfficiency, TaskOutputsStatus
 from ..manifests.resolve import ResolvedWorkflow
 from .approval_values import described
 from .approvals import APPROVAL_STALE, REJECTED, Approval
@@ -92,6 +92,7 @@ def task_status(outcome: TaskDecision, *, now: datetime, usage: TaskUsage | None
         fingerprint=outcome.fingerprint,
         outputs=outcome.outputs,
         choice=outcome.choice,
+        approval=_approval_status(outcome),
     )
     if outcome.task.array is not None and outcome.unsized is None:
         status.array = _array_status(elements)
@@ -104,6 +105,15 @@ def _efficiency(usage: TaskUsage | None) -> TaskEfficiency | None:
     if usage is None or (usage.cpu_efficiency is None and usage.memory_efficiency is None):
         return None
     return TaskEfficiency(cpu=usage.cpu_efficiency, memory=usage.memory_efficiency)
+
+
+def _approval_status(outcome: TaskDecision) -> ApprovalStatus | None:
+    """What an approval task with parameters asks for, and the values that hold once approved."""
+    task = outcome.task
+    if not task.parameters:
+        return None
+    given = outcome.approval if outcome.phase is TaskPhase.SUCCEEDED else None
+    return ApprovalStatus(parameters=list(task.parameters), values=given.values_for(task) if given else {})
 
 
 def _exit_code(elements: Sequence[Element]) -> int | None:

@@ -1,8 +1,11 @@
 """Git mode end to end: an approval counts for what it approved. When a task before it reruns
 with new parameters, the approval task waits for a person again and what follows it does not run
-unreviewed, whether the approval was given with ``reconciler approve`` or committed in Git."""
+unreviewed, whether the approval was given with ``reconciler approve`` or committed in Git. An
+approval's values reach the job after it, and approving again with other values reruns it."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +95,42 @@ def test_an_approval_committed_in_git_counts_for_its_revision(world, dev_cluster
     loop.wait_for(name, lambda s: s.get("revision") == approved and s.get("phase") == "Succeeded",
                   what="treated again")
     assert treated(dev_cluster, name, at_least=2) == 2
+
+
+def tuned(name: str) -> str:
+    """review (an approval with a parameter) -> show, which writes what it was given."""
+    return workflow_header(name) + """\
+    - name: review
+      type: approval
+      parameters:
+        - {name: gamma, type: number, description: the brightness to apply}
+    - name: show
+      dependsOn: [review]
+      script: echo "env=$APPROVAL_REVIEW_GAMMA template={{ approvals.review.gamma }}" > gamma.txt
+"""
+
+
+def test_approving_again_with_other_values_reruns_the_job_with_them(local_world):
+    repo, loop, workdir = local_world
+    name = unique("tuned")
+    repo.write("plans/tuned.yaml", tuned(name))
+    repo.push("a step that needs a value from a person")
+    loop.start()
+    loop.wait_for(name, lambda s: task(s, "review").get("phase") == "AwaitingApproval", what="awaiting approval")
+    refused = loop.cli("approve", name, "review", "--set", "gamma=bright", check=False)
+    assert refused.returncode == 1 and "'bright' expects a number" in refused.stderr
+
+    loop.cli("approve", name, "review", "--set", "gamma=1.2")
+    first = loop.wait_for_phase(name, "Succeeded")
+    written: Path = workdir / "default" / name / "show" / "gamma.txt"
+    assert written.read_text() == "env=1.2 template=1.2\n"
+
+    assert "again" in loop.cli("approve", name, "review", "--set", "gamma=1.5").stdout
+    loop.wait_for(name, lambda s: s.get("phase") == "Succeeded" and task(s, "show").get("fingerprint") not in (
+        None, task(first, "show")["fingerprint"]), what="show ran again")
+    assert written.read_text() == "env=1.5 template=1.5\n"
+    described = loop.cli("describe", "workflow", name).stdout.split("Approvals:")[1]
+    iterations = [line.split() for line in described.splitlines() if line.strip().startswith("review")]
+    assert [row[:4] for row in iterations] == [["review", "1", "Approved", "gamma=1.2"],
+                                                ["review", "2", "Approved", "gamma=1.5"]]
+    assert all("show#" in " ".join(row) for row in iterations), iterations

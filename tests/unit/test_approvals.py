@@ -655,3 +655,42 @@ def test_workflows_waiting_for_a_person_are_listed_first(tmp_path: Path, capsys)
     assert get_workflows(state=str(tmp_path), selector=None, output="table") == 0
     rows = capsys.readouterr().out.splitlines()
     assert "! b-waiting" in rows[1] and "a-running" in rows[2]
+
+
+def test_the_status_shows_what_an_approval_asks_for_and_describe_how_to_give_it(tmp_path: Path):
+    from reconciler.store.rows import WorkflowRow
+
+    wf = resolved(TUNED)
+    prepared = job(wf, "prepare", phase=TaskPhase.SUCCEEDED, exit_code=0)
+    waiting = plan(wf, observed=[prepared]).status
+    asked = waiting.tasks["review"].approval
+    assert [(p.name, p.type.value, p.default) for p in asked.parameters] == [("gamma", "number", 1.0),
+                                                                              ("crop", "string", None)]
+    assert asked.values == {}
+    row = WorkflowRow(namespace="default", name="tuned", uid="uid-1", generation=1, created_at=T0, spec={},
+                      labels={}, status=waiting, source_file=None, task_labels={})
+    text = describe(row, [], now=T0)
+    assert "reconciler approve tuned review --set gamma=1.0 --set crop=VALUE  (approves inputs" in text
+    assert "gamma (number, default 1.0): brightness" in text
+    approved = plan(wf, observed=[prepared], approvals=[with_values(wf, {"crop": "a"})]).status
+    assert approved.tasks["review"].approval.values == {"gamma": 1.0, "crop": "a"}
+    # A workflow whose approvals ask for nothing keeps the status it always had.
+    plain = resolved(REVIEWED)
+    assert plan(plain, observed=[job(plain, "prepare", phase=TaskPhase.SUCCEEDED, exit_code=0)]
+                ).status.tasks["review"].approval is None
+
+
+def test_a_template_instance_is_approved_with_the_parameters_its_status_shows(tmp_path: Path, capsys):
+    wf = resolved(TUNED)
+    waiting = plan(wf, observed=[job(wf, "prepare", phase=TaskPhase.SUCCEEDED, exit_code=0)]).status
+    with Store(tmp_path / "state.db") as store:
+        uid = store.upsert_workflow(namespace="default", name="instance", resource=Workflow.model_validate(
+            {"metadata": {"name": "instance"}, "spec": {"templateRef": {"name": "tuned"}}}).to_wire(),
+            revision="r1", source_file=None, now=T0).uid
+        store.save_status(uid, waiting)
+    assert approve(state=str(tmp_path), name="instance", task="review", assignments=["gamma=x", "crop=a"]) == 1
+    assert "'x' expects a number" in capsys.readouterr().err
+    assert approve(state=str(tmp_path), name="instance", task="review", assignments=["crop=a"]) == 0
+    with Store(tmp_path / "state.db") as store:
+        [decision] = store.approvals(uid).given
+    assert dict(decision.values) == {"crop": "a"}
