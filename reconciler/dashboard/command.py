@@ -47,7 +47,6 @@ def open_dashboard(state_dir: Path, options: DashboardOptions) -> tuple[Dashboar
     except OSError:
         store.close()
         raise
-    log.info("dashboard on %s (approving %s)", dashboard.url, "on, with a token" if policy.enabled else "off")
     return dashboard, store
 
 
@@ -65,7 +64,7 @@ def serve(*, state_dir: Path, options: DashboardOptions) -> int:
         threading.Thread(target=dashboard.httpd.shutdown, daemon=True).start()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    print(f"dashboard on {dashboard.url}", flush=True)
+    print(f"dashboard on {dashboard.url} (approving {_approving(dashboard)})", flush=True)
     try:
         dashboard.serve_forever()
     finally:
@@ -74,6 +73,10 @@ def serve(*, state_dir: Path, options: DashboardOptions) -> int:
         dashboard.httpd.server_close()
         store.close()
     return 0
+
+
+def _approving(dashboard: Dashboard) -> str:
+    return "on, with the token" if dashboard.policy.enabled else "off"
 
 
 @contextmanager
@@ -85,6 +88,7 @@ def serving(state_dir: Path, options: DashboardOptions | None) -> Iterator[Dashb
         return
     dashboard, store = open_dashboard(state_dir, options)
     dashboard.start()
+    log.info("dashboard on %s (approving %s)", dashboard.url, _approving(dashboard))
     try:
         yield dashboard
     finally:

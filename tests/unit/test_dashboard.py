@@ -337,3 +337,17 @@ def test_approving_is_refused_when_it_is_off(tmp_path: Path):
         finally:
             dashboard.stop()
     assert status == 403 and "--allow-approve" in answer["error"]
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+def test_approving_without_a_token_file_starts_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from reconciler.cli.main import main
+
+    assert main(["serve", "--allow-approve", "--state-dir", str(tmp_path)]) == 2
+    assert "needs --token-file" in capsys.readouterr().err
+    # Beside the loop too, before the loop starts: the source is never read.
+    assert main(["run", "--source", str(tmp_path / "nowhere"), "--state-dir", str(tmp_path), "--once",
+                 "--dashboard-port", "0", "--dashboard-allow-approve",
+                 "--dashboard-token-file", str(tmp_path / "missing")]) == 2
+    assert "the dashboard cannot start: cannot read the token file" in capsys.readouterr().err
