@@ -265,7 +265,7 @@ class Controller:
             result = TickResult.combine([invalid, *self._tick_clusters(desired.clusters, work, now=now)])
             self._record(result, now=now)
         self.metrics.tick(seconds=time.monotonic() - started, events=result.events,
-                          workflows=self.store.active_workflows())
+                          workflows=self.store.active_workflows(), clusters=work)
         return TickReport(requeue_after=result.requeue_after)
 
     def _read_source(self) -> Snapshot | None:

@@ -91,13 +91,15 @@ class Metrics:
     # -- what the controller reports ---------------------------------------------------------
 
     def tick(self, *, seconds: float, events: Mapping[str, Sequence[Event]],
-             workflows: Iterable[StoredWorkflow]) -> None:
-        """One tick done: how long it took, the events it recorded, and every active workflow
-        as the store holds it now."""
+             workflows: Iterable[StoredWorkflow], clusters: Iterable[str] | None = None) -> None:
+        """One tick done: how long it took, the events it recorded, every active workflow as the
+        store holds it now, and the clusters it had work on (a cluster left with none is no
+        longer observed, and no longer shown as growing stale; None keeps them all)."""
         self.ticks.inc()
         self.tick_seconds.observe(seconds)
         self.count_events(events)
-        self._state.swap(workflow_state(workflows, group_label=self.group_label))
+        self._state.swap(workflow_state(workflows, group_label=self.group_label),
+                         clusters=None if clusters is None else frozenset(clusters))
         self._last_tick = time.monotonic()
 
     def count_events(self, events: Mapping[str, Sequence[Event]]) -> None:
@@ -272,9 +274,11 @@ class _StateCollector(Collector):
         self._state = WorkflowState()
         self._since: dict[str, float] = {}  # cluster -> monotonic time of its last good look (or first try)
 
-    def swap(self, state: WorkflowState) -> None:
+    def swap(self, state: WorkflowState, *, clusters: frozenset[str] | None) -> None:
         with self._lock:
             self._state = state
+            if clusters is not None:
+                self._since = {name: at for name, at in self._since.items() if name in clusters}
 
     def observed(self, cluster: str, *, ok: bool, at: float) -> None:
         with self._lock:

@@ -237,3 +237,17 @@ def test_every_file_operation_of_a_transport_is_timed_too(tmp_path: Path):
         transport.write_file(str(target / "under-a-file"), b"")  # its parent is a file
     assert sample(metrics, "reconciler_command_errors_total", cluster="a", transport="local", command="write_file",
                   kind="transport") == 1
+
+
+def test_a_cluster_left_without_work_is_no_longer_shown_as_stale(store, tmp_path, nodes):
+    source_text = manifests(cluster("a"), cluster("b"), workflow("one", on="a"), workflow("two", on="b"))
+    controller = loop(store, tmp_path, nodes, source_text)
+    controller.tick()
+    assert sample(controller.metrics, "reconciler_seconds_since_observation", cluster="b") is not None
+
+    controller.source.text = manifests(cluster("a"), cluster("b"), workflow("one", on="a"))
+    controller.tick()  # prunes two: b is looked at once more
+    assert sample(controller.metrics, "reconciler_seconds_since_observation", cluster="b") is not None
+    controller.tick()
+    assert sample(controller.metrics, "reconciler_seconds_since_observation", cluster="b") is None
+    assert sample(controller.metrics, "reconciler_seconds_since_observation", cluster="a") is not None
