@@ -1,15 +1,18 @@
 """The verbs a GitOps user reaches for, against the real loop and the real dev cluster:
-``reconciler cancel`` and ``retry`` while the loop runs, and ``reconciler diff`` against a real
-Git repository and the state a real run left."""
+``reconciler cancel`` and ``retry`` while the loop runs, ``reconciler diff`` against a real
+Git repository and the state a real run left, and ``reconciler logs`` of finished and running
+jobs, through both transports."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
 from reconciler.devcluster import DevCluster
-from tests.integration.gitops_world import squeue_jobs, unique, wait_until, workflow_header
+from tests.integration.gitops_world import ROOT, squeue_jobs, terminate, unique, wait_until, workflow_header
 
 pytestmark = pytest.mark.slurm
 
@@ -107,3 +110,40 @@ def test_diff_names_the_tasks_a_push_reruns_and_why(world):
         assert older.returncode == 0, older.stdout + older.stderr
     missing = loop.cli(*source, "--revision", "no-such-branch", check=False)
     assert missing.returncode == 2 and "revision 'no-such-branch' not found" in missing.stderr
+
+
+@pytest.mark.timeout(180)  # the follower is read line by line: a hang fails here
+def test_logs_print_each_stream_and_follow_a_running_job_to_its_end(transport_world):
+    repo, loop, workdir = transport_world
+    name = unique("logs")
+    # ``stream`` writes its second line only once the test has read the first through --follow:
+    # the gate is a file beside the task's run directory, which the test creates.
+    repo.write(f"plans/{name}.yaml", workflow_header(name) + """\
+    - name: speak
+      script: |
+        echo "to stdout"
+        echo "to stderr" >&2
+    - name: stream
+      script: |
+        echo "line 1"
+        for i in $(seq 1200); do [ -e ../gate ] && break; sleep 0.05; done
+        echo "line 2"
+""")
+    repo.push("two chatty tasks")
+    loop.start()
+    loop.wait_for(name, lambda s: s["tasks"]["stream"]["phase"] == "Running", timeout=60, what="stream running")
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "logs", name, "stream", "--follow", "--source", str(repo.work),
+         "--state-dir", str(loop.state_dir)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert follower.stdout is not None and follower.stderr is not None
+        assert follower.stdout.readline() == "line 1\n"
+        (workdir / "default" / name / "gate").touch()
+        assert follower.wait(timeout=60) == 0, follower.stderr.read()
+        assert follower.stdout.read() == "line 2\n"
+    finally:
+        terminate(follower)
+
+    loop.wait_for(name, lambda s: s["tasks"]["speak"]["phase"] == "Succeeded", timeout=60, what="speak done")
+    assert loop.cli("logs", name, "speak", "--source", str(repo.work)).stdout == "to stdout\n"
+    assert loop.cli("logs", name, "speak", "--stderr", "--source", str(repo.work)).stdout == "to stderr\n"
