@@ -5,6 +5,7 @@ real ``reconciler run`` against the dev cluster in tests/integration/test_gitops
 
 from __future__ import annotations
 
+import socket
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from reconciler.api import FailureKind, TaskPhase, TaskStatus, WorkflowPhase, WorkflowStatus
 from reconciler.api.meta import Condition, ConditionStatus
 from reconciler.api.workflow import Resources
+from reconciler.cli.main import main
 from reconciler.core.observed import AttemptRecord, JobKey, JobOutcome
 from reconciler.core.plan import Submit
 from reconciler.engine.controller import Controller
@@ -251,3 +253,16 @@ def test_a_cluster_left_without_work_is_no_longer_shown_as_stale(store, tmp_path
     controller.tick()
     assert sample(controller.metrics, "reconciler_seconds_since_observation", cluster="b") is None
     assert sample(controller.metrics, "reconciler_seconds_since_observation", cluster="a") is not None
+
+
+def test_run_refuses_a_metrics_port_in_use_and_leaves_its_state_unlocked(tmp_path, capsys):
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    (plans / "cluster.yaml").write_text(cluster("a"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        argv = ["run", "--source", str(plans), "--state-dir", str(tmp_path / "state"), "--once"]
+        assert main([*argv, "--metrics-port", str(taken.getsockname()[1])]) == 2
+    assert "cannot serve metrics on 127.0.0.1:" in capsys.readouterr().err
+    assert main(argv) == 0  # the state directory was not left locked
