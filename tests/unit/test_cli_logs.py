@@ -6,6 +6,7 @@ tests/integration/test_verbs.py.)"""
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from reconciler.cli import logs as logs_module
 from reconciler.cli.main import main
 from reconciler.core.observed import JobKey, JobOutcome, ObservedJob
 from reconciler.slurm.client import SlurmClient
+from reconciler.slurm.transport import LocalTransport
 from reconciler.store.database import Store
 from reconciler.store.rows import AttemptHistory
 
@@ -188,3 +190,32 @@ def test_a_followed_element_ends_with_its_own_phase():
                              states={TaskPhase.SUCCEEDED: "0-1", TaskPhase.RUNNING: "2-3"})
     assert logs_module.finished(attempt, 1) and not logs_module.finished(attempt, 2)
     assert logs_module.element_phase(attempt, 3) is TaskPhase.RUNNING
+
+
+def test_follow_prints_what_the_job_wrote_last_before_its_end_was_seen(tmp_path: Path):
+    # The job writes its last line just as the loop records its end: the follower, told it
+    # ended, reads once more, so that line is printed and nothing after it is waited for.
+    job_file = tmp_path / "job.out"
+    transport = LocalTransport()
+    answers = iter([False, True])
+
+    def ended() -> bool:
+        answer = next(answers)
+        if answer:
+            with job_file.open("a") as stream:
+                stream.write("last line\n")
+        return answer
+
+    out = io.BytesIO()
+    assert logs_module.copy_stream(lambda offset: transport.read_file(str(job_file), offset=offset, limit=1024),
+                                   out=out, ended=ended) is True
+    assert out.getvalue() == b"last line\n"
+
+
+def test_logs_needs_the_manifests_with_the_cluster(world: World, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["logs", "scan", "prep", "--state-dir", str(world.state)])
+    assert exited.value.code == 2
+    assert "--source" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["logs", "scan", "fan", "--index", "first", "--source", str(world.manifests)])
