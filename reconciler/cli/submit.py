@@ -29,7 +29,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import networkx as nx
+
 from ..api import TaskPhase, TaskType
+from ..core.approval_values import with_approved
+from ..core.approvals import manifest_values
 from ..core.fingerprint import fingerprints
 from ..core.observed import DONE_PHASES, ObservedJob
 from ..engine.staging import FoundInputs, stage, staged_files
@@ -72,7 +76,7 @@ def submit_workflow(resolved: ResolvedWorkflow, client: SlurmClient, *, uid: str
             continue
         dependencies = tuple(sorted({job for u in upstream for job in stands_for[u]}))
         if task.type is TaskType.APPROVAL:
-            if not task.approved:
+            if not task.approved or task.rejected is not None:
                 submission.blocked[name] = "needs a person's approval (reconciler run tracks approvals)"
                 continue
             stands_for[name] = dependencies
@@ -98,6 +102,8 @@ def submit_workflow(resolved: ResolvedWorkflow, client: SlurmClient, *, uid: str
                 f"its parallelism {parallelism} is below its {len(chunks)} arrays of at most {max_array} elements "
                 "(the cluster's MaxArraySize), so Slurm cannot hold the cap; `reconciler run` sends one at a time")
             continue
+        # The values the manifest approves the approvals before it with, rendered as the loop does.
+        task = with_approved(task, manifest_values(resolved.tasks, nx.ancestors(resolved.graph, name)))
         workdir = client.cluster.spec.workdir
         files = tuple(staged_files(inputs, name))
         if files:

@@ -116,7 +116,8 @@ def _stored_runs(directory: Path) -> list[tuple[StoredRun, str | None]]:
     if not database_path(directory).exists():
         return []
     with open_store(directory) as store:
-        return [(StoredRun(namespace=w.namespace, name=w.name, resource=w.resource, status=w.status), w.source_file)
+        return [(StoredRun(namespace=w.namespace, name=w.name, resource=w.resource, status=w.status,
+                           approvals=store.approvals(w.uid)), w.source_file)
                 for w in store.active_workflows()]
 
 

@@ -30,7 +30,7 @@ from enum import StrEnum
 
 from ..api import Task, TaskType
 from ..api.approval import ApprovalParameter, ApprovalValue, value_problems
-from .approval_values import canonical, effective
+from .approval_values import ApprovedValues, canonical, effective
 
 APPROVAL_STALE = "ApprovalStale"
 REJECTED = "Rejected"
@@ -244,3 +244,15 @@ def annotation_decisions(values_text: str | None, reject_text: str | None, *,
             del values[task]
     return AnnotationDecisions(values=values, rejected=rejected, problems=tuple(problems), refused=frozenset(refused),
                                unreadable=unreadable)
+
+
+def manifest_values(tasks: Mapping[str, Task], before: Iterable[str]) -> tuple[ApprovedValues, ...]:
+    """The values the manifest's ``approved:`` gives the approval tasks among ``before`` (defaults
+    filled in), for a task after them submitted without the loop (``reconciler submit``)."""
+    found = []
+    for name in sorted(before):
+        task = tasks[name]
+        if task.type is TaskType.APPROVAL and task.parameters and task.approved and task.rejected is None:
+            given = task.approved if isinstance(task.approved, dict) else {}
+            found.append(ApprovedValues(task=name, values=tuple(sorted(effective(task.parameters, given).items()))))
+    return tuple(found)

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from ..api import SlurmCluster, Task, TaskPhase, TaskStatus, Workflow, WorkflowStatus, WorkflowTemplate
 from ..manifests.loader import LoadedResource
 from ..manifests.resolve import ResolvedWorkflow, resolve_workflow
+from .approvals import TaskApprovals
 from .desired import DesiredState, Identity
 from .fingerprint import fingerprints, own_fingerprint
 from .observed import LIVE_PHASES
@@ -57,6 +58,8 @@ class StoredRun:
     name: str
     resource: dict  # the resource as last read valid, in wire form
     status: WorkflowStatus | None
+    # Its approvals: their values count in the fingerprints of the tasks after them.
+    approvals: TaskApprovals = field(default_factory=TaskApprovals)
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,7 @@ def _identity(resolved: ResolvedWorkflow) -> Identity:
 def _workflow_diff(resolved: ResolvedWorkflow, run: StoredRun | None, *, context: _Context,
                    inputs: Mapping[str, str] | None) -> WorkflowDiff:
     namespace, name = _identity(resolved)
-    new_fps = fingerprints(resolved.graph, inputs) if inputs else fingerprints(resolved.graph)
+    new_fps = fingerprints(resolved.graph, inputs or None, approvals=run.approvals if run is not None else None)
     if run is None:
         return WorkflowDiff(namespace, name, WorkflowChange.CREATED,
                             tasks=tuple(TaskDiff(task, TaskChange.ADDED) for task in resolved.order))

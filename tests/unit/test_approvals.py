@@ -694,3 +694,92 @@ def test_a_template_instance_is_approved_with_the_parameters_its_status_shows(tm
     with Store(tmp_path / "state.db") as store:
         [decision] = store.approvals(uid).given
     assert dict(decision.values) == {"crop": "a"}
+
+
+def test_submit_renders_the_values_the_manifest_approves_with():
+    from reconciler.cli.submit import submit_workflow
+    from reconciler.slurm.client import SlurmClient
+    from reconciler.slurm.commands import command_name
+    from tests.unit.reconcile_world import resolved as resolved_with_cluster
+
+    fake = FakeSlurm()
+    wf = resolved_with_cluster(TUNED.replace("      parameters:", "      approved: {crop: a}\n      parameters:"))
+    submission = submit_workflow(wf, SlurmClient(wf.cluster, fake))
+    assert not submission.blocked
+    scripts = [fake.files[call[-1]].decode() for call in fake.calls if command_name(call) == "sbatch"]
+    treat = next(script for script in scripts if "echo gamma=" in script)
+    assert "echo gamma=1.0 crop=a >out" in treat and "export APPROVAL_REVIEW_CROP=a" in treat
+    refused = resolved_with_cluster(TUNED.replace("      parameters:", '      rejected: "no"\n      parameters:'))
+    blocked = submit_workflow(refused, SlurmClient(refused.cluster, FakeSlurm())).blocked
+    assert "review" in blocked and blocked["treat"] == "waits for review"
+
+
+def test_diff_counts_the_approved_values_of_a_stored_run_and_changes_nothing():
+    from reconciler.api import TaskStatus
+    from reconciler.core.approvals import TaskApprovals
+    from reconciler.core.desired import classify_desired
+    from reconciler.core.diff import StoredRun, TaskChange, diff
+    from reconciler.manifests.loader import load_text
+    from tests.unit.reconcile_world import CLUSTER
+
+    wf = resolved(TUNED)
+    decisions = TaskApprovals((with_values(wf, {"crop": "a"}),))
+    fps = fingerprints(wf.graph, approvals=decisions)
+    status = WorkflowStatus(tasks={name: TaskStatus(phase=TaskPhase.SUCCEEDED, fingerprint=fps[name])
+                                   for name in wf.order})
+    load = load_text(CLUSTER + "---\n" + TUNED, filename="plan.yaml")
+    for approvals, expected in ((decisions, TaskChange.KEEPS), (TaskApprovals(), TaskChange.RERUNS)):
+        run = StoredRun(namespace="default", name="tuned", resource=wf.workflow.to_wire(), status=status,
+                        approvals=approvals)
+        report = diff(desired=classify_desired(load, active={("default", "tuned"): "plan.yaml"}), stored=[run],
+                      resources=load.resources)
+        [found] = report.workflows
+        assert {t.name: t.change for t in found.tasks}["treat"] is expected
+
+
+def test_the_operator_records_annotation_values_refuses_bad_ones_and_rejects(tmp_path: Path):
+    from reconciler.engine.metrics import Metrics
+    from reconciler.kube.publisher import FINALIZER, KubernetesPublisher
+    from reconciler.kube.source import KubernetesSource
+    from reconciler.manifests.loader import load_text
+    from reconciler.sources.base import Snapshot
+    from tests.fakes import FakeCoreV1, FakeCustomObjects
+
+    custom, core = FakeCustomObjects(), FakeCoreV1()
+    source = KubernetesSource(custom, namespace="default")
+    wire = Workflow.model_validate(load_yaml(TUNED)).to_wire()
+    EMPTY = Snapshot(load=load_text("", filename="none.yaml"), revision=None, files=())
+
+    def annotated(**annotations: str) -> None:
+        obj = {**wire, "metadata": {"name": "tuned", "namespace": "default", "uid": "uid-tuned", "generation": 1,
+                                    "finalizers": [FINALIZER], "annotations": {
+                                        "hpc.reconciler.dev/approve": "review=fp-shown", **annotations}}}
+        source.workflows.remember(custom.add(obj))
+
+    with Store(tmp_path / "state.db") as store:
+        publisher = KubernetesPublisher(custom=custom, core=core, source=source, state_dir=tmp_path,
+                                        metrics=Metrics(stale_after=60))
+        store.upsert_workflow(namespace="default", name="tuned", resource=wire, revision=None, source_file=None,
+                              now=T0, uid="uid-tuned")
+        store.save_status("uid-tuned", WorkflowStatus.model_validate(
+            {"tasks": {"review": {"phase": "AwaitingApproval", "fingerprint": "fp-shown"}}}))
+
+        def decisions() -> list[tuple[dict, str | None]]:
+            return [(dict(a.values), a.rejected) for a in store.approvals("uid-tuned").given]
+
+        annotated(**{"hpc.reconciler.dev/approve-values": '{"review": {"gamma": "bright", "crop": "a"}}'})
+        publisher.prepare(EMPTY, store, now=T0)
+        publisher.prepare(EMPTY, store, now=later(1))
+        assert decisions() == []
+        refusals = [e for e in core.events if e["reason"] == "ApprovalRefused"]
+        assert len(refusals) == 1 and "'bright' expects a number" in refusals[0]["message"]  # once, not per tick
+
+        annotated(**{"hpc.reconciler.dev/approve-values": '{"review": {"gamma": 1.2, "crop": "a"}}'})
+        publisher.prepare(EMPTY, store, now=later(2))
+        publisher.prepare(EMPTY, store, now=later(3))
+        assert decisions() == [({"gamma": 1.2, "crop": "a"}, None)]
+
+        annotated(**{"hpc.reconciler.dev/approve-values": '{"review": {"gamma": 1.2, "crop": "a"}}',
+                     "hpc.reconciler.dev/reject": '{"review": "tiles 12-14 are blurred"}'})
+        publisher.prepare(EMPTY, store, now=later(4))
+        assert decisions()[-1] == ({}, "tiles 12-14 are blurred")
