@@ -89,3 +89,17 @@ def test_render_of_an_array_sized_at_run_time_says_when_its_script_exists(plans:
 def test_render_refuses_an_approval_step(plans: Path, capsys):
     assert main(["render", "slide-2231", "review", "--source", str(plans)]) == 1
     assert "its jobs: tile, process-tiles, compose" in capsys.readouterr().err
+
+
+def test_render_of_a_task_with_auto_resources_uses_the_declared_defaults_and_says_so(plans: Path, capsys):
+    second = CLUSTER.replace("name: hpc", "name: hpc2").replace("/scratch/plans", "/scratch/two")
+    (plans / "cluster2.yaml").write_text(second)
+    sweep = (plans / "kwave-sweep.yaml").read_text().replace("spec:\n", "spec:\n  cluster: [hpc, hpc2]\n", 1)
+    (plans / "kwave-sweep.yaml").write_text(sweep)
+    assert main(["render", "kwave-sweep", "simulate", "--source", str(plans)]) == 0
+    captured = capsys.readouterr()
+    header = [line for line in captured.out.splitlines() if line.startswith("#SBATCH")]
+    assert "#SBATCH --time=00:05:00" in header and not any("cpus-per-task" in line for line in header)
+    assert "#SBATCH --chdir=/scratch/plans/default/kwave-sweep/simulate" in header
+    assert "cpus, time of simulate are auto" in captured.err
+    assert "names candidate clusters; using the first, hpc" in captured.err
