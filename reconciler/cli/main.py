@@ -188,7 +188,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     return serve(state_dir=state_dir(args.state_dir), options=DashboardOptions(
         address=args.address, port=args.port, allow_approve=args.allow_approve,
-        token_file=Path(args.token_file) if args.token_file else None))
+        token_file=Path(args.token_file) if args.token_file else None,
+        source=Path(args.source) if args.source else None))
 
 
 def _served(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -546,6 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-approve", action="store_true",
                        help="let the pages approve tasks, for requests that present the token (off by default)")
     serve.add_argument("--token-file", metavar="FILE", help="the token approving needs (a bearer token or the form's)")
+    serve.add_argument("--source", metavar="PATH", help="manifest file or folder holding the SlurmClusters the jobs "
+                                                        "ran on: the pages then show each task's output")
     _state_dir_option(serve)
     serve.set_defaults(func=_cmd_serve)
 

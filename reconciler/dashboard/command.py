@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..store.database import Store
 from .access import ApprovePolicy, TokenFileError, read_token
+from .logtail import LogReader
 from .server import Dashboard
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class DashboardOptions:
     port: int = 8080
     allow_approve: bool = False
     token_file: Path | None = None
+    source: Path | None = None  # manifests holding the SlurmClusters: the pages show the tasks' output
 
     def policy(self) -> ApprovePolicy:
         """Approving on (with the file's token) or off; raises TokenFileError when asked for without one."""
@@ -43,7 +45,8 @@ def open_dashboard(state_dir: Path, options: DashboardOptions) -> tuple[Dashboar
     policy = options.policy()
     store = Store(state_dir / "state.db")
     try:
-        dashboard = Dashboard(store=store, policy=policy, address=options.address, port=options.port)
+        dashboard = Dashboard(store=store, policy=policy, address=options.address, port=options.port,
+                              logs=LogReader(options.source) if options.source is not None else None)
     except OSError:
         store.close()
         raise

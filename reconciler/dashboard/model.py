@@ -132,6 +132,19 @@ class WorkflowPage:
     cluster: str | None
 
 
+@dataclass(frozen=True, kw_only=True)
+class Tail:
+    """The end of a task's output, as read from its cluster."""
+
+    task: str
+    job_id: str
+    index: int | None  # the array element shown
+    path: str  # the file on the cluster
+    text: str
+    cut: bool  # the start of what was read is left out
+    unread: bool  # the file goes on past what was read
+
+
 # -- the list ------------------------------------------------------------------------------------
 
 def progress(status: WorkflowStatus | None, declared: int = 0) -> Progress:

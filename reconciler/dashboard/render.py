@@ -13,7 +13,7 @@ from html import escape
 from urllib.parse import quote, urlencode
 
 from .layout import Layout, layout
-from .model import ApprovalRequest, GraphNode, Progress, WorkflowPage, WorkflowSummary
+from .model import ApprovalRequest, GraphNode, Progress, Tail, WorkflowPage, WorkflowSummary
 
 _MARK = '<span class="mark" title="waiting for a person">!</span>'
 
@@ -154,7 +154,7 @@ def _approval_form(page: WorkflowPage, request: ApprovalRequest, *, approving: b
             f'{escape(request.fingerprint)}</span></form>')
 
 
-def _task_table(page: WorkflowPage, log_hint: str) -> str:
+def _task_table(page: WorkflowPage, log_hint: str | None) -> str:
     rows = "".join(
         f'<tr data-task="{escape(t.name)}"><td>{escape(t.name)}</td><td>{escape(t.kind)}</td><td>{_phase(t.phase)}</td>'
         f'<td>{escape(t.job_id or "-")}</td><td class="number">{t.attempts}</td>'
@@ -167,8 +167,11 @@ def _task_table(page: WorkflowPage, log_hint: str) -> str:
             + rows + "</tbody></table>")
 
 
-def _log_command(page: WorkflowPage, task: str, log_hint: str) -> str:
+def _log_command(page: WorkflowPage, task: str, log_hint: str | None) -> str:
     item = page.summary
+    if log_hint is None:
+        href = f"{workflow_path(item.namespace, item.name)}/logs/{quote(task, safe='')}"
+        return f'<a class="logs" href="{href}">output</a>'
     name = item.name if item.namespace == "default" else f"{item.namespace}/{item.name}"
     return f'<code class="logs">{escape(log_hint.format(workflow=name, task=task))}</code>'
 
@@ -195,8 +198,14 @@ def _conditions(page: WorkflowPage) -> str:
                    f"{escape(r)}{': ' + escape(m) if m else ''}</li>" for t, s, r, m in page.conditions)
 
 
+LOG_COMMAND = "reconciler logs {workflow} {task} --source PLANS"
+
+
 def workflow_html(page: WorkflowPage, *, now: datetime, approving: bool, notice: str | None = None,
-                  log_hint: str = "reconciler logs {workflow} {task} --source PLANS") -> str:
+                  logs_linked: bool = False) -> str:
+    """One workflow's page; ``logs_linked``: each job's output is a link to its tail (the
+    dashboard reads it), else the command that prints it."""
+    log_hint = None if logs_linked else LOG_COMMAND
     item = page.summary
     facts = [("Phase", _phase(item.phase)), ("Progress", _progress(item.progress)),
              ("Core-hours", f"{item.core_hours:.4f}"), ("Labels", _labels(item.labels) or "-")]
@@ -218,6 +227,16 @@ def workflow_html(page: WorkflowPage, *, now: datetime, approving: bool, notice:
             f'<section><h2>Conditions</h2><ul class="conditions">{_conditions(page)}</ul></section>'
             f"<section><h2>Recent events</h2>{_events(page, now)}</section>")
     return _page(f"{item.namespace}/{item.name}", body)
+
+
+def tail_page(namespace: str, name: str, tail: Tail) -> str:
+    element = f", element {tail.index}" if tail.index is not None else ""
+    cut = "… (the start is left out)\n" if tail.cut else ""
+    unread = ("\n… (the file goes on: `reconciler logs` prints it all)" if tail.unread else "")
+    body = (f'<p>Job <code>{escape(tail.job_id)}</code>{element}: <code>{escape(tail.path)}</code> '
+            f'(<a href="{workflow_path(namespace, name)}">back to {escape(name)}</a>)</p>'
+            f'<pre class="output">{escape(cut + tail.text + unread)}</pre>')
+    return _page(f"{namespace}/{name} {tail.task} output", body)
 
 
 def message_page(title: str, message: str, *, back: str = "/") -> str:

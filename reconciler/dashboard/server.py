@@ -37,6 +37,8 @@ from ..core.selectors import SelectorError, parse_selector
 from ..store.database import Store
 from . import model, render
 from .access import ApprovePolicy, presented_token
+from .logtail import LogReader
+from .model import Tail
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +71,11 @@ class DashboardError(Exception):
 class Dashboard:
     """The server and what its pages read: the store, and whether approving is on."""
 
-    def __init__(self, *, store: Store, policy: ApprovePolicy, address: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, *, store: Store, policy: ApprovePolicy, address: str = "127.0.0.1", port: int = 0,
+                 logs: LogReader | None = None) -> None:
         self.store = store
         self.policy = policy
+        self.logs = logs  # None: the pages name the command that prints a task's output instead
         server_class = _IPv6Server if ":" in address else ThreadingHTTPServer
         self.httpd = server_class((address, port), _Handler)
         self.httpd.daemon_threads = True
@@ -117,6 +121,18 @@ class Dashboard:
         if stored is None or not stored.active:
             raise DashboardError(HTTPStatus.NOT_FOUND, f"workflow {namespace}/{name} not found")
         return model.workflow_page(stored.as_row(), self.store.events(stored.uid, limit=EVENTS_SHOWN))
+
+    def tail(self, namespace: str, name: str, task: str) -> Tail:
+        stored = self.store.workflow(namespace, name)
+        if stored is None or not stored.active:
+            raise DashboardError(HTTPStatus.NOT_FOUND, f"workflow {namespace}/{name} not found")
+        if self.logs is None:
+            raise DashboardError(HTTPStatus.NOT_FOUND, "this dashboard reads no output: start it with --source "
+                                                       f"(the manifests), or run `reconciler logs {name} {task}`")
+        found = self.logs.tail(stored, self.store.history(stored.uid), task)
+        if isinstance(found, str):
+            raise DashboardError(HTTPStatus.NOT_FOUND, found)
+        return found
 
     def approve(self, namespace: str, name: str, *, task: str, fingerprint: str | None, values: Mapping[str, str],
                 token: str | None, who: str) -> Approved:
@@ -201,17 +217,27 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(HTTPStatus.OK, {"items": [model.summary_json(i) for i in items]})
             elif kind == "api" and len(parts) == 2:
                 self._json(HTTPStatus.OK, model.page_json(self.dashboard.workflow(*parts)))
+            elif kind in ("api", "page") and len(parts) == 4 and parts[2] == "logs":
+                self._tail(parts[0], parts[1], parts[3], api=kind == "api")
             elif kind == "page" and not parts:
                 self._list_page(query.get("selector", ""))
             elif kind == "page" and len(parts) == 2:
                 notice = query.get("notice")
                 self._html(HTTPStatus.OK, render.workflow_html(
                     self.dashboard.workflow(*parts), now=self.dashboard.now(), approving=self.dashboard.policy.enabled,
-                    notice=notice))
+                    notice=notice, logs_linked=self.dashboard.logs is not None))
             else:
                 raise DashboardError(HTTPStatus.NOT_FOUND, f"nothing at {url.path}")
         except DashboardError as exc:
             self._error(exc, api=kind == "api")
+
+    def _tail(self, namespace: str, name: str, task: str, *, api: bool) -> None:
+        tail = self.dashboard.tail(namespace, name, task)
+        if api:
+            self._json(HTTPStatus.OK, {"task": tail.task, "jobId": tail.job_id, "index": tail.index, "path": tail.path,
+                                       "text": tail.text, "cut": tail.cut, "unread": tail.unread})
+        else:
+            self._html(HTTPStatus.OK, render.tail_page(namespace, name, tail))
 
     def _list_page(self, selector: str) -> None:
         try:

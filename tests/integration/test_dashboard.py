@@ -1,7 +1,8 @@
 """The dashboard in a real browser (Debian's headless Chromium, driven by Selenium through
 Debian's chromedriver) beside a real loop on the dev cluster: the list shows the running
 workflow, its page draws every task of its DAG, and approving from the page lets the task after
-the approval run with the value given on the page.
+the approval run with the value given on the page; ``reconciler serve`` on the same store shows
+each job's output.
 
 One Chromium serves the whole module. The screenshot of the workflow page waiting for its
 approval (a value typed into its form) goes to $RECONCILER_DASHBOARD_SCREENSHOT when set (the
@@ -13,6 +14,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,7 +27,7 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from tests.integration.gitops_world import Loop, PlanRepo, unique, wait_until
+from tests.integration.gitops_world import ROOT, Loop, PlanRepo, terminate, unique, wait_until
 
 pytestmark = pytest.mark.slurm
 
@@ -152,3 +155,21 @@ def test_the_dashboard_shows_the_workflow_and_approves_from_the_page(world: tupl
     status = loop.wait_for_phase(name, "Succeeded", timeout=60)
     assert status["tasks"]["render"]["phase"] == "Succeeded"
     assert "via the dashboard" in loop.cli("describe", "workflow", name).stdout
+
+    # reconciler serve on the same store, with the manifests that say how to reach the cluster:
+    # each job's output is a link to its tail, read through the cluster's transport.
+    served = subprocess.Popen([sys.executable, "-m", "reconciler", "serve", "--port", "0", "--state-dir",
+                               str(loop.state_dir), "--source", str(repo.work)], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert served.stdout is not None
+        serve_url = re.search(r"http://127\.0\.0\.1:\d+/", served.stdout.readline())
+        assert serve_url, "reconciler serve named no address"
+        for task, output in (("prepare", "prepared"), ("tiles", "tile 0")):
+            browser.get(f"{serve_url.group(0)}workflows/default/{name}")
+            retried(lambda task=task: browser.find_element(By.CSS_SELECTOR, f'tr[data-task="{task}"] a.logs').click())
+            text = wait_until(lambda: page_state(browser, "return document.querySelector('pre.output')?.textContent"),
+                              timeout=10, what=f"the output of {task}")
+            assert output in text, text
+    finally:
+        terminate(served)

@@ -351,3 +351,40 @@ def test_approving_without_a_token_file_starts_nothing(tmp_path: Path, capsys: p
                  "--dashboard-port", "0", "--dashboard-allow-approve",
                  "--dashboard-token-file", str(tmp_path / "missing")]) == 2
     assert "the dashboard cannot start: cannot read the token file" in capsys.readouterr().err
+
+
+# -- output tails --------------------------------------------------------------------------------
+
+def test_a_tail_keeps_the_end_of_what_it_read_in_bounded_reads():
+    from reconciler.cli.logs import FOLLOW_CHUNK
+    from reconciler.dashboard.logtail import read_tail
+
+    data = bytes(range(256)) * 1000  # 256,000 bytes: several reads
+    reads: list[int] = []
+
+    def read(offset: int) -> bytes | None:
+        reads.append(offset)
+        return data[offset:offset + FOLLOW_CHUNK]
+
+    assert read_tail(read, keep=100) == (data[-100:], True, False)
+    assert reads == list(range(0, len(data), FOLLOW_CHUNK))
+    assert read_tail(read, limit=FOLLOW_CHUNK, keep=10) == (data[FOLLOW_CHUNK - 10:FOLLOW_CHUNK], True, True)
+    assert read_tail(lambda offset: None) is None
+    assert read_tail(lambda offset: b"short\n" if offset == 0 else b"") == (b"short\n", False, False)
+
+
+def test_the_tail_page_escapes_the_output_and_says_what_is_left_out():
+    tail = model.Tail(task="tiles", job_id="12", index=0, path="/w/logs/tiles.a1.p0.12_0.out", text="<b>tile 0</b>\n",
+                      cut=True, unread=False)
+    html = render.tail_page("default", "w", tail)
+    assert "&lt;b&gt;tile 0&lt;/b&gt;" in html and "the start is left out" in html and "element 0" in html
+
+
+def test_job_output_is_a_link_when_the_dashboard_reads_it_else_the_command(served: tuple[Dashboard, Store]):
+    page = model.workflow_page(row("w", SWEEPING), [])
+    linked = render.workflow_html(page, now=T0, approving=False, logs_linked=True)
+    assert '<a class="logs" href="/workflows/default/w/logs/prepare">output</a>' in linked
+    assert "reconciler logs w prepare --source PLANS" in render.workflow_html(page, now=T0, approving=False)
+    dashboard, _ = served  # started without --source
+    status, answer = fetch(dashboard.url + "api/workflows/default/tile/logs/prepare")
+    assert status == 404 and "--source" in json.loads(answer)["error"]
