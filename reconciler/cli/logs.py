@@ -112,6 +112,7 @@ def finished(attempt: AttemptHistory, index: int | None) -> bool:
     return (attempt.outcome is not None and attempt.outcome.done) or element_phase(attempt, index) in DONE_PHASES
 
 
+_NAMES = {Stream.OUT: "output", Stream.ERR: "error"}
 # Before Slurm starts a job, it has no files.
 _NOT_STARTED = frozenset({None, TaskPhase.SUBMITTED, TaskPhase.HELD, TaskPhase.QUEUED})
 
@@ -167,14 +168,16 @@ def logs(*, state: str | None, name: str, task: str, source: str, attempt: int |
         return job_log_path(log_dir=log_dir, task=key.task, attempt=key.attempt, part=key.part,
                             job_id=chosen.job_id, index=chosen.index, stream=which)
 
-    def ended() -> bool:
-        # Read afresh each time: the loop records the end, this process only reads.
-        with open_store(state_dir(state)) as store:
-            now = next((a for a in store.history(stored.uid) if a.key == key), chosen.attempt)
-        return finished(now, chosen.index)
-
     from ..slurm.client import SlurmClient, SlurmError
     from ..slurm.transport import open_transport
+
+    # Held open while following: the loop records the end, each look reads what it committed.
+    watched = open_store(state_dir(state)) if follow else None
+
+    def ended() -> bool:
+        assert watched is not None
+        now = next((a for a in watched.history(stored.uid) if a.key == key), chosen.attempt)
+        return finished(now, chosen.index)
 
     client = SlurmClient(cluster, open_transport(cluster.spec))
     sys.stdout.flush()
@@ -192,6 +195,8 @@ def logs(*, state: str | None, name: str, task: str, source: str, attempt: int |
         return INTERRUPTED
     finally:
         client.close()
+        if watched is not None:
+            watched.close()
 
 
 def copy_stream(read: Callable[[int], bytes | None], *, out: BinaryIO, ended: Callable[[], bool] | None) -> bool:
@@ -226,7 +231,7 @@ def _missing(stored: StoredWorkflow, chosen: Selected, *, stream: Stream, path: 
         return (f"job {job} was submitted before the error stream had a file of its own: both streams are in "
                 f"its output, which `reconciler logs` without --stderr prints")
     if not finished(chosen.attempt, chosen.index) and element_phase(chosen.attempt, chosen.index) in _NOT_STARTED:
-        return (f"job {job} has not started yet, so it has no {stream.name.lower()} file: try again once it "
+        return (f"job {job} has not started yet, so it has no {_NAMES[stream]} file: try again once it "
                 "runs, or add --follow to wait for it")
     return f"job {job} left no file {path} (it never started, or the file was removed)"
 

@@ -151,7 +151,7 @@ def test_unknown_workflow_and_a_source_without_the_cluster(world: World, tmp_pat
 def test_a_pending_job_has_no_file_yet_and_removed_files_are_named(world: World, capsys):
     world.submit(JobKey("report", 1, 0), "400", TaskPhase.SUBMITTED)
     assert world.logs("report") == 1
-    assert "job 400 has not started yet, so it has no out file: try again once it runs, or add --follow" in (
+    assert "job 400 has not started yet, so it has no output file: try again once it runs, or add --follow" in (
         capsys.readouterr().err)
     (world.log_dir / "prep.a2.101.out").unlink()
     assert world.logs("prep") == 1
