@@ -209,6 +209,10 @@ def test_a_status_conflict_storm_is_survived(kubectl: Kubectl, operator: Operato
     kubectl.apply(workflow(name, chain(("one", "echo one"), ("two", "echo two"))))
     kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", what="Succeeded", operators=(operator,))
     assert (operator.metric("reconciler_status_conflicts_total") or 0) > 0
+    # The controller's metrics, as in Git mode (recorded just after the status is written).
+    wait_until(lambda: (operator.metric('reconciler_workflows{phase="Succeeded"}') or 0) >= 1, timeout=30,
+               what="the succeeded workflow counted")
+    assert (operator.metric('reconciler_submissions_total{cluster="dev"}') or 0) >= 2
     assert operator.process is not None and operator.process.poll() is None
 
 
