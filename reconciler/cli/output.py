@@ -80,7 +80,8 @@ def workflows_table(rows: Sequence[WorkflowRow], *, now: datetime, wide: bool = 
         text += "\n! waiting for a person:\n"
         for row, tasks in people:
             for task in tasks:
-                text += f"    reconciler approve {row.name} {task}" + (
+                shown = row.status.tasks[task] if row.status else None
+                text += f"    reconciler approve {row.name} {task}{_set_words(shown)}" + (
                     f" -n {row.namespace}" if row.namespace != "default" else "") + "\n"
     return text
 
@@ -319,10 +320,14 @@ def _approval_hint(workflow: str, name: str, task: TaskStatus) -> str:
     """The command that approves the task, the inputs it approves, and why it asks again."""
     inputs = f"  (approves inputs {task.fingerprint})" if task.fingerprint else ""
     why = f"    {task.message}\n" if task.reason in (APPROVAL_STALE, "ApprovalInvalid") and task.message else ""
-    asked = task.approval.parameters if task.approval is not None else []
-    sets = "".join(f" --set {p.name}={'VALUE' if p.default is None else render(p.default)}" for p in asked)
-    wanted = "".join(_parameter_line(p) for p in asked)
-    return f"  reconciler approve {workflow} {name}{sets}{inputs}\n{why}{wanted}"
+    wanted = "".join(_parameter_line(p) for p in task.approval.parameters) if task.approval is not None else ""
+    return f"  reconciler approve {workflow} {name}{_set_words(task)}{inputs}\n{why}{wanted}"
+
+
+def _set_words(task: TaskStatus | None) -> str:
+    """The ``--set`` words approving the task takes: each parameter at its default, or VALUE."""
+    asked = task.approval.parameters if task is not None and task.approval is not None else []
+    return "".join(f" --set {p.name}={'VALUE' if p.default is None else render(p.default)}" for p in asked)
 
 
 def _parameter_line(parameter: ApprovalParameter) -> str:

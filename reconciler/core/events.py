@@ -2,7 +2,8 @@
 
 Pure. Called by the planner once per task and once per workflow each tick; an event is emitted
 only on a change of phase (compared with the status stored by the previous tick), so a phase
-that holds for many ticks is reported once.
+that holds for many ticks is reported once; and once per new iteration of an approval (approved
+again with other values), which changes no phase.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..api import TaskPhase, TaskType, WorkflowPhase, WorkflowStatus
+from ..api import TaskPhase, TaskStatus, TaskType, WorkflowPhase, WorkflowStatus
+from .approval_values import described
 from .approvals import APPROVAL_STALE
 from .plan import Event
 from .status import TaskDecision
@@ -41,7 +43,9 @@ _TASK_ANNOUNCEMENTS: dict[TaskPhase, _Announcement] = {
         "Normal", "ClusterAtCapacity", lambda name, _: f"task {name} waits for the cluster's capacity"),
 }
 # An approval task that succeeds was approved: that is what its reader wants to hear.
-_APPROVED = _Announcement("Normal", "Approved", lambda name, _: f"task {name} was approved")
+_APPROVED = _Announcement("Normal", "Approved", lambda name, decision: f"task {name} was approved" + (
+    f" with {described(decision.approval.values_for(decision.task))}"
+    if decision.approval is not None and decision.task.parameters else ""))
 # One that fails was rejected, with a reason.
 _REJECTED = _Announcement(
     "Warning", "Rejected", lambda name, decision: f"task {name} was rejected: "
@@ -61,6 +65,20 @@ def task_events(name: str, *, before: TaskPhase | None, decision: TaskDecision) 
     if announcement is None:
         return ()
     return (Event(announcement.type, announcement.reason, announcement.message(name, decision)),)
+
+
+def iteration_events(name: str, *, previous: TaskStatus | None, decision: TaskDecision) -> tuple[Event, ...]:
+    """The event for an approval task approved again with other values (a new iteration: the
+    tasks after it run again with them), which its phase does not show."""
+    approval = decision.approval
+    if (decision.phase is not TaskPhase.SUCCEEDED or approval is None or previous is None
+            or previous.phase is not TaskPhase.SUCCEEDED or previous.approval is None):
+        return ()
+    values = approval.values_for(decision.task)
+    if values == previous.approval.values:
+        return ()
+    return (Event("Normal", "Approved", f"task {name} was approved again with {described(values)} (before: "
+                                        f"{described(previous.approval.values)}): the tasks after it run again"),)
 
 
 def _announcement(decision: TaskDecision) -> _Announcement | None:

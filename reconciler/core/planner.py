@@ -28,7 +28,7 @@ from .capacity import CapacityBudget
 from .choices import RecordedChoice, TaskChoices
 from .cleanup import CleanupRecord, plan_cleanup
 from .conditions import with_attention
-from .events import task_events, workflow_events
+from .events import iteration_events, task_events, workflow_events
 from .fanout import ArraySize, Unsized, array_indices, unsized_phase
 from .fingerprint import fingerprints
 from .history import TaskUsage, kind_of
@@ -300,7 +300,8 @@ def _plan_task(
     return TaskStep(
         plan=plan, progress=progress,
         actions=cancels + plan.actions + fetch,
-        events=cancel_events + task_events(name, before=before, decision=plan.decision),
+        events=cancel_events + task_events(name, before=before, decision=plan.decision) + iteration_events(
+            name, previous=desired.previous.tasks.get(name) if desired.previous else None, decision=plan.decision),
     )
 
 

@@ -456,6 +456,12 @@ def test_approving_again_with_other_values_reruns_the_tasks_after_it():
     assert again.status.tasks["treat"].fingerprint != folded and submitted(again) == ["treat", "report"]
     submit = next(a for a in again.actions if type(a).__name__ == "Submit")
     assert submit.approved[0].as_dict == {"crop": "b", "gamma": 1.0}
+    assert [e.message for e in approved.events if e.reason == "Approved"] == [
+        "task review was approved with crop=a, gamma=1.0"]
+    assert [e.message for e in again.events if e.reason == "Approved"] == [
+        "task review was approved again with crop=b, gamma=1.0 (before: crop=a, gamma=1.0): the tasks after it run "
+        "again"]
+    assert not [e for e in settled.events if e.reason == "Approved"]
 
 
 def test_a_rejection_fails_the_approval_with_its_reason_until_approved_again():
@@ -672,6 +678,9 @@ def test_the_status_shows_what_an_approval_asks_for_and_describe_how_to_give_it(
     text = describe(row, [], now=T0)
     assert "reconciler approve tuned review --set gamma=1.0 --set crop=VALUE  (approves inputs" in text
     assert "gamma (number, default 1.0): brightness" in text
+    from reconciler.cli.output import workflows_table
+
+    assert "    reconciler approve tuned review --set gamma=1.0 --set crop=VALUE\n" in workflows_table([row], now=T0)
     approved = plan(wf, observed=[prepared], approvals=[with_values(wf, {"crop": "a"})]).status
     assert approved.tasks["review"].approval.values == {"gamma": 1.0, "crop": "a"}
     # A workflow whose approvals ask for nothing keeps the status it always had.
