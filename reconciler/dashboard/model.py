@@ -23,6 +23,7 @@ from ..api import ConditionStatus, TaskPhase, TaskType, WorkflowStatus
 from ..api.approval import ApprovalParameter, ApprovalValue
 from ..core.approval_values import ApprovalValuesError, parse_assignments
 from ..core.approval_values import render as rendered
+from ..core.approvals import Approval, TaskApprovals
 from ..core.selectors import Selector
 from ..store.rows import EventRow, WorkflowRow
 
@@ -117,6 +118,10 @@ class ApprovalRequest:
     fingerprint: str  # the inputs approving it approves
     message: str | None
     fields: tuple[ApprovalField, ...] = ()
+    # A succeeded approval with parameters: approving it with other values is a new iteration,
+    # which runs the tasks after it again. ``values``: those it holds now.
+    again: bool = False
+    values: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -263,23 +268,34 @@ def approval_fields(parameters: Sequence[ApprovalParameter]) -> tuple[ApprovalFi
                                default=None if p.default is None else rendered(p.default)) for p in parameters)
 
 
-def approval_requests(row: WorkflowRow) -> tuple[ApprovalRequest, ...]:
-    """The approval tasks waiting for a person now, each with the fingerprint it would approve."""
+def approval_requests(row: WorkflowRow, approvals: TaskApprovals) -> tuple[ApprovalRequest, ...]:
+    """The approval tasks waiting for a person now, each with the fingerprint it would approve;
+    then the succeeded ones with parameters, which may be approved again with other values."""
     if row.status is None:
         return ()
-    return tuple(
-        ApprovalRequest(task=name, fingerprint=task.fingerprint, message=task.message,
-                        fields=approval_fields(declared_parameters(row, name) or ()))
-        for name, task in row.status.tasks.items()
-        if task.phase is TaskPhase.AWAITING_APPROVAL and task.fingerprint)
+    waiting, again = [], []
+    for name, task in row.status.tasks.items():
+        parameters = declared_parameters(row, name) or ()
+        if not task.fingerprint:
+            continue
+        fields = approval_fields(parameters)
+        if task.phase is TaskPhase.AWAITING_APPROVAL:
+            waiting.append(ApprovalRequest(task=name, fingerprint=task.fingerprint, message=task.message,
+                                           fields=fields))
+        elif task.phase is TaskPhase.SUCCEEDED and parameters:
+            current = approvals.current(name, fingerprint=task.fingerprint)
+            values = {k: rendered(v) for k, v in current.values.items()} if current is not None else {}
+            again.append(ApprovalRequest(task=name, fingerprint=task.fingerprint, message=task.message,
+                                         fields=fields, again=True, values=values))
+    return (*waiting, *again)
 
 
-def workflow_page(row: WorkflowRow, events: Sequence[EventRow]) -> WorkflowPage:
+def workflow_page(row: WorkflowRow, events: Sequence[EventRow], approvals: TaskApprovals | None = None) -> WorkflowPage:
     nodes, edges = graph(row)
     status = row.status
     return WorkflowPage(
         summary=summary(row), nodes=nodes, edges=edges, tasks=task_lines(row, nodes), events=tuple(events),
-        approvals=approval_requests(row),
+        approvals=approval_requests(row, approvals or TaskApprovals()),
         conditions=tuple((c.type, c.status.value, c.reason, c.message) for c in status.conditions) if status else (),
         revision=status.revision if status else None, cluster=(status.cluster if status else None)
         or (str(row.spec.get("cluster")) if isinstance(row.spec.get("cluster"), str) else None),
@@ -326,9 +342,21 @@ def approval_target(row: WorkflowRow, task: str) -> str | Refusal:
     if shown is None or not shown.fingerprint:
         return Refusal(status=409, message=f"workflow {row.name} shows no task {task} yet "
                                            "(the loop has not planned it)")
+    if shown.phase is TaskPhase.SUCCEEDED and declared_parameters(row, task):
+        return shown.fingerprint  # approved again with other values: a new iteration
     if shown.phase is not TaskPhase.AWAITING_APPROVAL:
         return Refusal(status=409, message=f"task {task} is {shown.phase.value}, not awaiting approval")
     return shown.fingerprint
+
+
+def repeated(row: WorkflowRow, task: str, current: Approval | None, values: Mapping[str, ApprovalValue]) -> bool:
+    """Whether approving ``task`` with ``values`` changes nothing: it succeeded already, and
+    either no values are given or they are those approved now."""
+    shown = row.status.tasks.get(task) if row.status else None
+    if shown is None or shown.phase is not TaskPhase.SUCCEEDED:
+        return False
+    holds = current is not None and current.rejected is None and dict(current.values) == dict(values)
+    return holds or not values
 
 
 # -- JSON ----------------------------------------------------------------------------------------
@@ -353,7 +381,8 @@ def page_json(page: WorkflowPage) -> dict[str, Any]:
                    "exitCode": t.exit_code, "coreHours": t.core_hours, "detail": t.detail} for t in page.tasks],
         "events": [{"at": e.at.isoformat().replace("+00:00", "Z"), "type": e.type, "reason": e.reason,
                     "message": e.message} for e in page.events],
-        "approvals": [{"task": a.task, "fingerprint": a.fingerprint, "message": a.message,
+        "approvals": [{"task": a.task, "fingerprint": a.fingerprint, "message": a.message, "again": a.again,
+                       "values": dict(a.values),
                        "inputs": [{"name": f.name, "type": f.type, "default": f.default,
                                    "description": f.description} for f in a.fields]} for a in page.approvals],
     }

@@ -132,26 +132,33 @@ def dag_svg(nodes: Sequence[GraphNode], edges: Sequence[tuple[str, str]]) -> str
 def _approval_form(page: WorkflowPage, request: ApprovalRequest, *, approving: bool) -> str:
     item = page.summary
     command = f"reconciler approve {item.name if item.namespace == 'default' else f'{item.namespace}/{item.name}'}"
-    message = f'<p class="message">{escape(request.message)}</p>' if request.message else ""
-    heading = f'<h3>Approve <code>{escape(request.task)}</code></h3>{message}'
+    if request.again:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(request.values.items())) or "the defaults"
+        message = (f'<p class="message">approved with {escape(shown)}; approving with other values runs the '
+                   "tasks after it again</p>")
+    else:
+        message = f'<p class="message">{escape(request.message)}</p>' if request.message else ""
+    heading = f'<h3>Approve <code>{escape(request.task)}</code>{" again" if request.again else ""}</h3>{message}'
+    sets = "".join(f" --set {f.name}=VALUE" for f in request.fields) if request.again else ""
     if not approving:
         return (f'<div class="approval" data-task="{escape(request.task)}">{heading}<p>Approving from the dashboard '
                 f'is off (start it with <code>--allow-approve --token-file FILE</code>); from a shell: '
-                f'<code>{escape(command)} {escape(request.task)}</code></p></div>')
+                f'<code>{escape(command)} {escape(request.task)}{sets}</code></p></div>')
     fields = []
     for field in request.fields:
         help_text = f' <span class="help">{escape(field.description)}</span>' if field.description else ""
         placeholder = f' placeholder="{escape(field.default)}"' if field.default is not None else ""
+        value = f' value="{escape(request.values[field.name])}"' if field.name in request.values else ""
         fields.append(f'<label>{escape(field.name)} <span class="type">{escape(field.type)}</span> '
-                      f'<input name="value.{escape(field.name)}"{placeholder}>{help_text}</label>')
+                      f'<input name="value.{escape(field.name)}"{placeholder}{value}>{help_text}</label>')
     action = workflow_path(item.namespace, item.name) + "/approve"
     return (f'<form class="approval" method="post" action="{action}" data-task="{escape(request.task)}">{heading}'
             f'<input type="hidden" name="task" value="{escape(request.task)}">'
             f'<input type="hidden" name="fingerprint" value="{escape(request.fingerprint)}">'
             + "".join(fields) +
             '<label>Token <input type="password" name="token" autocomplete="current-password" required></label>'
-            f'<button type="submit">Approve</button> <span class="help">approves inputs '
-            f'{escape(request.fingerprint)}</span></form>')
+            f'<button type="submit">Approve{" again" if request.again else ""}</button> '
+            f'<span class="help">approves inputs {escape(request.fingerprint)}</span></form>')
 
 
 def _task_table(page: WorkflowPage, log_hint: str | None) -> str:
@@ -218,12 +225,16 @@ def workflow_html(page: WorkflowPage, *, now: datetime, approving: bool, notice:
     waiting = ""
     if item.needs_person:
         reasons = "".join(f"<li>{escape(reason)}</li>" for reason in item.attention)
-        forms = "".join(_approval_form(page, request, approving=approving) for request in page.approvals)
+        forms = "".join(_approval_form(page, request, approving=approving) for request in page.approvals
+                        if not request.again)
         waiting = (f'<section class="attention"><h2>Waiting for a person</h2>'
                    f'{"<ul>" + reasons + "</ul>" if reasons else ""}{forms}</section>')
+    again = "".join(_approval_form(page, request, approving=approving) for request in page.approvals if request.again)
+    if again:
+        again = f'<section class="iterate"><h2>Approve again</h2>{again}</section>'
     body = (f"{shown}{header}{waiting}"
             f'<section><h2>Tasks</h2><div class="graph">{dag_svg(page.nodes, page.edges)}</div>'
-            f"{_task_table(page, log_hint)}</section>"
+            f"{_task_table(page, log_hint)}</section>{again}"
             f'<section><h2>Conditions</h2><ul class="conditions">{_conditions(page)}</ul></section>'
             f"<section><h2>Recent events</h2>{_events(page, now)}</section>")
     return _page(f"{item.namespace}/{item.name}", body)

@@ -120,7 +120,8 @@ class Dashboard:
         stored = self.store.workflow(namespace, name)
         if stored is None or not stored.active:
             raise DashboardError(HTTPStatus.NOT_FOUND, f"workflow {namespace}/{name} not found")
-        return model.workflow_page(stored.as_row(), self.store.events(stored.uid, limit=EVENTS_SHOWN))
+        return model.workflow_page(stored.as_row(), self.store.events(stored.uid, limit=EVENTS_SHOWN),
+                                   self.store.approvals(stored.uid))
 
     def tail(self, namespace: str, name: str, task: str) -> Tail:
         stored = self.store.workflow(namespace, name)
@@ -154,6 +155,9 @@ class Dashboard:
         parsed = model.approval_values(row, task, values)
         if isinstance(parsed, model.Refusal):
             raise DashboardError(parsed.status, parsed.message)
+        if model.repeated(row, task, self.store.approvals(stored.uid).current(task, fingerprint=target), parsed):
+            raise DashboardError(HTTPStatus.CONFLICT, f"task {task} is approved with these values already: give "
+                                                      "other values to approve it again")
         if fingerprint and fingerprint != target:
             raise DashboardError(HTTPStatus.CONFLICT, f"the inputs of {task} changed since the page was shown "
                                                       f"(now {target}): look at them again before approving")

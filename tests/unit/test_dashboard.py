@@ -388,3 +388,45 @@ def test_job_output_is_a_link_when_the_dashboard_reads_it_else_the_command(serve
     dashboard, _ = served  # started without --source
     status, answer = fetch(dashboard.url + "api/workflows/default/tile/logs/prepare")
     assert status == 404 and "--source" in json.loads(answer)["error"]
+
+
+# -- approving again -----------------------------------------------------------------------------
+
+APPROVED = {**REVIEWING, "review": TaskStatus(phase=TaskPhase.SUCCEEDED, fingerprint="fp-review"),
+            "render": TaskStatus(phase=TaskPhase.SUCCEEDED)}
+
+
+def test_a_succeeded_approval_with_parameters_may_be_approved_again_with_its_values_shown():
+    from reconciler.core.approvals import Approval, ApprovalVia, TaskApprovals
+
+    given = TaskApprovals((Approval(task="review", fingerprint="fp-review", via=ApprovalVia.CLI, by="ana", at=T0,
+                                    values={"gamma": 1.2}),))
+    page = model.workflow_page(row("w", APPROVED), [], given)
+    (request,) = page.approvals
+    assert request.again and request.values == {"gamma": "1.2"}
+    assert model.approval_target(row("w", APPROVED), "review") == "fp-review"
+    html = render.workflow_html(page, now=T0, approving=True)
+    assert '<section class="iterate"><h2>Approve again</h2>' in html and 'name="value.gamma" placeholder="1.0" ' \
+        'value="1.2"' in html and "Waiting for a person" not in html
+    assert "reconciler approve w review --set gamma=VALUE" in render.workflow_html(page, now=T0, approving=False)
+
+
+def test_approving_again_needs_other_values(tmp_path: Path):
+    from reconciler.core.approvals import ApprovalVia
+
+    with Store(tmp_path / "state.db") as store:
+        stored = store.upsert_workflow(namespace="default", name="tile", resource={
+            "metadata": {"name": "tile"}, "spec": {"tasks": TASKS}}, revision="r1", source_file=None, now=T0)
+        store.save_status(stored.uid, WorkflowStatus(phase=WorkflowPhase.SUCCEEDED, tasks=APPROVED))
+        store.approve("default", "tile", "review", fingerprint="fp-review", via=ApprovalVia.CLI, by="ana", now=T0,
+                      values={"gamma": 1.2})
+        dashboard = Dashboard(store=store, policy=ApprovePolicy(token="s3cret"), port=0).start()
+        url = dashboard.url + "api/workflows/default/tile/approve"
+        try:
+            assert post_json(url, {"task": "review"}, token="s3cret")[0] == 409
+            status, answer = post_json(url, {"task": "review", "values": {"gamma": 1.2}}, token="s3cret")
+            assert status == 409 and "other values" in answer["error"]
+            assert post_json(url, {"task": "review", "values": {"gamma": 1.4}}, token="s3cret")[0] == 200
+        finally:
+            dashboard.stop()
+        assert [a.values for a in store.approvals(stored.uid).iterations("review")] == [{"gamma": 1.2}, {"gamma": 1.4}]

@@ -1,5 +1,5 @@
 // Keeps a dashboard page current: every few seconds it fetches the same page again and swaps its
-// content in, unless a person is filling in a form there (a field has focus or holds text).
+// content in, unless a person is filling in a form there (a field has focus or was changed).
 (function () {
   "use strict";
   var EVERY_MS = 3000;
@@ -11,7 +11,7 @@
     }
     var fields = content.querySelectorAll("form.approval input:not([type=hidden])");
     for (var i = 0; i < fields.length; i++) {
-      if (fields[i].value) { return true; }
+      if (fields[i].value !== fields[i].defaultValue) { return true; }
     }
     return false;
   }
