@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from ..api import TaskPhase, TaskStatus
 from ..api.approval import ApprovalParameter
-from ..core.approval_values import ApprovalValuesError, described, parse_assignments
+from ..core.approval_values import ApprovalValuesError, described, effective, parse_assignments
 from ..core.approvals import ApprovalVia
 from ..store.database import Store, StoredWorkflow
 from .commands import open_store, state_dir
@@ -89,7 +89,10 @@ def approve(*, state: str | None, name: str, task: str, assignments: Sequence[st
                   "them): approve it once `reconciler describe` lists them", file=sys.stderr)
             return 1
         current = store.approvals(stored.uid).current(task, fingerprint=fingerprint)
-        holds = current is not None and current.rejected is None and dict(current.values) == (values or {})
+        # The same values, defaults filled in, are no new iteration: nothing would run again.
+        asked = parameters or []
+        holds = current is not None and current.rejected is None and (
+            effective(asked, current.values) == effective(asked, values or {}))
         if shown.phase is TaskPhase.SUCCEEDED and (holds or not values):
             print(f"workflow.hpc.reconciler.dev/{stored.name} task {task} is already approved for its current "
                   f"inputs ({fingerprint}){_with(values)}: nothing to do")

@@ -293,11 +293,20 @@ def test_approve_with_values_checks_them_first_and_approving_again_is_an_iterati
                                                                                    "fingerprint": "fp-shown"}}}))
     assert approve(state=str(tmp_path), name="tuned", task="review", assignments=["gamma=1.2", "crop=0,0,8,6"]) == 0
     assert "already approved" in capsys.readouterr().out
+    # The same values in another order, or a default spelled out, are no new iteration either.
+    assert approve(state=str(tmp_path), name="tuned", task="review", assignments=["crop=0,0,8,6", "gamma=1.2"]) == 0
+    assert "already approved" in capsys.readouterr().out
     assert approve(state=str(tmp_path), name="tuned", task="review", assignments=["gamma=1.5", "crop=0,0,8,6"]) == 0
     assert "approved with crop=0,0,8,6, gamma=1.5 (inputs fp-shown) again" in capsys.readouterr().out
     with Store(tmp_path / "state.db") as store:
         assert [dict(a.values) for a in store.approvals(uid).iterations("review")] == [
             {"gamma": 1.2, "crop": "0,0,8,6"}, {"gamma": 1.5, "crop": "0,0,8,6"}]
+    assert approve(state=str(tmp_path), name="tuned", task="review", assignments=["crop=0,0,8,6"]) == 0
+    assert "approved with crop=0,0,8,6 (inputs fp-shown) again" in capsys.readouterr().out
+    assert approve(state=str(tmp_path), name="tuned", task="review", assignments=["crop=0,0,8,6", "gamma=1.0"]) == 0
+    assert "already approved" in capsys.readouterr().out  # the default spelled out: the same values
+    with Store(tmp_path / "state.db") as store:
+        assert len(store.approvals(uid).iterations("review")) == 3
 
 
 def test_reject_records_the_reason_and_who(tmp_path: Path, capsys):
