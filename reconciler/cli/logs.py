@@ -3,9 +3,9 @@ way ``kubectl logs`` prints a container's.
 
 Called by :mod:`reconciler.cli.main` with parsed arguments. The store says which job an attempt
 was (its job id, the cluster it went to, an array's indices per part); the SlurmCluster of that
-name is read from the manifests under ``--source``, because the store keeps no connection
-details (hosts, users and key files stay in the manifests the user controls); the file is read
-through that cluster's transport, locally or over SSH. What it guarantees:
+name is the one the loop recorded when it last connected to it (``reconciler.store.clusters``),
+or the one in the manifests under ``--source`` when given; the file is read through that
+cluster's transport, locally or over SSH. What it guarantees:
 
 * it never runs a Slurm command: it reads files. ``--follow`` reads at most ``FOLLOW_CHUNK``
   bytes at a time, once a second while nothing is new, and stops once the store says the
@@ -32,7 +32,7 @@ from ..core.indexranges import compress, expand
 from ..core.observed import DONE_PHASES
 from ..slurm.script import Stream, job_log_path, log_dir_of
 from ..store.array_outcomes import MAX_ELEMENTS
-from ..store.database import StoredWorkflow
+from ..store.database import Store, StoredWorkflow
 from ..store.rows import AttemptHistory
 from .commands import open_store, state_dir
 
@@ -117,7 +117,7 @@ _NAMES = {Stream.OUT: "output", Stream.ERR: "error"}
 _NOT_STARTED = frozenset({None, TaskPhase.SUBMITTED, TaskPhase.HELD, TaskPhase.QUEUED})
 
 
-def _task_refusal(stored: StoredWorkflow, name: str, task: str) -> str | None:
+def task_refusal(stored: StoredWorkflow, name: str, task: str) -> str | None:
     """Why ``task`` of the stored workflow has no logs at all, or None."""
     declared = {t.get("name"): t.get("type", "job") for t in (stored.resource.get("spec") or {}).get("tasks") or []}
     known = [*(stored.status.tasks if stored.status else {}), *stored.task_labels]
@@ -129,8 +129,11 @@ def _task_refusal(stored: StoredWorkflow, name: str, task: str) -> str | None:
     return None
 
 
-def _cluster(source: str, name: str) -> SlurmCluster | str:
-    """The SlurmCluster ``name`` from the manifests under ``source``, or why it is not there."""
+def cluster_of(name: str, *, source: str | None, store: Store) -> SlurmCluster | str:
+    """The SlurmCluster ``name``: from the manifests under ``source`` when given, else as the loop
+    recorded it when it last connected; or why it cannot be had."""
+    if source is None:
+        return _recorded_cluster(name, store)
     from ..manifests.loader import load_paths
 
     loaded = load_paths([Path(source)])
@@ -143,20 +146,34 @@ def _cluster(source: str, name: str) -> SlurmCluster | str:
             "give --source the folder of the manifests the loop reads")
 
 
-def logs(*, state: str | None, name: str, task: str, source: str, attempt: int | None, index: int | None,
+def _recorded_cluster(name: str, store: Store) -> SlurmCluster | str:
+    cluster = store.cluster(name)
+    if cluster is None:
+        return (f"the job ran on cluster {name}, which this state has no record of (a loop records each cluster "
+                "when it connects): give --source the folder of the manifests that declare it")
+    ssh = cluster.spec.ssh
+    if ssh is not None and ssh.key_file is None and ssh.key_secret_ref is not None:
+        return (f"cluster {name} is reached with the SSH key of Secret {ssh.key_secret_ref}, which is not on this "
+                "machine: run this where the operator runs, or give --source manifests that name a key file")
+    return cluster
+
+
+def logs(*, state: str | None, name: str, task: str, source: str | None, attempt: int | None, index: int | None,
          follow: bool, stream: Stream) -> int:
     namespace, _, short = name.rpartition("/")
     with open_store(state_dir(state)) as store:
         stored = store.workflow(namespace or "default", short)
         if stored is None:
             return _refuse(f'workflow "{name}" not found')
-        refusal = _task_refusal(stored, name, task)
+        refusal = task_refusal(stored, name, task)
         if refusal is not None:
             return _refuse(refusal)
         chosen = select(store.history(stored.uid), workflow=name, task=task, attempt=attempt, index=index)
+        cluster = cluster_of(chosen.attempt.cluster, source=source, store=store) if isinstance(chosen, Selected) \
+            else None
     if isinstance(chosen, Refused):
         return _refuse(chosen.message)
-    cluster = _cluster(source, chosen.attempt.cluster)
+    assert cluster is not None
     if isinstance(cluster, str):
         return _refuse(cluster)
     if chosen.note:

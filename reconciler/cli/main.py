@@ -459,8 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
                                             "kubectl logs")
     logs.add_argument("workflow", help="workflow name (or namespace/name)")
     logs.add_argument("task")
-    logs.add_argument("--source", required=True, metavar="PATH",
-                      help="manifest file or folder holding the SlurmCluster the job ran on (its connection)")
+    logs.add_argument("--source", metavar="PATH",
+                      help="manifest file or folder holding the SlurmCluster the job ran on (default: the cluster "
+                           "as the loop recorded it)")
     logs.add_argument("--attempt", type=int, metavar="N", help="this attempt (default: the latest)")
     logs.add_argument("--index", type=int, metavar="I",
                       help="an array's element (default: its first, named on stderr)")

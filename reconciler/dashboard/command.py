@@ -30,7 +30,7 @@ class DashboardOptions:
     port: int = 8080
     allow_approve: bool = False
     token_file: Path | None = None
-    source: Path | None = None  # manifests holding the SlurmClusters: the pages show the tasks' output
+    source: Path | None = None  # manifests declaring the SlurmClusters (default: as the loop recorded them)
 
     def policy(self) -> ApprovePolicy:
         """Approving on (with the file's token) or off; raises TokenFileError when asked for without one."""
@@ -46,7 +46,7 @@ def open_dashboard(state_dir: Path, options: DashboardOptions) -> tuple[Dashboar
     store = Store(state_dir / "state.db")
     try:
         dashboard = Dashboard(store=store, policy=policy, address=options.address, port=options.port,
-                              logs=LogReader(options.source) if options.source is not None else None)
+                              logs=LogReader(store, options.source))
     except OSError:
         store.close()
         raise

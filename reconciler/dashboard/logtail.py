@@ -1,8 +1,9 @@
 """The end of a task's output for the dashboard, read from the cluster the job ran on, as
 ``reconciler logs`` reads it.
 
-Called by :mod:`reconciler.dashboard.server` when ``reconciler serve`` was given ``--source`` (the
-manifests that hold the SlurmClusters: the store keeps no connection details). Uses the choices
+Called by :mod:`reconciler.dashboard.server` for the workflow pages. The cluster a job ran on is
+the one the loop recorded in the store, or the one the manifests under ``--source`` declare when
+``reconciler serve`` was given them (see :func:`reconciler.cli.logs.cluster_of`). Uses the choices
 of :mod:`reconciler.cli.logs` (the latest attempt; an array's first element) and reads through
 the cluster's transport, locally or over SSH, never running a Slurm command. Guarantees: at most
 ``READ_LIMIT`` bytes are read per request and ``TAIL_BYTES`` shown, so a huge output costs a page
@@ -14,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..cli.logs import FOLLOW_CHUNK, Refused, _cluster, _task_refusal, select
+from ..cli.logs import FOLLOW_CHUNK, Refused, cluster_of, select, task_refusal
 from ..slurm.script import Stream, job_log_path, log_dir_of
-from ..store.database import StoredWorkflow
+from ..store.database import Store, StoredWorkflow
 from ..store.rows import AttemptHistory
 from .model import Tail
 
@@ -43,21 +44,24 @@ def read_tail(read: Callable[[int], bytes | None], *, limit: int = READ_LIMIT,
 
 
 class LogReader:
-    """Reads tails through the clusters named in the manifests under ``source``."""
+    """Reads tails through the clusters the loop recorded, or those the manifests under
+    ``source`` name when given."""
 
-    def __init__(self, source: Path) -> None:
+    def __init__(self, store: Store, source: Path | None = None) -> None:
+        self.store = store
         self.source = source
 
     def tail(self, stored: StoredWorkflow, history: list[AttemptHistory], task: str) -> Tail | str:
         """The tail of ``task``'s latest output, or why there is none."""
         name = f"{stored.namespace}/{stored.name}"
-        refusal = _task_refusal(stored, name, task)
+        refusal = task_refusal(stored, name, task)
         if refusal is not None:
             return refusal
         chosen = select(history, workflow=name, task=task, attempt=None, index=None)
         if isinstance(chosen, Refused):
             return chosen.message
-        cluster = _cluster(str(self.source), chosen.attempt.cluster)
+        cluster = cluster_of(chosen.attempt.cluster, source=None if self.source is None else str(self.source),
+                             store=self.store)
         if isinstance(cluster, str):
             return cluster
         key = chosen.attempt.key

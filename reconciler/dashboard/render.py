@@ -205,7 +205,7 @@ def _conditions(page: WorkflowPage) -> str:
                    f"{escape(r)}{': ' + escape(m) if m else ''}</li>" for t, s, r, m in page.conditions)
 
 
-LOG_COMMAND = "reconciler logs {workflow} {task} --source PLANS"
+LOG_COMMAND = "reconciler logs {workflow} {task}"
 
 
 def workflow_html(page: WorkflowPage, *, now: datetime, approving: bool, notice: str | None = None,

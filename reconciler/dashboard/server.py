@@ -128,8 +128,8 @@ class Dashboard:
         if stored is None or not stored.active:
             raise DashboardError(HTTPStatus.NOT_FOUND, f"workflow {namespace}/{name} not found")
         if self.logs is None:
-            raise DashboardError(HTTPStatus.NOT_FOUND, "this dashboard reads no output: start it with --source "
-                                                       f"(the manifests), or run `reconciler logs {name} {task}`")
+            raise DashboardError(HTTPStatus.NOT_FOUND,
+                                 f"this dashboard reads no output: run `reconciler logs {name} {task}`")
         found = self.logs.tail(stored, self.store.history(stored.uid), task)
         if isinstance(found, str):
             raise DashboardError(HTTPStatus.NOT_FOUND, found)

@@ -577,6 +577,8 @@ class Controller:
         transport = self.metrics.metered(self.connect(spec, private_key=key), cluster=name, kind=spec.transport.value)
         client = SlurmClient(cluster, transport)
         self._clients[name] = client
+        # As declared, for reading job output later (reconciler logs, the dashboard).
+        self.store.record_cluster(cluster, now=datetime.now(UTC))
         return client
 
     def _drop_client(self, name: str) -> None:

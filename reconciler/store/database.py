@@ -48,6 +48,7 @@ from .array_outcomes import (
 )
 from .array_sizes import ArraySizeBook
 from .choices import ChoiceBook
+from .clusters import ClusterBook
 from .connection import StoreConnection
 from .encoding import canonical_json, from_iso, iso, iso_or_none
 from .history import HistoryBook
@@ -239,7 +240,8 @@ class _AttemptRow:
 
 # -- the store -----------------------------------------------------------------------------------
 
-class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, ChoiceBook, StoreConnection):
+class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, ChoiceBook, ClusterBook,
+            StoreConnection):
     """Every workflow's status, the record of every submission, approvals and events, in one SQLite
     file (see :class:`StoreConnection` for how it is opened and shared)."""
 

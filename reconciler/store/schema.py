@@ -335,6 +335,17 @@ def _create_v9(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+# Version 10: the SlurmClusters the loop connected to, as declared (``reconciler.store.clusters``),
+# so that reading a job's output needs no manifests. Earlier connections were not recorded: a
+# cluster is recorded on the loop's next connection to it.
+def _create_v10(db: sqlite3.Connection) -> None:
+    db.execute("""CREATE TABLE clusters (
+        name TEXT PRIMARY KEY,
+        resource TEXT NOT NULL,
+        recorded_at TEXT NOT NULL
+    )""")
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _create_v1,
     2: _create_v2,
@@ -345,6 +356,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     7: _create_v7,
     8: _create_v8,
     9: _create_v9,
+    10: _create_v10,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -212,10 +212,25 @@ def test_follow_prints_what_the_job_wrote_last_before_its_end_was_seen(tmp_path:
     assert out.getvalue() == b"last line\n"
 
 
-def test_logs_needs_the_manifests_with_the_cluster(world: World, capsys):
-    with pytest.raises(SystemExit) as exited:
-        main(["logs", "scan", "prep", "--state-dir", str(world.state)])
-    assert exited.value.code == 2
-    assert "--source" in capsys.readouterr().err
+def test_without_manifests_logs_reach_the_cluster_the_loop_recorded(world: World, capsys):
+    from reconciler.manifests.loader import load_paths
+
+    world.submit(JobKey("prep", 2), "200", TaskPhase.SUCCEEDED)
+    (world.log_dir / "prep.a2.200.out").write_text("prepared\n")
+    assert main(["logs", "scan", "prep", "--state-dir", str(world.state)]) == 1
+    refused = capsys.readouterr().err
+    assert "which this state has no record of" in refused and "give --source" in refused
+    [cluster] = [r.resource for r in load_paths([world.manifests]).resources]
+    with Store(world.state / "state.db") as store:
+        store.record_cluster(cluster, now=NOW)
+    assert main(["logs", "scan", "prep", "--state-dir", str(world.state)]) == 0
+    assert capsys.readouterr().out == "prepared\n"
+    keyed = cluster.model_copy(update={"spec": cluster.spec.model_copy(update={
+        "transport": "ssh", "ssh": {"host": "login", "user": "svc", "keySecretRef": "login-key"}})})
+    with Store(world.state / "state.db") as store:
+        store.record_cluster(type(cluster).model_validate(keyed.to_wire()), now=NOW)
+        assert store.cluster("dev").spec.ssh.key_secret_ref == "login-key"
+    assert main(["logs", "scan", "prep", "--state-dir", str(world.state)]) == 1
+    assert "Secret login-key, which is not on this machine" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["logs", "scan", "fan", "--index", "first", "--source", str(world.manifests)])
