@@ -34,12 +34,6 @@ MANIFEST = {
 }
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    with Store(tmp_path / "state.db") as opened:
-        yield opened
-
-
 def resolved_plan():
     return resolved(yaml.safe_dump(Workflow.model_validate(MANIFEST).to_wire()))
 

@@ -55,17 +55,6 @@ def manifests(*documents: str) -> str:
     return "---\n".join(documents)
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    with Store(tmp_path / "state.db") as opened:
-        yield opened
-
-
-@pytest.fixture
-def nodes() -> LoginNodes:
-    return LoginNodes({"/work/a": FakeSlurm("login-a"), "/work/b": FakeSlurm("login-b", first_job_id=500)})
-
-
 def loop(store: Store, tmp_path: Path, nodes: LoginNodes, text: str, metrics: Metrics | None = None) -> Controller:
     return Controller(source=MemorySource(text), store=store, state_dir=tmp_path, interval=30.0, connect=nodes,
                       metrics=metrics)

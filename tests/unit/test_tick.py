@@ -7,12 +7,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import pytest
-
 from reconciler.api import TaskPhase, WorkflowStatus
 from reconciler.engine.controller import Controller
 from reconciler.store.database import Store
-from tests.fakes import FakeSlurm, LoginNodes, MemoryPublisher, MemorySource
+from tests.fakes import LoginNodes, MemoryPublisher, MemorySource
 
 
 def cluster(name: str) -> str:
@@ -42,17 +40,6 @@ def manifests(*documents: str) -> str:
 
 
 TWO_CLUSTERS = manifests(cluster("a"), cluster("b"), workflow("one", on="a"), workflow("two", on="b"))
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    with Store(tmp_path / "state.db") as opened:
-        yield opened
-
-
-@pytest.fixture
-def nodes() -> LoginNodes:
-    return LoginNodes({"/work/a": FakeSlurm("login-a"), "/work/b": FakeSlurm("login-b", first_job_id=500)})
 
 
 def controller(store: Store, tmp_path: Path, nodes: LoginNodes, *, text: str = TWO_CLUSTERS,
