@@ -62,7 +62,7 @@ def parallel(name: str, *, parts: int, script: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def overtime(tmp_path_factory: pytest.TempPathFactory, dev_cluster: DevCluster) -> Iterator[tuple[str, Loop]]:
+def overtime_retry(tmp_path_factory: pytest.TempPathFactory, dev_cluster: DevCluster) -> Iterator[tuple[str, Loop]]:
     """A step that needs more time the first time, pushed and running in a loop of its own from
     the first test that asks for it. Slurm ends a job past its limit of a minute only 60 to 90 s
     after it started (it checks limits every half minute), so the tests in between run meanwhile
@@ -106,6 +106,7 @@ def test_a_pushed_plan_runs_to_succeeded(world, dev_cluster: DevCluster):
     assert "postprocess" in described and "Submitted" in described
 
 
+@pytest.mark.usefixtures("quiet_queue")
 def test_capacity_of_one_job_submits_part_of_the_dag_at_a_time(tmp_path: Path, dev_cluster: DevCluster):
     manifest = dev_cluster.manifest_path("local").read_text().replace(
         "spec:\n", "spec:\n  capacity: {maxSubmittedJobs: 1}\n", 1)
@@ -125,6 +126,7 @@ def test_capacity_of_one_job_submits_part_of_the_dag_at_a_time(tmp_path: Path, d
     assert set(attempts_of(loop, name).values()) == {1}
 
 
+@pytest.mark.usefixtures("overtime_retry")  # from here on it times out while the tests below run
 def test_a_task_that_fails_twice_then_succeeds_ends_with_three_attempts(world):
     repo, loop = world
     name = unique("flaky")
@@ -241,7 +243,6 @@ def test_a_changed_step_reruns_with_its_downstream_only(world, dev_cluster: DevC
     assert runs == {"segment": 1, "simulate": 2, "report": 2}, (runs, after)
 
 
-@pytest.mark.usefixtures("overtime")  # from here on it times out while the tests below run
 def test_a_broken_commit_marks_only_that_workflow_invalid(world):
     repo, loop = world
     good, bad = unique("steady"), unique("fragile")
@@ -386,8 +387,8 @@ def test_stopping_slurmctld_mid_run_is_survived(world, dev_cluster: DevCluster):
     assert not any(c["type"] == "ClusterReachable" for c in status["conditions"])
 
 
-def test_timeout_retry_escalates_the_time_request(overtime: tuple[str, Loop], dev_cluster: DevCluster):
-    name, loop = overtime
+def test_timeout_retry_escalates_the_time_request(overtime_retry: tuple[str, Loop], dev_cluster: DevCluster):
+    name, loop = overtime_retry
     loop.wait_for_phase(name, "Succeeded", timeout=300)
     described = loop.cli("describe", "workflow", name).stdout
     assert loop.status(name)["tasks"]["solve"]["attempts"] == 2
@@ -406,6 +407,7 @@ def test_timeout_retry_escalates_the_time_request(overtime: tuple[str, Loop], de
     assert re.search(r"solve\s+2\s+\d+\s+time=00:02:00 .*\s+Succeeded\s", attempts), described
 
 
+@pytest.mark.usefixtures("quiet_queue")
 def test_slurms_own_submit_limit_is_a_wait_not_a_failure(world, dev_cluster: DevCluster):
     """The loop read the cluster's limits before the limit existed, so sbatch itself refuses."""
     repo, loop = world

@@ -77,7 +77,7 @@ def test_apply_wait_and_get_the_three_step_chain(kubectl: Kubectl, operator: Ope
     kubectl("wait", "--for=jsonpath={.status.phase}=Succeeded", "workflow/ultrasound-plan", "--timeout=180s",
             timeout=200)
     table = kubectl("get", "workflows").stdout
-    assert re.search(r"^NAME\s+PHASE\s+PROGRESS\s+CORE-HOURS\s+AGE", table, re.M), table
+    assert re.search(r"^NAME\s+PHASE\s+PROGRESS\s+ATTENTION\s+CORE-HOURS\s+AGE", table, re.M), table
     assert re.search(r"^ultrasound-plan\s+Succeeded\s+3/3\s+\S+\s+\S+", table, re.M), table
     wide = kubectl("get", "workflows", "-o", "wide").stdout
     assert re.search(r"CLUSTER\s+MESSAGE", wide) and "all 3 tasks succeeded" in wide, wide

@@ -85,6 +85,7 @@ def test_the_example_calibrates_then_chooses_from_its_own_calibration_runs(local
     assert 0 < status["budget"]["spent"] <= status["budget"]["projected"] <= 2
 
 
+@pytest.mark.usefixtures("quiet_queue")  # the dev cluster is filled whole in turn
 def test_a_start_weighted_score_places_a_workflow_on_the_idle_cluster(
         local_world, dev_cluster: DevCluster, second_dev_cluster: DevCluster):
     repo, loop, _ = local_world

@@ -62,21 +62,6 @@ def client(slurm_cluster: SlurmCluster) -> Iterator[SlurmClient]:
     client.close()
 
 
-@pytest.fixture(scope="session")
-def overtime(dev_cluster: DevCluster) -> Iterator[Submission]:
-    """A job past its time limit, submitted (through the local transport) as soon as the first
-    backend test asks: Slurm only checks time limits every half minute, so the rest of the suite
-    runs while it times out, and each transport's test then observes the same job."""
-    cluster = dev_cluster.cluster("local")
-    client = SlurmClient(cluster, open_transport(cluster.spec))
-    try:
-        workflow = resolved_from(one_task("overtime", "sleep 300").replace('time: "00:05:00"', 'time: "00:01:00"'),
-                                 cluster)
-        yield submit_workflow(workflow, client)
-    finally:
-        client.close()
-
-
 def follow_all(client: SlurmClient, submission: Submission):
     return follow(client, submission, poll_seconds=1.0, timeout=WAIT)
 

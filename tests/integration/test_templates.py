@@ -89,6 +89,7 @@ def test_a_template_instance_fans_out_and_gathers_every_part(world, dev_cluster:
     assert [line.split()[2] for line in table.splitlines()[1:]] == ["scatter", "gather"], table
 
 
+@pytest.mark.usefixtures("quiet_queue")
 def test_max_cores_keeps_the_workflow_within_the_clusters_core_budget(tmp_path: Path, dev_cluster: DevCluster):
     # The dev node has 16 CPUs: without the budget all six would run at once.
     manifest = dev_cluster.manifest_path("local").read_text().replace(

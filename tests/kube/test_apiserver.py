@@ -63,10 +63,10 @@ def test_apply_get_and_printer_columns(kubectl: Kubectl) -> None:
         "workflow.hpc.reconciler.dev/ultrasound-plan created"
     )
     table = columns(kubectl("get", "workflows").stdout)
-    assert table[0] == ["NAME", "PHASE", "PROGRESS", "CORE-HOURS", "AGE"]
+    assert table[0] == ["NAME", "PHASE", "PROGRESS", "ATTENTION", "CORE-HOURS", "AGE"]
     assert table[1][0] == "ultrasound-plan" and re.fullmatch(r"\d+s", table[1][-1])
     wide = columns(kubectl("get", "swf", "-o", "wide").stdout)
-    assert wide[0] == ["NAME", "PHASE", "PROGRESS", "CORE-HOURS", "AGE", "CLUSTER", "MESSAGE"]
+    assert wide[0] == ["NAME", "PHASE", "PROGRESS", "ATTENTION", "CORE-HOURS", "AGE", "CLUSTER", "MESSAGE"]
     obj = yaml.safe_load(kubectl("get", "workflow", "ultrasound-plan", "-o", "yaml").stdout)
     meta = obj["metadata"]
     assert meta["namespace"] == "default" and meta["generation"] == 1

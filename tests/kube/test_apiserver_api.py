@@ -215,14 +215,15 @@ def test_tables_for_custom_resources(crds: None, kube_api: client.ApiClient, api
         ("Name", "string", 0),
         ("Phase", "string", 0),
         ("Progress", "string", 0),
+        ("Attention", "string", 0),
         ("Core-hours", "number", 0),
         ("Age", "date", 0),
         ("Cluster", "string", 1),
         ("Message", "string", 1),
     ]
     cells = table["rows"][0]["cells"]
-    assert cells[:4] == ["t", "Failed", None, 2] and cells[5:] == [None, "simulate failed"]
-    assert re.fullmatch(r"\d+s", cells[4])
+    assert cells[:5] == ["t", "Failed", None, None, 2] and cells[6:] == [None, "simulate failed"]
+    assert re.fullmatch(r"\d+s", cells[5])
     assert table["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
 
 
