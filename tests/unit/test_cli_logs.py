@@ -225,10 +225,10 @@ def test_without_manifests_logs_reach_the_cluster_the_loop_recorded(world: World
         store.record_cluster(cluster, now=NOW)
     assert main(["logs", "scan", "prep", "--state-dir", str(world.state)]) == 0
     assert capsys.readouterr().out == "prepared\n"
-    keyed = cluster.model_copy(update={"spec": cluster.spec.model_copy(update={
-        "transport": "ssh", "ssh": {"host": "login", "user": "svc", "keySecretRef": "login-key"}})})
+    wire = cluster.to_wire()
+    wire["spec"].update(transport="ssh", ssh={"host": "login", "user": "svc", "keySecretRef": "login-key"})
     with Store(world.state / "state.db") as store:
-        store.record_cluster(type(cluster).model_validate(keyed.to_wire()), now=NOW)
+        store.record_cluster(type(cluster).model_validate(wire), now=NOW)
         assert store.cluster("dev").spec.ssh.key_secret_ref == "login-key"
     assert main(["logs", "scan", "prep", "--state-dir", str(world.state)]) == 1
     assert "Secret login-key, which is not on this machine" in capsys.readouterr().err
