@@ -42,14 +42,14 @@ class HistoryModels:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._count = -1
+        self._mark = -1
         self._learned = Learned()
 
     def learned(self) -> Learned:
-        count = self.store.runs_recorded()
-        if count != self._count:
+        mark = self.store.history_mark()
+        if mark != self._mark:
             self._learned = learn(self.store.runs())
-            self._count = count
+            self._mark = mark
         return self._learned
 
 

@@ -83,10 +83,12 @@ class HistoryBook(StoreConnection):
             db.executemany("UPDATE attempts SET in_history = 1 WHERE uid = ? AND task = ? AND attempt = ? AND part = ?",
                            [(a.uid, a.key.task, a.key.attempt, a.key.part) for a in attempts])
 
-    def runs_recorded(self) -> int:
-        """How many runs the history holds: it only grows, so a change says the models are stale."""
+    def history_mark(self) -> int:
+        """A number that changes whenever a run is added (the newest row's id: rows are only ever
+        added), so a change says the models are stale. Read every tick for every workflow that
+        chooses, so it must not cost a scan as COUNT(*) would: the rowid's maximum is one lookup."""
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+            return int(self._db.execute("SELECT COALESCE(MAX(rowid), 0) FROM runs").fetchone()[0])
 
     def runs(self, kind: str | None = None, *, limit: int | None = None) -> list[RunSample]:
         """Runs, newest first; of one kind when ``kind`` is given."""

@@ -61,9 +61,12 @@ def test_ended_attempts_become_runs_once(store: Store):
     usage = c.parse_sacct_usage((DATA / "sacct-usage.txt").read_text())
     runs, taken = runs_of(attempts, usage, {uid: resolved}, cluster="dev", now=T0 + timedelta(seconds=5))
     assert taken == attempts
+    assert store.history_mark() == 0
     store.record_runs(runs, attempts=taken)
+    mark = store.history_mark()
     store.record_runs(runs, attempts=taken)  # again: nothing changes
     assert store.unrecorded_attempts("dev", [uid]) == []
+    assert store.history_mark() == mark > 0
 
     prep, fan = sorted(store.runs(), key=lambda s: s.task, reverse=True)
     assert prep == RunSample(
