@@ -33,8 +33,9 @@ _TO_SUBMIT = frozenset({TaskPhase.WAITING, TaskPhase.QUEUED, TaskPhase.RETRYING}
 
 
 def needs_choosing(resolved: ResolvedWorkflow) -> bool:
-    return (resolved.spec.budget is not None or len(resolved.candidates) > 1
-            or any(task.resources.auto for task in resolved.tasks.values()))
+    """Whether planning the workflow on its cluster chooses anything: a task's auto resources, or
+    the predicted costs a budget needs (placing it among candidate clusters is done apart)."""
+    return resolved.spec.budget is not None or any(task.resources.auto for task in resolved.tasks.values())
 
 
 class HistoryModels:
@@ -119,7 +120,11 @@ def choosing_for(resolved: ResolvedWorkflow, *, clusters: Mapping[str, SlurmClie
         except (SlurmError, ValueError) as exc:
             log.warning("cluster %s: partitions: %s (left out of the choice)", client.name, exc)
     choosing = Choosing(offers=tuple(offers), learned=learned, optimizer=optimizer_of(resolved.spec, cluster))
-    pending = {name for name in resolved.tasks if _to_submit(previous, name)}
+    # Placing the workflow weighs every job task; once placed, only a task with auto resources
+    # has anything to choose that a start estimate could change.
+    placing = resolved.cluster is None
+    pending = {name for name, task in resolved.tasks.items()
+               if _to_submit(previous, name) and (placing or task.resources.auto)}
     wanted = queries(resolved, choosing=choosing, tasks=pending)
     if not wanted:
         return choosing
