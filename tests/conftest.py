@@ -3,7 +3,7 @@ run started it) and a Slurm client per transport, so every backend test runs thr
 
 Every test that needs a server process is marked ``slurm`` here, by the fixtures it uses, so that
 ``scripts/test -m "not slurm"`` (the fast lane) runs everything else without root and never starts
-the dev cluster, an sshd or the test Kubernetes API server.
+the dev cluster, an sshd or the Kubernetes control plane.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ from reconciler.api import SlurmCluster
 from reconciler.devcluster import DevCluster
 from reconciler.devcluster.configs import CLUSTER_NAME
 
+# The real Kubernetes control plane (etcd and kube-apiserver) and its fixtures.
+pytest_plugins = ["tests.controlplane.fixtures"]
+
 # The fixtures that start a server: the dev cluster (slurmctld, slurmd, slurmdbd, MariaDB and
-# sshd, installed and started as root), the private sshd of the transport tests, and the test
-# Kubernetes API server (tests/kube, and the one tests/integration/test_kubernetes.py points at
-# the dev cluster). A fixture that asks for one through request.getfixturevalue is invisible
-# here and marks its own parameter.
-SERVER_FIXTURES = frozenset({"dev_cluster", "sshd", "apiserver"})
+# sshd, installed and started as root), the private sshd of the transport tests, and the
+# Kubernetes control plane (etcd and kube-apiserver, tests/controlplane). A fixture that asks for
+# one through request.getfixturevalue is invisible here and marks its own parameter.
+SERVER_FIXTURES = frozenset({"dev_cluster", "sshd", "apiserver", "control_plane"})
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker

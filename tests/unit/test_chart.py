@@ -28,7 +28,7 @@ import yaml
 
 from reconciler.api import SlurmCluster
 from reconciler.kube.permissions import RULES
-from tests.kube.tools import helm_binary
+from tests.controlplane.tools import helm_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "slurm-reconciler"
