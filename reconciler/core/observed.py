@@ -158,3 +158,4 @@ class ClusterView:
     # it may be a job that ended before slurmdbd heard of it, so it is not submitted again.
     accounting_complete_until: datetime | None = None
     partitions: tuple[PartitionLimits, ...] = ()  # read every few minutes, not every tick
+    slurm_version: str | None = None  # read with the partitions

@@ -103,6 +103,7 @@ class JobUsage:
 class ClusterLimits:
     max_array_size: int  # array task ids must be below this
     max_job_count: int  # jobs slurmctld keeps at once, all users together
+    slurm_version: str | None = None  # as slurmctld reports it (SLURM_VERSION)
 
 
 # What scontrol says of a partition is what the core plans by: one type for both.
@@ -369,7 +370,8 @@ def parse_test_only(stderr: str) -> StartEstimate:
 
 
 def parse_config(text: str) -> ClusterLimits:
-    """MaxArraySize and MaxJobCount from ``scontrol show config`` (Slurm's defaults when absent)."""
+    """MaxArraySize and MaxJobCount from ``scontrol show config`` (Slurm's defaults when absent),
+    and the version of Slurm it reports."""
     settings: dict[str, str] = {}
     for line in text.splitlines():
         key, sep, value = line.partition("=")
@@ -380,6 +382,7 @@ def parse_config(text: str) -> ClusterLimits:
     return ClusterLimits(
         max_array_size=_int(settings.get("MaxArraySize", "1001"), "MaxArraySize"),
         max_job_count=_int(settings.get("MaxJobCount", "10000"), "MaxJobCount"),
+        slurm_version=settings.get("SLURM_VERSION") or None,
     )
 
 

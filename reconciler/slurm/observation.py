@@ -99,6 +99,7 @@ def cluster_view(
         default_partition=default,
         submit_limit=submit_limit,
         max_array_size=ClusterView.max_array_size if limits is None else limits.max_array_size,
+        slurm_version=None if limits is None else limits.slurm_version,
         accounting_complete_until=observed_at - ACCOUNTING_MAX_LAG if accounting_ok else None,
     )
 

@@ -220,7 +220,8 @@ def test_sacct_cancelled_spelling():
 
 
 def test_config_partitions_and_limits():
-    assert c.parse_config(data("scontrol-show-config.txt")) == ClusterLimits(max_array_size=1001, max_job_count=10000)
+    assert c.parse_config(data("scontrol-show-config.txt")) == ClusterLimits(max_array_size=1001, max_job_count=10000,
+                                                                             slurm_version="22.05.8")
     assert c.parse_partitions(data("scontrol-show-partition.txt")) == [
         PartitionInfo(name="debug", max_time_seconds=3600, default=True, state="UP", total_cpus=16, total_nodes=1)]
     assert c.parse_associations(data("sacctmgr-show-association.txt")) == [
