@@ -23,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 
 from reconciler.api import SlurmCluster, SlurmClusterSpec, WorkflowStatus
 from reconciler.core.plan import Event
-from reconciler.engine.controller import ClusterConnectionError
+from reconciler.engine.controller import ClusterConnectionError, ClusterReport
 from reconciler.manifests.loader import load_text
 from reconciler.slurm.commands import command_name
 from reconciler.slurm.transport import CommandResult
@@ -180,13 +180,14 @@ class LoginNodes(dict[str, FakeSlurm]):
 
 class MemoryPublisher:
     """A publisher that keeps what it is given: the last status written for each workflow
-    uid, the events, the pruned workflows. ``break_cluster`` makes a cluster's connection fail,
+    uid, the events, the pruned workflows, the cluster reports. ``break_cluster`` makes a cluster's connection fail,
     ``refuse_write`` makes the next status write of a workflow fail."""
 
     def __init__(self) -> None:
         self.written: dict[str, WorkflowStatus] = {}
         self.events: dict[str, list[Event]] = {}
         self.pruned: list[StoredWorkflow] = []
+        self.clusters: list[ClusterReport] = []
         self.connections: list[str] = []  # cluster names, one per connection asked for
         self._broken: dict[str, str] = {}
         self._refused: dict[str, str] = {}
@@ -204,7 +205,9 @@ class MemoryPublisher:
         pass
 
     def publish(self, *, statuses: Mapping[str, WorkflowStatus], events: Mapping[str, Sequence[Event]],
-                pruned: Sequence[StoredWorkflow], store: Store) -> dict[str, str]:
+                pruned: Sequence[StoredWorkflow], store: Store,
+                clusters: Sequence[ClusterReport] = ()) -> dict[str, str]:
+        self.clusters.extend(clusters)
         failed = {}
         for uid, status in statuses.items():
             stored = store.workflow_by_uid(uid)
@@ -230,15 +233,18 @@ class MemoryPublisher:
 
 
 class FakeCustomObjects:
-    """Workflow objects by (namespace, name), written the way the API server does: a status
-    replacement bumps the resourceVersion, a stale one is refused with 409. ``refuse`` makes
-    every call on one object fail with the given HTTP status."""
+    """Custom objects by (namespace, name), written the way the API server does: a status
+    server-side apply removes what the same manager applied before and left out now, and leaves
+    the fields it never applied (another writer's) alone; a merge patch removes the fields set to
+    null. Every write bumps the resourceVersion. ``refuse`` makes every call of one kind on one
+    object fail with the given HTTP status."""
 
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.status_writes: list[str] = []  # names, one per accepted status write
+        self.status_calls: list[dict[str, Any]] = []  # each status write, as it was asked for
+        self._applied: dict[tuple[str, str], dict[str, Any]] = {}  # the last status applied to each object
         self._refused: dict[tuple[str, str], tuple[int, str]] = {}
-        self._conflicts: dict[str, int] = {}
         self._version = 1
 
     def add(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -253,26 +259,22 @@ class FakeCustomObjects:
     def mend(self, name: str, *, call: str) -> None:
         self._refused.pop((call, name), None)
 
-    def conflict(self, name: str, times: int) -> None:
-        self._conflicts[name] = times
-
-    def replace_namespaced_custom_object_status(self, group: str, version: str, namespace: str, plural: str,
-                                                name: str, body: dict[str, Any]) -> dict[str, Any]:
+    def patch_namespaced_custom_object_status(self, group: str, version: str, namespace: str, plural: str,
+                                              name: str, body: dict[str, Any], **options: Any) -> dict[str, Any]:
         self._check("status", name)
+        self.status_calls.append({"plural": plural, "name": name, "body": copy.deepcopy(body), **options})
         current = self._get(namespace, name)
-        if self._conflicts.get(name, 0) > 0:  # someone else wrote it meanwhile
-            self._conflicts[name] -= 1
-            current["metadata"]["resourceVersion"] = self._next_version()
-        if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]:
-            raise ApiException(status=409, reason="Conflict")
-        current["status"] = copy.deepcopy(body["status"])
+        if options.get("_content_type") == "application/apply-patch+yaml":
+            status = _without(current.get("status") or {}, self._applied.get((namespace, name), {}), body["status"])
+            current["status"] = _merged(status, body["status"])
+            self._applied[(namespace, name)] = copy.deepcopy(body["status"])
+        elif options.get("_content_type") == "application/merge-patch+json":
+            current["status"] = _merged(current.get("status") or {}, body["status"])
+        else:
+            raise ApiException(status=415, reason="Unsupported Media Type")
         current["metadata"]["resourceVersion"] = self._next_version()
         self.status_writes.append(name)
         return copy.deepcopy(current)
-
-    def get_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str,
-                                     name: str) -> dict[str, Any]:
-        return copy.deepcopy(self._get(namespace, name))
 
     def patch_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str, name: str,
                                        body: list[dict[str, Any]], **_: Any) -> dict[str, Any]:
@@ -298,6 +300,30 @@ class FakeCustomObjects:
     def _next_version(self) -> str:
         self._version += 1
         return str(self._version)
+
+
+def _without(stored: dict[str, Any], applied_before: dict[str, Any], applied: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` less the fields applied before and not applied now (maps field by field)."""
+    kept = copy.deepcopy(stored)
+    for key, value in applied_before.items():
+        if key not in applied:
+            kept.pop(key, None)
+        elif isinstance(value, dict) and isinstance(applied[key], dict) and isinstance(kept.get(key), dict):
+            kept[key] = _without(kept[key], value, applied[key])
+    return kept
+
+
+def _merged(stored: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch (RFC 7386) of ``stored``: maps merged, null removes, the rest replaced."""
+    out = copy.deepcopy(stored)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 class FakeCoreV1:

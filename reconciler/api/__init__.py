@@ -1,7 +1,16 @@
 """The resource model of group hpc.reconciler.dev/v1alpha1: the single source of truth for
 validation, the CRD schemas and the status the reconciler writes."""
 
-from .cluster import Capacity, Partition, SlurmCluster, SlurmClusterSpec, SshSettings, TransportKind
+from .cluster import (
+    Capacity,
+    Partition,
+    PartitionSeen,
+    SlurmCluster,
+    SlurmClusterSpec,
+    SlurmClusterStatus,
+    SshSettings,
+    TransportKind,
+)
 from .meta import API_VERSION, GROUP, VERSION, Condition, ConditionStatus, ObjectMeta
 from .template import Parameter, WorkflowTemplate, WorkflowTemplateSpec
 from .workflow import (
@@ -34,8 +43,9 @@ KINDS: dict[str, type[Workflow] | type[WorkflowTemplate] | type[SlurmCluster]] =
 
 __all__ = [
     "API_VERSION", "GROUP", "KINDS", "VERSION", "ArraySource", "ArraySpec", "ArrayStatus", "Capacity", "Condition",
-    "ConditionStatus", "Escalation", "FailureKind", "ObjectMeta", "Parameter", "Partition", "Resource",
-    "Resources", "RetryPolicy", "SlurmCluster", "SlurmClusterSpec", "SshSettings", "Task", "TaskDefaults",
+    "ConditionStatus", "Escalation", "FailureKind", "ObjectMeta", "Parameter", "Partition", "PartitionSeen",
+    "Resource", "Resources", "RetryPolicy", "SlurmCluster", "SlurmClusterSpec", "SlurmClusterStatus", "SshSettings",
+    "Task", "TaskDefaults",
     "TaskInput", "TaskPhase", "TaskStatus", "TaskType", "TemplateRef", "TransportKind", "Workflow", "WorkflowPhase",
     "WorkflowSpec", "WorkflowStatus", "WorkflowTemplate", "WorkflowTemplateSpec",
 ]

@@ -1,4 +1,5 @@
-"""The SlurmCluster kind: where workflows run and how the reconciler reaches the cluster."""
+"""The SlurmCluster kind: where workflows run and how the reconciler reaches the cluster, and
+what the operator last saw there (its status)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from .meta import API_VERSION, FrozenModel, Model, ObjectMeta
+from .meta import API_VERSION, Condition, FrozenModel, Model, ObjectMeta
 from .orchestration import Scoring
 from .workflow import SLURM_WORD
 
@@ -66,8 +67,29 @@ class SlurmClusterSpec(FrozenModel):
         return 0.0
 
 
+class PartitionSeen(FrozenModel):
+    name: str
+    state: str = Field(description="as scontrol reports it: UP, DOWN, DRAIN or INACTIVE")
+
+
+class SlurmClusterStatus(Model):
+    """What the operator saw on the cluster the last time a tick looked at it. Facts read from
+    ``scontrol show config`` and partitions are kept while the cluster cannot be reached; the
+    job counts are left out then, since nobody knows them."""
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    slurm_version: str | None = None
+    max_array_size: int | None = Field(default=None, description="array task ids must be below this")
+    partitions: list[PartitionSeen] = Field(default_factory=list)
+    queued_jobs: int | None = Field(default=None, description=(
+        "the reconciler's jobs waiting in the queue (held ones too), array elements counted"))
+    running_jobs: int | None = Field(default=None, description="the reconciler's jobs running, array elements counted")
+
+
 class SlurmCluster(Model):
     api_version: Literal["hpc.reconciler.dev/v1alpha1"] = API_VERSION
     kind: Literal["SlurmCluster"] = "SlurmCluster"
     metadata: ObjectMeta
     spec: SlurmClusterSpec
+    status: SlurmClusterStatus | None = None

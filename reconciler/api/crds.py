@@ -283,9 +283,14 @@ _PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
     ],
     "WorkflowTemplate": [_AGE],
     "SlurmCluster": [
+        _column("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+        _column("Version", ".status.slurmVersion"),
+        _column("Queued", ".status.queuedJobs", "integer"),
+        _column("Running", ".status.runningJobs", "integer"),
         _column("Transport", ".spec.transport"),
         _AGE,
         _column("Workdir", ".spec.workdir", priority=1),
+        _column("Message", '.status.conditions[?(@.type=="Ready")].message', priority=1),
     ],
 }
 

@@ -6,6 +6,9 @@ local store) and by ``reconciler operator`` (Kubernetes mode: the informers' cac
 and a :class:`Publisher` that also writes status, events and finalizers to the API and hands
 out the credentials of each cluster). Guarantees:
 
+* every cluster a tick looks at gets a status from what it saw there (``Ready``, the version,
+  the partitions, our jobs queued and running), handed to the publisher with the workflows';
+
 * level-triggered: every tick starts from the whole declared and observed state, so a missed
   wake-up, a crash or a restart only delays work;
 * one ``squeue`` and one ``sacct`` per cluster per tick, whatever the number of jobs;
@@ -35,11 +38,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from ..api import SlurmCluster, SlurmClusterSpec, WorkflowPhase, WorkflowStatus
+from ..api import SlurmCluster, SlurmClusterSpec, SlurmClusterStatus, WorkflowPhase, WorkflowStatus
 from ..api.orchestration import AUTO
 from ..backoff import NO_JITTER, Backoff, backoff_delay
 from ..core.approvals import declared_decisions
 from ..core.assign import place
+from ..core.clusterstatus import NotReady, observed_cluster_status, unready_cluster_status
 from ..core.desired import DesiredState, classify_desired
 from ..core.observed import ClusterView, ObservedJob
 from ..core.plan import Event, WorkflowPlan
@@ -110,6 +114,14 @@ class Connect(Protocol):
     def __call__(self, spec: SlurmClusterSpec, *, private_key: str | None) -> Transport: ...
 
 
+@dataclass(frozen=True)
+class ClusterReport:
+    """A cluster a tick looked at, and the status that gives it."""
+
+    cluster: SlurmCluster
+    status: SlurmClusterStatus
+
+
 class Publisher(Protocol):
     """Where a tick's results go besides the store: Kubernetes mode writes them to the API."""
 
@@ -118,9 +130,11 @@ class Publisher(Protocol):
         approvals), so a lost local state loses nothing."""
 
     def publish(self, *, statuses: Mapping[str, WorkflowStatus], events: Mapping[str, Sequence[Event]],
-                pruned: Sequence[StoredWorkflow], store: Store) -> Mapping[str, str]:
-        """Write every status, event and prune; the statuses that could not be written, by
-        workflow uid, with the reason (the others are written whatever happened to these)."""
+                pruned: Sequence[StoredWorkflow], store: Store,
+                clusters: Sequence[ClusterReport] = ()) -> Mapping[str, str]:
+        """Write every status (the workflows' and the clusters'), event and prune; the workflow
+        statuses that could not be written, by workflow uid, with the reason (the others are
+        written whatever happened to these)."""
         ...
 
     def connection(self, cluster: SlurmCluster) -> tuple[SlurmClusterSpec, str | None]:
@@ -152,20 +166,24 @@ class TickResult:
     events: Mapping[str, tuple[Event, ...]] = field(default_factory=dict)
     pruned: tuple[StoredWorkflow, ...] = ()
     requeue_after: float | None = None  # seconds until something planned is due (a retry, a backoff's end)
+    clusters: tuple[ClusterReport, ...] = ()  # the clusters looked at, with what was seen there
 
     @classmethod
     def combine(cls, parts: Iterable[TickResult]) -> TickResult:
         statuses: dict[str, WorkflowStatus] = {}
         events: dict[str, tuple[Event, ...]] = {}
         pruned: list[StoredWorkflow] = []
+        clusters: list[ClusterReport] = []
         requeue: float | None = None
         for part in parts:
             statuses.update(part.statuses)
             for uid, items in part.events.items():
                 events[uid] = (*events.get(uid, ()), *items)
             pruned.extend(part.pruned)
+            clusters.extend(part.clusters)
             requeue = _earliest(requeue, part.requeue_after)
-        return cls(statuses=statuses, events=events, pruned=tuple(pruned), requeue_after=requeue)
+        return cls(statuses=statuses, events=events, pruned=tuple(pruned), requeue_after=requeue,
+                   clusters=tuple(clusters))
 
 
 @dataclass(frozen=True)
@@ -197,6 +215,9 @@ class Controller:
         self._backoff: dict[str, Backoff] = {}
         self._models = HistoryModels(store)
         self._estimates = StartEstimates()
+        # Each cluster's last status, so Ready's transition time moves only when it flips (the
+        # object's own status is the reconciler's output, never read back as desired state).
+        self._cluster_statuses: dict[str, SlurmClusterStatus] = {}
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -383,7 +404,7 @@ class Controller:
         if self.publisher is None:
             return
         failed = self.publisher.publish(statuses=result.statuses, events=result.events, pruned=result.pruned,
-                                        store=self.store)
+                                        store=self.store, clusters=result.clusters)
         for uid, reason in failed.items():
             stored = self.store.workflow_by_uid(uid)
             name = f"{stored.namespace}/{stored.name}" if stored is not None else uid
@@ -417,11 +438,15 @@ class Controller:
         self._drop_client(name)
         if isinstance(exc, ClusterConnectionError | TransportError):  # set-up: the message says what to fix
             reason = f"cannot connect to cluster {name}: {exc}"
+            why = NotReady.CONNECTION_FAILED
             log.warning("%s; next try in %.0fs", reason, delay)
         else:
             reason = f"unexpected {type(exc).__name__} on cluster {name}: {exc} (see the reconciler's log)"
+            why = NotReady.ERROR
             log.error("cluster %s: its part of the tick failed; next try in %.0fs", name, delay, exc_info=exc)
-        return self._unreachable(cluster, work, reason, now=now)
+        status = unready_cluster_status(why, reason, generation=cluster.metadata.generation,
+                                        previous=self._cluster_statuses.get(name), now=now)
+        return replace(self._unreachable(cluster, work, reason, now=now), clusters=(self._report(cluster, status),))
 
     def _reconcile_cluster(self, cluster: SlurmCluster, client: SlurmClient, work: ClusterWork, backoff: Backoff, *,
                            now: datetime) -> TickResult:
@@ -433,6 +458,9 @@ class Controller:
         self._judge(name, observation, backoff)
         self.metrics.observed(name, ok=observation.queue_ok and observation.accounting_ok)
         jobs = observation.jobs_by_workflow()
+        status = observed_cluster_status(view, [job for found in jobs.values() for job in found],
+                                         generation=cluster.metadata.generation,
+                                         previous=self._cluster_statuses.get(name), now=now)
         for stored, _ in work.workflows:
             self.store.update_from_observation(stored.uid, jobs.get(stored.uid, []), now=now, cluster=name)
         if observation.accounting_ok:
@@ -450,7 +478,11 @@ class Controller:
         if outcome.unavailable:
             backoff.failed()
         pruned = self._prune(work.prune, jobs, client, now=now) if view.reachable else ()
-        return _result(plans, outcome, pruned=pruned)
+        return replace(_result(plans, outcome, pruned=pruned), clusters=(self._report(cluster, status),))
+
+    def _report(self, cluster: SlurmCluster, status: SlurmClusterStatus) -> ClusterReport:
+        self._cluster_statuses[cluster.metadata.name] = status
+        return ClusterReport(cluster, status)
 
     @staticmethod
     def _judge(name: str, observation: Observation, backoff: Backoff) -> None:

@@ -3,7 +3,7 @@
 Called by the controller (every tick: its duration, the events it recorded, the state of every
 workflow the store holds, each cluster's observation and submissions), by the transports the
 controller opens (wrapped in :class:`MeteredTransport`: every Slurm and SSH command's latency
-and errors), by the Kubernetes publisher (status conflicts, the events it adds) and by
+and errors), by the Kubernetes publisher (the events it adds) and by
 ``reconciler run`` and ``reconciler operator``, which serve ``/metrics`` and ``/healthz``.
 
 What a scraper can rely on:
@@ -71,8 +71,6 @@ class Metrics:
         self.tick_seconds = Histogram("reconciler_tick_seconds", "time one tick took", registry=r,
                                       buckets=TICK_BUCKETS)
         self.events = PromCounter("reconciler_events", "events recorded, by reason", ["reason"], registry=r)
-        self.conflicts = PromCounter("reconciler_status_conflicts", "status writes refused with 409 and retried",
-                                     registry=r)
         self.submissions = PromCounter("reconciler_submissions", "jobs submitted (sbatch accepted them)",
                                        ["cluster"], registry=r)
         self.retries = PromCounter("reconciler_retries", "submissions of a task's next attempt after a failed one, "

@@ -1,6 +1,6 @@
-"""Every Kubernetes API call the operator makes, as RBAC rules: the single list the Helm chart's
-Role must grant (a test compares them) and the operator's calls must stay within (the end-to-end
-tests record what it asks the API server for and check it against this list)."""
+"""Every Kubernetes API call the operator makes, as RBAC rules, and no other: the single list the
+Helm chart's Role grants (a test compares them), which the operator's calls must stay within and
+use in full (the end-to-end tests read what it asked the API server for from its audit log)."""
 
 from __future__ import annotations
 
@@ -17,18 +17,20 @@ class Rule:
 
 
 RULES: tuple[Rule, ...] = (
-    # Desired state: watched; the finalizer is added and removed with a patch of the object.
-    Rule(GROUP, "workflows", ("get", "list", "watch", "patch")),
-    # Status is written only through the status subresource.
-    Rule(GROUP, "workflows/status", ("get", "update", "patch")),
-    Rule(GROUP, "workflowtemplates", ("get", "list", "watch")),
-    Rule(GROUP, "slurmclusters", ("get", "list", "watch")),
-    Rule(GROUP, "slurmclusters/status", ("get", "update", "patch")),
+    # Desired state comes from the informers (list, then watch); the finalizer and the pinned
+    # approve annotation are JSON patches of the object.
+    Rule(GROUP, "workflows", ("list", "watch", "patch")),
+    # Status: server-side apply (and the merge patch removing fields another writer left).
+    Rule(GROUP, "workflows/status", ("patch",)),
+    Rule(GROUP, "workflowtemplates", ("list", "watch")),
+    Rule(GROUP, "slurmclusters", ("list", "watch")),
+    Rule(GROUP, "slurmclusters/status", ("patch",)),
     # SSH keys of ssh SlurmClusters, read by name.
     Rule("", "secrets", ("get",)),
     # Task inputs from ConfigMaps, read by name.
     Rule("", "configmaps", ("get",)),
-    Rule("", "events", ("create", "patch")),
+    # Each event is a new object: nothing is counted up in an existing one.
+    Rule("", "events", ("create",)),
     # Leader election.
     Rule("coordination.k8s.io", "leases", ("get", "create", "update")),
 )

@@ -2,9 +2,14 @@
 
 Called by the controller (the ``Publisher`` hooks) in Kubernetes mode. Guarantees:
 
-* status is written only through the ``status`` subresource, as a whole replacement against
-  the object's resourceVersion; a 409 is retried against the freshly read object, and a status
-  that did not change is not written at all; ``spec`` is never written;
+* status is written only through the ``status`` subresource, by server-side apply as the field
+  manager ``slurm-reconciler`` (forced: the status is the operator's), so no read-modify-write
+  and no conflict to retry; what the applied status leaves out is removed (a field the
+  manager owned is dropped by the apply itself; one another writer owns, by a merge patch right
+  after it); a status that did not change is not written at all; ``spec`` is never written;
+* each SlurmCluster a tick looked at gets its status the same way (``Ready``, the version,
+  MaxArraySize, the partitions, our jobs queued and running), written only when it changed; one
+  that cannot be written is logged and written by the next tick;
 * a finalizer is on every Workflow the operator runs, and leaves only once the workflow's Slurm
   jobs were cancelled (the loop prunes a Workflow being deleted);
 * the local store is a cache: a run the store does not know is recreated from the object (its
@@ -19,12 +24,17 @@ Called by the controller (the ``Publisher`` hooks) in Kubernetes mode. Guarantee
 * cancel and retry come from the ``hpc.reconciler.dev/cancel`` and ``hpc.reconciler.dev/retry``
   annotations (``TASK`` or ``TASK@N`` entries, ``*`` for every task they fit); each distinct entry
   is acted on once, so changing ``N`` asks again;
+* finalizers and the approve annotation are changed with JSON patches that test the value read
+  first, so a concurrent change makes the patch fail (and the next tick try again) instead of
+  being overwritten;
 * a status, event or finalizer that cannot be written affects only its workflow: ``publish``
   writes every other one and returns the statuses it could not write (each also posted as a
   ``StatusWriteFailed`` event), and the next tick writes them again;
 * SSH private keys are read from the Secret a SlurmCluster names, kept in memory, never logged;
   a Secret that is missing or holds no key is a :class:`ClusterConnectionError` that says what
-  to fix.
+  to fix;
+* the calls it makes are those :mod:`.permissions` lists: patch on workflows (finalizers,
+  annotations), on workflows/status and slurmclusters/status, create on events, get on secrets.
 """
 
 from __future__ import annotations
@@ -32,7 +42,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,8 +52,16 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 from urllib3.exceptions import HTTPError
 
-from ..api import API_VERSION, GROUP, VERSION, SlurmCluster, SlurmClusterSpec, Task, WorkflowStatus
-from ..backoff import backoff_delay
+from ..api import (
+    API_VERSION,
+    GROUP,
+    VERSION,
+    SlurmCluster,
+    SlurmClusterSpec,
+    SlurmClusterStatus,
+    Task,
+    WorkflowStatus,
+)
 from ..core.approvals import (
     REJECT_ANNOTATION,
     VALUES_ANNOTATION,
@@ -64,12 +81,12 @@ from ..core.requests import (
     retryable_tasks,
     tasks_named,
 )
-from ..engine.controller import ClusterConnectionError, status_write_failed
+from ..engine.controller import ClusterConnectionError, ClusterReport, status_write_failed
 from ..engine.metrics import Metrics
 from ..sources.base import Snapshot
 from ..store.database import Store, StoredWorkflow
-from .informer import custom_object
-from .source import KubernetesSource, deleting, origin
+from .informer import Informer, custom_object
+from .source import PLURALS, KubernetesSource, deleting, origin
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +96,10 @@ APPROVE_ANNOTATION = f"{GROUP}/approve"
 CANCEL_ANNOTATION = f"{GROUP}/cancel"
 RETRY_ANNOTATION = f"{GROUP}/retry"
 COMPONENT = "slurm-reconciler"
-CONFLICT_RETRIES = 10
-# Between two conflicting status writes: up to 50 ms, doubling to at most 1.6 s, drawn from the
-# whole range so that writers that collided once do not collide again.
-CONFLICT_BACKOFF_BASE = 0.05
-CONFLICT_BACKOFF_CAP = 1.6
+# The owner of .status in every object's managedFields.
+FIELD_MANAGER = "slurm-reconciler"
+APPLY_PATCH = "application/apply-patch+yaml"  # the client sends a dict body as JSON, which is YAML
+MERGE_PATCH = "application/merge-patch+json"
 # What a call to the API server can fail with: its answer, or no answer at all.
 API_ERRORS = (ApiException, HTTPError, OSError)
 # Secret keys: kubernetes.io/ssh-auth's own, then a plain name.
@@ -91,8 +107,31 @@ KEY_FIELDS = ("ssh-privatekey", "privateKey")
 KNOWN_HOSTS_FIELD = "known_hosts"
 
 
-def _status_document(status: WorkflowStatus) -> dict[str, Any]:
+def _status_document(status: WorkflowStatus | SlurmClusterStatus) -> dict[str, Any]:
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def status_apply_body(kind: str, *, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    """What a server-side apply of ``status`` sends: the object's identity and its status, no
+    more, so the field manager owns ``.status`` and nothing else."""
+    return {"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": name, "namespace": namespace},
+            "status": status}
+
+
+def leftover_fields(stored: Any, applied: Any) -> dict[str, Any] | None:
+    """The merge patch that removes from ``stored`` every field ``applied`` does not have (None
+    when there is none). An apply removes only the fields its manager owned; one another writer
+    set (a status written before with an update, a hand edit) stays until it is removed this way.
+    Lists are compared whole: the CRD's lists are atomic, an apply replaces them."""
+    if not isinstance(stored, dict) or not isinstance(applied, dict):
+        return None
+    patch: dict[str, Any] = {}
+    for key, value in stored.items():
+        if key not in applied:
+            patch[key] = None
+        elif (inner := leftover_fields(value, applied[key])) is not None:
+            patch[key] = inner
+    return patch or None
 
 
 def _api_error(exc: Exception) -> str:
@@ -260,7 +299,8 @@ class KubernetesPublisher:
     # -- after the tick ----------------------------------------------------------------------
 
     def publish(self, *, statuses: Mapping[str, WorkflowStatus], events: Mapping[str, Sequence[Event]],
-                pruned: Sequence[StoredWorkflow], store: Store) -> dict[str, str]:
+                pruned: Sequence[StoredWorkflow], store: Store,
+                clusters: Sequence[ClusterReport] = ()) -> dict[str, str]:
         failed: dict[str, str] = {}
         for uid, status in statuses.items():
             stored = store.workflow_by_uid(uid)
@@ -280,6 +320,8 @@ class KubernetesPublisher:
             if obj is not None and obj["metadata"]["uid"] == stored.uid and FINALIZER in (
                     obj["metadata"].get("finalizers") or []):
                 self._set_finalizers(obj, [f for f in obj["metadata"]["finalizers"] if f != FINALIZER])
+        for report in clusters:
+            self._write_cluster_status(report)
         # The controller counts the tick's events; these are the ones added here.
         self.metrics.count_events({uid: [status_write_failed(reason)] for uid, reason in failed.items()})
         return failed
@@ -287,44 +329,57 @@ class KubernetesPublisher:
     def _write_status(self, stored: StoredWorkflow, document: dict[str, Any]) -> str | None:
         """Write one workflow's status; why it could not be written, or None."""
         try:
-            return self._replace_status(stored, document)
+            self._apply_status(self.source.workflows, "Workflow", namespace=stored.namespace, name=stored.name,
+                               uid=stored.uid, document=document)
+            return None
         except API_ERRORS as exc:
             return _api_error(exc)
         except Exception as exc:  # one workflow's status must not keep the others from being written
             log.exception("workflow %s/%s: writing its status failed", stored.namespace, stored.name)
             return f"unexpected {type(exc).__name__}: {exc}"
 
-    def _replace_status(self, stored: StoredWorkflow, document: dict[str, Any]) -> str | None:
-        obj = self.source.workflows.get(stored.namespace, stored.name)
-        if obj is not None and (obj.get("status") == document or self._written.get(stored.uid) == (
-                document, obj.get("status"))):
-            return None
-        for attempt in range(1, CONFLICT_RETRIES + 1):
-            if obj is None or obj["metadata"]["uid"] != stored.uid:
-                return None  # the object is gone: nothing to write to
-            body = {**obj, "status": document}
-            try:
-                updated = custom_object(self.custom.replace_namespaced_custom_object_status(
-                    GROUP, VERSION, stored.namespace, "workflows", stored.name, body))
-                self.source.workflows.remember(updated)
-                self._written[stored.uid] = (document, updated.get("status"))
-                return None
-            except ApiException as exc:
-                if exc.status == 404:
-                    return None
-                if exc.status != 409:
-                    raise
-                self.metrics.conflicts.inc()
-                time.sleep(backoff_delay(attempt, base=CONFLICT_BACKOFF_BASE, cap=CONFLICT_BACKOFF_CAP,
-                                         jitter=(0.0, 1.0)))
-                try:
-                    obj = custom_object(self.custom.get_namespaced_custom_object(
-                        GROUP, VERSION, stored.namespace, "workflows", stored.name))
-                except ApiException as read_error:
-                    if read_error.status == 404:
-                        return None
-                    raise
-        return f"409 Conflict: still conflicting after {CONFLICT_RETRIES} tries"
+    def _write_cluster_status(self, report: ClusterReport) -> None:
+        meta = report.cluster.metadata
+        if meta.uid is None:
+            return  # not read from the API server: there is no object to write to
+        try:
+            self._apply_status(self.source.informers["SlurmCluster"], "SlurmCluster", namespace=meta.namespace,
+                               name=meta.name, uid=meta.uid, document=_status_document(report.status))
+        except API_ERRORS as exc:
+            log.warning("slurmcluster %s/%s: status not written (%s); the next tick writes it again", meta.namespace,
+                        meta.name, _api_error(exc))
+        except Exception:  # a cluster's status must not keep the tick's other writes from happening
+            log.exception("slurmcluster %s/%s: writing its status failed", meta.namespace, meta.name)
+
+    def _apply_status(self, informer: Informer, kind: str, *, namespace: str, name: str, uid: str,
+                      document: dict[str, Any]) -> None:
+        """Server-side apply ``document`` as the status of the object ``uid``, unless the object
+        is gone or already shows it."""
+        obj = informer.get(namespace, name)
+        if obj is None or obj["metadata"]["uid"] != uid:
+            return  # the object is gone (or is another one of that name): nothing to write to
+        if obj.get("status") == document or self._written.get(uid) == (document, obj.get("status")):
+            return
+        plural = PLURALS[kind]
+        try:
+            updated = custom_object(self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, plural, name,
+                status_apply_body(kind, namespace=namespace, name=name, status=document),
+                field_manager=FIELD_MANAGER, force=True, _content_type=APPLY_PATCH))
+            leftover = leftover_fields(updated.get("status"), document)
+            if leftover is not None:
+                log.info("%s: removing status fields the operator no longer sets: %s", origin(kind, obj),
+                         ", ".join(sorted(leftover)))
+                updated = custom_object(self.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, namespace, plural, name, {"status": leftover}, field_manager=FIELD_MANAGER,
+                    _content_type=MERGE_PATCH))
+        except ApiException as exc:
+            if exc.status == 404:
+                return  # deleted since the cache saw it
+            raise
+        informer.remember(updated)
+        # The server may prune or default fields: "unchanged" is judged against its own answer.
+        self._written[uid] = (document, updated.get("status"))
 
     def _event(self, obj: dict[str, Any], event: Event) -> None:
         meta = obj["metadata"]

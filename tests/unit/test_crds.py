@@ -174,8 +174,9 @@ def test_only_kinds_with_a_status_get_the_status_subresource():
             assert version["subresources"] == {"status": {}}
         else:
             assert "subresources" not in version
-    [version] = crd_for("Workflow")["spec"]["versions"]
-    assert "subresources" in version
+    for kind in ("Workflow", "SlurmCluster"):
+        [version] = crd_for(kind)["spec"]["versions"]
+        assert "subresources" in version
 
 
 def columns(kind: str) -> list[tuple]:
@@ -198,9 +199,14 @@ def test_workflow_printer_columns():
 def test_template_and_cluster_printer_columns():
     assert columns("WorkflowTemplate") == [("Age", "date", ".metadata.creationTimestamp", 0)]
     assert columns("SlurmCluster") == [
+        ("Ready", "string", '.status.conditions[?(@.type=="Ready")].status', 0),
+        ("Version", "string", ".status.slurmVersion", 0),
+        ("Queued", "integer", ".status.queuedJobs", 0),
+        ("Running", "integer", ".status.runningJobs", 0),
         ("Transport", "string", ".spec.transport", 0),
         ("Age", "date", ".metadata.creationTimestamp", 0),
         ("Workdir", "string", ".spec.workdir", 1),
+        ("Message", "string", '.status.conditions[?(@.type=="Ready")].message', 1),
     ]
 
 

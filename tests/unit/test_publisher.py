@@ -1,7 +1,8 @@
 """The Kubernetes publisher against in-memory API objects (tests/fakes.py) that fail the way
 the API server does (ApiException with its HTTP status): one write that fails affects only its
 workflow, and a cluster's credentials that cannot be had are a ClusterConnectionError that says
-what to fix. The same code against a real API server: tests/integration/test_kubernetes.py."""
+what to fix, and status is written by server-side apply, only when it changed. The same code
+against a real API server: tests/integration/test_kube_status.py and test_kubernetes.py."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from reconciler.api import API_VERSION, SlurmCluster, WorkflowPhase, WorkflowStatus
 from reconciler.engine.controller import ClusterConnectionError
 from reconciler.engine.metrics import Metrics
-from reconciler.kube.publisher import FINALIZER, KubernetesPublisher
+from reconciler.kube.publisher import FINALIZER, KubernetesPublisher, leftover_fields
 from reconciler.kube.source import KubernetesSource
 from reconciler.manifests.loader import load_text
 from reconciler.sources.base import Snapshot
@@ -91,14 +92,55 @@ def test_a_status_not_written_is_written_by_the_next_publish(world: World):
     assert world.status_of("one")["progress"] == "0/1"
 
 
-def test_conflicting_writes_are_retried_against_the_fresh_object(world: World):
+def test_status_is_applied_by_the_operator_as_field_manager(world: World):
     one = world.workflow("one")
-    world.custom.conflict("one", times=2)
 
     assert world.publisher.publish(statuses={one.uid: running("1/2")}, events={}, pruned=[], store=world.store) == {}
 
+    [call] = world.custom.status_calls
+    assert (call["plural"], call["field_manager"], call["force"], call["_content_type"]) == (
+        "workflows", "slurm-reconciler", True, "application/apply-patch+yaml")
+    assert call["body"] == {"apiVersion": API_VERSION, "kind": "Workflow",
+                            "metadata": {"name": "one", "namespace": "default"},
+                            "status": running("1/2").model_dump(mode="json", by_alias=True, exclude_none=True)}
     assert world.status_of("one")["progress"] == "1/2"
-    assert world.metrics.registry.get_sample_value("reconciler_status_conflicts_total") == 2.0
+
+
+def test_an_unchanged_status_is_not_written_again(world: World):
+    one = world.workflow("one")
+    for _ in range(3):
+        world.publisher.publish(statuses={one.uid: running("1/2")}, events={}, pruned=[], store=world.store)
+    assert world.custom.status_writes == ["one"]
+
+
+def test_a_field_the_operator_stops_setting_is_gone(world: World):
+    one = world.workflow("one")
+    world.publisher.publish(statuses={one.uid: running("1/2")}, events={}, pruned=[], store=world.store)
+
+    world.publisher.publish(statuses={one.uid: WorkflowStatus(phase=WorkflowPhase.RUNNING)}, events={}, pruned=[],
+                            store=world.store)
+
+    assert "progress" not in world.status_of("one")
+    assert len(world.custom.status_calls) == 2  # the apply alone removed it
+
+
+def test_fields_another_writer_left_in_the_status_are_removed_after_the_apply(world: World):
+    one = world.workflow("one")
+    world.custom.objects[("default", "one")]["status"] = {"phase": "Running", "progress": "0/2", "cluster": "old",
+                                                          "tasks": {"gone": {"phase": "Running"}}}
+
+    world.publisher.publish(statuses={one.uid: running("1/2")}, events={}, pruned=[], store=world.store)
+
+    assert world.status_of("one") == running("1/2").model_dump(mode="json", by_alias=True, exclude_none=True)
+    _, merge = world.custom.status_calls
+    assert merge["_content_type"] == "application/merge-patch+json"
+    assert merge["body"] == {"status": {"cluster": None, "tasks": {"gone": None}}}
+
+
+def test_leftover_fields_name_what_the_applied_status_lacks():
+    assert leftover_fields({"a": 1, "b": {"c": 2, "d": 3}, "e": [1]}, {"a": 1, "b": {"c": 2}, "e": []}) == {
+        "b": {"d": None}}
+    assert leftover_fields({"a": 1}, {"a": 2, "b": 3}) is None
 
 
 def test_a_finalizer_that_cannot_be_added_does_not_stop_the_others(world: World):

@@ -78,35 +78,40 @@ the watched namespace, so the operator sees them; the release namespace when it 
 
 {{/*
 The operator's permissions: exactly the rules of reconciler/kube/permissions.py (RULES), in
-the same order, one resource per rule, but for Secrets, which secret-access.yaml grants by name
-in their own namespaces. The Role or ClusterRole grants these and nothing else;
-tests/unit/test_chart.py fails when the lists differ.
+the same order, one resource per rule. The Role or ClusterRole grants these and nothing else;
+tests/unit/test_chart.py fails when the two lists differ.
 */}}
 {{- define "slurm-reconciler.rules" -}}
-# Desired state: watched; the finalizer is added and removed with a patch of the object.
+# Desired state comes from the informers (list, then watch); the finalizer and the pinned
+# approve annotation are JSON patches of the object.
 - apiGroups: ["hpc.reconciler.dev"]
   resources: ["workflows"]
-  verbs: ["get", "list", "watch", "patch"]
-# Status is written only through the status subresource.
+  verbs: ["list", "watch", "patch"]
+# Status: server-side apply (and the merge patch removing fields another writer left).
 - apiGroups: ["hpc.reconciler.dev"]
   resources: ["workflows/status"]
-  verbs: ["get", "update", "patch"]
+  verbs: ["patch"]
 - apiGroups: ["hpc.reconciler.dev"]
   resources: ["workflowtemplates"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["hpc.reconciler.dev"]
   resources: ["slurmclusters"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["hpc.reconciler.dev"]
   resources: ["slurmclusters/status"]
-  verbs: ["get", "update", "patch"]
+  verbs: ["patch"]
+# SSH keys of ssh SlurmClusters, read by name.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
 # Task inputs from ConfigMaps, read by name.
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get"]
+# Each event is a new object: nothing is counted up in an existing one.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{ include "slurm-reconciler.leaseRule" . }}
 {{- end }}
 
