@@ -5,9 +5,10 @@ Called by the control-plane fixture before it starts the servers. The module's `
 the Kubernetes repository's own ``go.mod`` does with local paths) and ``go.etcd.io/etcd/server/v3``;
 ``go.sum`` fixes every module's hash, so the build reads exactly those sources from the Go module
 proxy. Guarantees: the binaries land in a cache directory outside the repository keyed by the
-hash of the module's files, so a changed pin builds afresh and an unchanged one is reused at once;
-Go's own module and build caches make a rebuild after a pin change cheap; two processes asking
-at once build once (a file lock).
+hash of the module's files and of the version stamp linked in (``ldflags``: the server reports
+the pinned release, as kubectl and helm expect), so a changed pin builds afresh and an unchanged
+one is reused at once; Go's own module and build caches make a rebuild after a pin change
+cheap; two processes asking at once build once (a file lock).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -45,11 +47,24 @@ def cache_root() -> Path:
 
 
 def source_hash() -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(ldflags().encode() + b"\0")
     files = [MODULE / "go.mod", MODULE / "go.sum", *sorted((MODULE / "cmd").rglob("*.go"))]
     for path in files:
         digest.update(path.relative_to(MODULE).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def ldflags() -> str:
+    """The version stamp a Kubernetes release build links in (k8s.io/component-base/version):
+    without it the server reports v0.0.0-master, which clients checking the server's version
+    refuse (helm, for a chart's kubeVersion)."""
+    found = re.search(r"^\s*k8s\.io/kubernetes (v(\d+)\.(\d+)\.\d+)\s*$", (MODULE / "go.mod").read_text(), re.MULTILINE)
+    if found is None:
+        raise BuildFailed("tests/controlplane/go.mod requires no k8s.io/kubernetes version")
+    version, major, minor = found.groups()
+    package = "k8s.io/component-base/version"
+    return (f"-X {package}.gitVersion={version} -X {package}.gitMajor={major} -X {package}.gitMinor={minor}"
+            f" -X {package}.gitTreeState=clean")
 
 
 def go_binary() -> str:
@@ -81,7 +96,8 @@ def _build(target: Path) -> None:
     # -mod=readonly: go.sum is the contract; a module whose hash differs fails instead of being
     # written into the repository. -trimpath keeps build paths out of the binaries.
     env = {**os.environ, "GOFLAGS": "-mod=readonly", "CGO_ENABLED": "0"}
-    argv = [go_binary(), "build", "-trimpath", "-o", str(staging) + "/", *(f"./cmd/{c}" for c in COMMANDS)]
+    argv = [go_binary(), "build", "-trimpath", "-ldflags", ldflags(), "-o", str(staging) + "/",
+            *(f"./cmd/{c}" for c in COMMANDS)]
     done = subprocess.run(argv, cwd=MODULE, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False)
     if done.returncode != 0:
         raise BuildFailed(f"go build of the test control plane failed ({done.returncode}):\n{done.stderr[-4000:]}")

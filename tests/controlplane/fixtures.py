@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import uuid
@@ -32,6 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "slurm-reconciler"
 # The chart's release name in the tests, hence the ServiceAccount, Role and Lease names.
 RELEASE = "slurm-reconciler"
+# The chart's templates that make the operator's identity: its ServiceAccount, its Role, and the
+# Roles reading named Secrets (which render nothing unless the values name a Secret).
+ACCOUNT_TEMPLATES = ("serviceaccount.yaml", "rbac.yaml", "secret-access.yaml")
 
 
 class Kubectl:
@@ -115,12 +119,16 @@ class OperatorAccount:
 def install_operator_account(plane: ControlPlane, namespace: str, directory: Path,
                              *values: str) -> OperatorAccount:
     """The chart's ServiceAccount and RBAC for an operator watching ``namespace`` (plus any
-    ``--set`` values), applied as admin, and a kubeconfig with a token of that ServiceAccount."""
+    helm arguments in ``values``, e.g. ``"--set", "secretAccess[0].name=key"`` for the Secrets it
+    may read), applied as admin, and a kubeconfig with a token of that ServiceAccount. Called
+    again in the same namespace, it applies what these values render over what is there (e.g.
+    one more Secret named) and makes a new token."""
     admin = Kubectl(plane.admin_kubeconfig, namespace)
-    rendered = helm_template("--set", "watch.allNamespaces=false", *values,
-                             "--show-only", "templates/serviceaccount.yaml",
-                             "--show-only", "templates/rbac.yaml", namespace=namespace)
-    admin.apply(rendered)
+    # Filtered by source rather than with --show-only, which fails on a template rendering nothing.
+    rendered = helm_template("--set", "watch.allNamespaces=false", *values, namespace=namespace)
+    sources = tuple(f"# Source: {CHART.name}/templates/{name}\n" for name in ACCOUNT_TEMPLATES)
+    admin.apply("---\n".join(doc for doc in re.split(r"^---\n", rendered, flags=re.MULTILINE)
+                             if doc.startswith(sources)))
     token = admin("create", "token", RELEASE, "--duration", "24h").stdout.strip()
     kubeconfig = plane.kubeconfig_for_token(token, directory / f"{namespace}-operator.kubeconfig", namespace=namespace)
     return OperatorAccount(namespace=namespace, service_account=RELEASE, kubeconfig=kubeconfig)

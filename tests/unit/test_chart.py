@@ -3,7 +3,10 @@
 The chart is linted and rendered by a real helm binary; every rendered object is validated
 against the Kubernetes 1.32 API schemas (kubernetes-validate), or, for the custom resources,
 against the chart's own CRDs and the project's models. The RBAC rules it grants are compared
-with reconciler.kube.permissions.RULES, the list the operator's API calls are held to.
+with reconciler.kube.permissions.RULES, the list the operator's API calls are held to: the
+Role or ClusterRole grants them all but the Secrets rule, which per-namespace Roles grant for
+named Secrets only. (tests/integration/test_kube_chart.py installs the chart on a real API
+server.)
 
 No Docker engine is needed: the Dockerfile is checked statically (base image, user, entrypoint,
 and that everything it copies exists and is inside the build context).
@@ -41,7 +44,7 @@ FULLNAME = "hpc-slurm-reconciler"
 
 @functools.cache
 def helm() -> str:
-    # The pinned helm v3.17.2 that the Kubernetes-mode tests use too (tests/kube/tools.py).
+    # The pinned helm v3.17.2 that the Kubernetes-mode tests use too (tests/controlplane/tools.py).
     return str(helm_binary())
 
 
@@ -82,6 +85,14 @@ SCENARIOS: dict[str, dict] = {
         "slurmClusters": [SSH_CLUSTER, LOCAL_CLUSTER],
         "sshSecrets": [{"name": "hpc1-ssh", "privateKey": PRIVATE_KEY, "knownHosts": KNOWN_HOSTS}],
     },
+    # Every namespace watched, the keys named three ways: by a SlurmCluster from values (in the
+    # release namespace), by an sshSecrets entry of its own namespace, and in secretAccess.
+    "secrets-all-namespaces": {
+        "slurmClusters": [SSH_CLUSTER, LOCAL_CLUSTER],
+        "sshSecrets": [{"name": "north-ssh", "namespace": "north", "privateKey": PRIVATE_KEY}],
+        "secretAccess": [{"name": "hpc1-ssh"}, {"name": "south-ssh", "namespace": "south"},
+                         {"name": "hpc2-ssh"}],
+    },
 }
 
 
@@ -112,7 +123,8 @@ def of_kind(docs: list[dict], kind: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("strict", [False, True], ids=["lint", "lint-strict"])
-@pytest.mark.parametrize("scenario", ["defaults", "one-namespace", "clusters", "grafana-dashboard"])
+@pytest.mark.parametrize("scenario", ["defaults", "one-namespace", "clusters", "grafana-dashboard",
+                                      "secrets-all-namespaces"])
 def test_helm_lint_passes(strict: bool, scenario: str):
     args = ["lint", str(CHART), "--namespace", RELEASE_NAMESPACE, "-f", "-"] + (["--strict"] if strict else [])
     result = run_helm(*args, stdin=json.dumps(SCENARIOS[scenario]))
@@ -127,7 +139,8 @@ def test_renders_the_operator_and_its_access(scenario: str):
     assert kinds.count("Deployment") == 1
     assert kinds.count("ServiceAccount") == 1
     assert kinds.count("Service") == 1
-    assert ("ClusterRole" in kinds) != ("Role" in kinds)
+    operator_roles = [d for d in docs if d["kind"] in ("Role", "ClusterRole") and d["metadata"]["name"] == FULLNAME]
+    assert len(operator_roles) == 1
     for doc in docs:
         assert doc["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
         if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
@@ -202,11 +215,15 @@ def test_chart_crds_are_the_repository_crds_byte_for_byte():
 # --- RBAC ---------------------------------------------------------------------------------------
 
 
-def expanded(rules: list[dict]) -> list[tuple[str, str, tuple[str, ...]]]:
-    """Rendered policy rules as (group, resource, verbs), refusing anything RULES cannot say."""
+def expanded(rules: list[dict], *, by_name: bool = False) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Rendered policy rules as (group, resource, verbs), refusing anything RULES cannot say;
+    ``by_name``: each rule must name its objects (resourceNames), and names only."""
     out = []
     for rule in rules:
-        assert set(rule) == {"apiGroups", "resources", "verbs"}, f"unexpected keys in {rule}"
+        keys = {"apiGroups", "resources", "verbs"} | ({"resourceNames"} if by_name else set())
+        assert set(rule) == keys, f"unexpected keys in {rule}"
+        if by_name:
+            assert rule["resourceNames"] and "" not in rule["resourceNames"], rule
         for field in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[field], f"wildcard in {rule}"
         out += [(group, resource, tuple(rule["verbs"]))
@@ -215,13 +232,42 @@ def expanded(rules: list[dict]) -> list[tuple[str, str, tuple[str, ...]]]:
 
 
 EXPECTED_RULES = [(rule.api_group, rule.resource, rule.verbs) for rule in RULES]
+# What the operator reads only by name, in the object's namespace: granted per namespace with
+# resourceNames (templates/secret-access.yaml), never by the operator's Role or ClusterRole.
+BY_NAME = {("", "secrets")}
+EXPECTED_BY_NAME = [r for r in EXPECTED_RULES if r[:2] in BY_NAME]
+EXPECTED_OPERATOR_ROLE = [r for r in EXPECTED_RULES if r[:2] not in BY_NAME]
+
+
+def test_rules_read_by_name_are_rules_of_the_operator():
+    # Otherwise BY_NAME would silently split nothing off and the comparisons below would be weaker.
+    assert sorted(r[:2] for r in EXPECTED_BY_NAME) == sorted(BY_NAME)
+
+
+def secret_roles(docs: list[dict]) -> dict[str, list[str]]:
+    """Namespace -> the Secret names the per-namespace Role there grants, checking that each such
+    Role is bound to the operator's ServiceAccount and grants RULES' secrets rule and no more."""
+    granted = {}
+    for role in of_kind(docs, "Role"):
+        if role["metadata"]["name"] != f"{FULLNAME}-secrets":
+            continue
+        namespace = role["metadata"]["namespace"]
+        assert expanded(role["rules"], by_name=True) == EXPECTED_BY_NAME
+        [rule] = role["rules"]
+        granted[namespace] = rule["resourceNames"]
+        [binding] = [b for b in of_kind(docs, "RoleBinding")
+                     if b["metadata"]["name"] == role["metadata"]["name"] and b["metadata"]["namespace"] == namespace]
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                      "name": role["metadata"]["name"]}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": RELEASE_NAMESPACE}]
+    return granted
 
 
 def test_cluster_role_grants_exactly_the_operator_rules():
     docs = render(SCENARIOS["defaults"])
     assert not of_kind(docs, "Role") and not of_kind(docs, "RoleBinding")
     role = the(docs, "ClusterRole")
-    assert expanded(role["rules"]) == EXPECTED_RULES
+    assert expanded(role["rules"]) == EXPECTED_OPERATOR_ROLE
     binding = the(docs, "ClusterRoleBinding")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                   "name": role["metadata"]["name"]}
@@ -236,7 +282,7 @@ def test_role_grants_exactly_the_operator_rules_in_the_watched_namespace(scenari
     assert not of_kind(docs, "ClusterRole") and not of_kind(docs, "ClusterRoleBinding")
     role = the(docs, "Role", FULLNAME)
     assert role["metadata"]["namespace"] == watched
-    assert expanded(role["rules"]) == EXPECTED_RULES
+    assert expanded(role["rules"]) == EXPECTED_OPERATOR_ROLE
     binding = the(docs, "RoleBinding", FULLNAME)
     assert binding["metadata"]["namespace"] == watched
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": FULLNAME}
@@ -253,6 +299,39 @@ def test_role_grants_exactly_the_operator_rules_in_the_watched_namespace(scenari
         lease_binding = the(docs, "RoleBinding", lease_role["metadata"]["name"])
         assert lease_binding["metadata"]["namespace"] == RELEASE_NAMESPACE
         assert lease_binding["roleRef"]["name"] == lease_role["metadata"]["name"]
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "one-namespace", "release-namespace"])
+def test_no_secret_is_readable_unless_named(scenario: str):
+    assert secret_roles(render(SCENARIOS[scenario])) == {}
+
+
+def test_secrets_are_readable_by_name_in_their_own_namespace_only():
+    granted = secret_roles(render(SCENARIOS["clusters"]))
+    # hpc1's keySecretRef and the sshSecrets entry name the same Secret in the watched namespace;
+    # the local cluster in sandbox names none.
+    assert granted == {"hpc-team": ["hpc1-ssh"]}
+
+
+def test_named_secrets_get_roles_per_namespace_even_when_every_namespace_is_watched():
+    docs = render(SCENARIOS["secrets-all-namespaces"])
+    # A ClusterRole naming a Secret would grant that name in every namespace.
+    assert expanded(the(docs, "ClusterRole")["rules"]) == EXPECTED_OPERATOR_ROLE
+    assert secret_roles(docs) == {RELEASE_NAMESPACE: ["hpc1-ssh", "hpc2-ssh"], "north": ["north-ssh"],
+                                  "south": ["south-ssh"]}
+
+
+def test_the_roles_together_grant_exactly_the_operator_rules():
+    docs = render(SCENARIOS["secrets-all-namespaces"])
+    granted = {rule for role in of_kind(docs, "ClusterRole") + of_kind(docs, "Role")
+               for rule in expanded([{k: v for k, v in r.items() if k != "resourceNames"} for r in role["rules"]])}
+    assert granted == set(EXPECTED_RULES)
+
+
+def test_secret_access_names_must_be_object_names():
+    refused = run_helm("template", RELEASE, str(CHART), "-f", "-",
+                       stdin=json.dumps({"secretAccess": [{"name": "Not A Name"}]}))
+    assert refused.returncode != 0 and "secretAccess" in refused.stderr
 
 
 # --- the Deployment -----------------------------------------------------------------------------

@@ -78,8 +78,9 @@ the watched namespace, so the operator sees them; the release namespace when it 
 
 {{/*
 The operator's permissions: exactly the rules of reconciler/kube/permissions.py (RULES), in
-the same order, one resource per rule. The Role or ClusterRole grants these and nothing else;
-tests/unit/test_chart.py fails when the two lists differ.
+the same order, one resource per rule, but for Secrets, which secret-access.yaml grants by name
+in their own namespaces. The Role or ClusterRole grants these and nothing else;
+tests/unit/test_chart.py fails when the lists differ.
 */}}
 {{- define "slurm-reconciler.rules" -}}
 # Desired state comes from the informers (list, then watch); the finalizer and the pinned
@@ -100,10 +101,6 @@ tests/unit/test_chart.py fails when the two lists differ.
 - apiGroups: ["hpc.reconciler.dev"]
   resources: ["slurmclusters/status"]
   verbs: ["patch"]
-# SSH keys of ssh SlurmClusters, read by name.
-- apiGroups: [""]
-  resources: ["secrets"]
-  verbs: ["get"]
 # Task inputs from ConfigMaps, read by name.
 - apiGroups: [""]
   resources: ["configmaps"]
