@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from .admission import Reason, Rule, admission_rules
 from .meta import API_VERSION, Condition, FrozenModel, Model, ObjectMeta
 from .orchestration import Scoring
 from .workflow import SLURM_WORD
@@ -43,6 +44,14 @@ class Partition(FrozenModel):
 
 
 class SlurmClusterSpec(FrozenModel):
+    # _ssh_when_needed; the transport is a default the API server fills in, absent only before that.
+    model_config = admission_rules(
+        Rule("!has(self.transport) || self.transport != 'ssh' || has(self.ssh)", "transport ssh needs an ssh section",
+             ".ssh", Reason.REQUIRED),
+        Rule("!has(self.ssh) || (has(self.transport) && self.transport == 'ssh')",
+             "an ssh section needs transport: ssh", ".ssh", Reason.FORBIDDEN),
+    )
+
     transport: TransportKind = TransportKind.LOCAL
     ssh: SshSettings | None = None
     slurm_conf: str | None = None

@@ -13,6 +13,8 @@ Guarantees of every generated schema:
 * the API server never rejects an object the models accept. Where the OpenAPI subset cannot
   express a model constraint, the schema is looser and the reconciler's own validation of the
   object (which reports it as Invalid) is the check; the looser spots are commented below;
+* the CEL rules a model declares (:mod:`reconciler.api.admission`) sit on that model's node as
+  its ``x-kubernetes-validations``, unchanged, wherever the model is used;
 * the translation fails loudly (``ValueError``) on a JSON Schema construct it does not know, so
   a model change that cannot be expressed structurally is caught when the CRDs are regenerated.
 """
@@ -191,7 +193,8 @@ def _structural(schema: dict[str, Any], defs: dict[str, Any], path: str) -> dict
         out["exclusiveMaximum"] = True
     for key, value in schema.items():
         if key.startswith("x-kubernetes-"):
-            out[key] = value
+            # Copied, never shared: a model's rules sit on every node where the model is used.
+            out[key] = copy.deepcopy(value)
     if nullable and "type" in out:
         out["nullable"] = True
 

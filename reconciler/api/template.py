@@ -11,8 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from .admission import Rule, admission_rules
 from .meta import API_VERSION, FrozenModel, Model, ObjectMeta
-from .workflow import ArgumentValue, WorkflowSpec
+from .workflow import MAX_PARAMETERS, ArgumentValue, WorkflowSpec
 
 PARAMETER_NAME = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 
@@ -42,7 +43,13 @@ def _with_trial_values(data: Any) -> Any:
 
 
 class WorkflowTemplateSpec(FrozenModel):
-    parameters: list[Parameter] = Field(default_factory=list)
+    # The tasks are free-form here (invisible to CEL), so only the parameters are checked at
+    # admission; the trial instantiation in _check is the check of the tasks.
+    model_config = admission_rules(Rule(
+        "!has(self.parameters) || self.parameters.all(p, self.parameters.exists_one(q, q.name == p.name))",
+        "parameter names must be unique", ".parameters"))
+
+    parameters: list[Parameter] = Field(default_factory=list, max_length=MAX_PARAMETERS)
     defaults: dict[str, Any] = Field(
         default_factory=dict, description="task defaults, as in a Workflow; may hold {{ params.NAME }}"
     )

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from .admission import Reason, Rule, admission_rules
 from .approval import ApprovalParameter, ApprovalValue, ancestors, reference_problems, value_problems
 from .meta import (
     API_VERSION,
@@ -30,6 +31,17 @@ ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Slurm accepts more in these fields, but nothing that needs a newline or a shell metacharacter;
 # keeping them to this set is what makes every #SBATCH header line safe to render.
 SLURM_WORD = r"^[A-Za-z0-9_.:,=+/@-]+$"
+# Bounds on the lists the admission rules iterate. The API server refuses a CRD whose rules could
+# cost more than its budget on the largest object the schema allows, and stops a rule whose run
+# costs more than a million units: checking every dependsOn entry against the task names costs
+# about tasks x tasks x entries, so the largest workflow allowed here (tests/integration/
+# test_kube_admission.py applies it) stays within that. A fan-out of more uses an array.
+MAX_TASKS = 100
+MAX_DEPENDENCIES = 32
+MAX_INPUTS = 32
+MAX_PARAMETERS = 32
+# A path segment that is "." or ".." (in CEL, as in the validators below).
+_DOT_SEGMENT = "'(^|/)[.][.]?(/|$)'"
 
 
 class TaskType(str, Enum):
@@ -94,6 +106,9 @@ RESULT_FILE = r"^[A-Za-z0-9_.@+,=-]+(/[A-Za-z0-9_.@+,=-]+)*$"
 class ArraySource(FrozenModel):
     """A file an earlier task leaves in its run directory, read once that task has succeeded."""
 
+    model_config = admission_rules(Rule(
+        f"!self.file.matches({_DOT_SEGMENT})",
+        "file must name a file inside the task's run directory (no '.' or '..')", ".file"))
     task: LabelName = Field(description="the task that writes the file (listed in dependsOn)")
     file: Annotated[str, Field(pattern=RESULT_FILE, max_length=1024,
                                description="relative to that task's run directory")]
@@ -110,6 +125,11 @@ class ArraySpec(FrozenModel):
     """A fan-out of identical jobs: one Slurm job array, sized by the manifest (``count``,
     ``items``) or by a file an earlier task writes (``countFrom``, ``itemsFrom``)."""
 
+    model_config = admission_rules(
+        Rule("(has(self.count) ? 1 : 0) + (has(self.items) ? 1 : 0) + (has(self.countFrom) ? 1 : 0)"
+             " + (has(self.itemsFrom) ? 1 : 0) == 1", "set exactly one of count, items, countFrom or itemsFrom"),
+        Rule("!has(self.items) || size(self.items) > 0", "items must not be empty", ".items"),
+    )
     count: Annotated[int, Field(ge=1)] | None = None
     items: list[str] | None = None
     count_from: ArraySource | None = Field(default=None, description=(
@@ -180,6 +200,18 @@ class TaskInput(FrozenModel):
     ``configMap`` (with an optional ``key``): a ConfigMap's keys as files, in Kubernetes mode.
     """
 
+    model_config = admission_rules(
+        Rule("!has(self.configMap) || !(has(self.path) || has(self.task))", "a configMap input takes no path or task",
+             reason=Reason.FORBIDDEN),
+        Rule("has(self.configMap) || !has(self.key)", "key applies only to a configMap input", ".key",
+             Reason.FORBIDDEN),
+        Rule("has(self.configMap) || has(self.path)", "an input needs a path (with or without a task) or a configMap",
+             reason=Reason.REQUIRED),
+        # String functions, not a regular expression: a rule of every input of every task must be
+        # cheap. The pattern of path leaves no empty segment, so these four are every ".." segment.
+        Rule("!has(self.path) || !(self.path == '..' || self.path.startsWith('../') || self.path.endsWith('/..')"
+             " || self.path.contains('/../'))", "input path must not leave its folder ('..')", ".path"),
+    )
     path: Annotated[str, Field(pattern=INPUT_PATH, max_length=1024,
                                description="file or glob, relative to the manifest (or to the task's run directory)")
                     ] | None = None
@@ -224,11 +256,42 @@ class TaskInput(FrozenModel):
 
 MAX_APPROVAL_NOTE = 200
 TASK_KIND = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$"
+# In a Task's rules: the type is a default the API server fills in, absent only before that.
+_APPROVAL = "(has(self.type) && self.type == 'approval')"
+
+
+def _in_depends_on(task: str) -> str:
+    return f"(has(self.dependsOn) && {task} in self.dependsOn)"
 
 
 class Task(FrozenModel):
+    # The checks of _body_matches_type and of its helpers that read only the task's typed fields,
+    # and the self-dependency of manifests.dag; the others stay with the model.
+    model_config = admission_rules(
+        Rule(f"{_APPROVAL} || has(self.script) != has(self.command)",
+             "a job task needs exactly one of script or command", reason=Reason.REQUIRED),
+        Rule("!has(self.command) || size(self.command) > 0", "command must not be empty", ".command"),
+        Rule(f"{_APPROVAL} || (!has(self.rejected) && (!has(self.parameters) || size(self.parameters) == 0))",
+             "rejected and parameters apply only to approval tasks", reason=Reason.FORBIDDEN),
+        Rule(f"!{_APPROVAL} || !(has(self.script) || has(self.command) || has(self.array))",
+             "an approval task runs nothing: no script, command or array", reason=Reason.FORBIDDEN),
+        Rule(f"!{_APPROVAL} || !has(self.inputs) || size(self.inputs) == 0",
+             "an approval task runs nothing, so it takes no inputs", ".inputs", Reason.FORBIDDEN),
+        Rule("!has(self.dependsOn) || self.dependsOn.all(d, self.dependsOn.exists_one(e, e == d))",
+             "dependsOn lists a task twice", ".dependsOn"),
+        Rule("!has(self.dependsOn) || !(self.name in self.dependsOn)", "a task cannot depend on itself",
+             ".dependsOn"),
+        Rule(f"!has(self.inputs) || self.inputs.all(i, !has(i.task) || {_in_depends_on('i.task')})",
+             "an input from an earlier task needs that task in dependsOn", ".inputs"),
+        Rule(f"!has(self.array) || ((!has(self.array.countFrom) || {_in_depends_on('self.array.countFrom.task')})"
+             f" && (!has(self.array.itemsFrom) || {_in_depends_on('self.array.itemsFrom.task')}))",
+             "an array sized from a task's file needs that task in dependsOn", ".array"),
+        Rule("!has(self.parameters) || self.parameters.all(p, self.parameters.exists_one(q, q.name == p.name))",
+             "parameters lists a name twice", ".parameters"),
+    )
+
     name: LabelName
-    depends_on: list[LabelName] = Field(default_factory=list)
+    depends_on: list[LabelName] = Field(default_factory=list, max_length=MAX_DEPENDENCIES)
     type: TaskType = TaskType.JOB
     # A note (any text) approves like true; changing the value approves the task again.
     approved: bool | str | dict[str, ApprovalValue] = Field(default=False, description=(
@@ -236,7 +299,7 @@ class Task(FrozenModel):
         "is where this value first appears; change the value to approve again"))
     rejected: Annotated[str, Field(min_length=1, max_length=MAX_APPROVAL_NOTE)] | None = Field(
         default=None, description="an approval task refused, with the reason: the task fails until approved again")
-    parameters: list[ApprovalParameter] = Field(default_factory=list, description=(
+    parameters: list[ApprovalParameter] = Field(default_factory=list, max_length=MAX_PARAMETERS, description=(
         "an approval task's values, given when approving; later tasks read them as "
         "{{ approvals.TASK.NAME }} and $APPROVAL_TASK_NAME"))
     script: str | None = None
@@ -247,7 +310,7 @@ class Task(FrozenModel):
     array: ArraySpec | None = None
     retry: RetryPolicy | None = None
     outputs: list[str] = Field(default_factory=list)
-    inputs: list[TaskInput] = Field(default_factory=list)
+    inputs: list[TaskInput] = Field(default_factory=list, max_length=MAX_INPUTS)
     labels: Labels = Field(default_factory=dict)
     kind: Annotated[str, Field(pattern=TASK_KIND, max_length=128, description=(
         "the key runs of one kind of task share for choosing resources (default: the template's or "
@@ -329,6 +392,26 @@ class TemplateRef(FrozenModel):
 
 
 class WorkflowSpec(FrozenModel):
+    # The checks of _tasks_or_template over typed fields (arguments are free-form, invisible to
+    # CEL), and the unknown names of manifests.dag; cycles stay with the model's caller.
+    model_config = admission_rules(
+        Rule("has(self.templateRef) || (has(self.tasks) && size(self.tasks) > 0)",
+             "a workflow needs tasks or a templateRef", ".tasks", Reason.REQUIRED),
+        Rule("!has(self.templateRef) || !has(self.tasks) || size(self.tasks) == 0",
+             "a workflow with a templateRef takes its tasks from the template", ".tasks", Reason.FORBIDDEN),
+        Rule("!has(self.tasks) || self.tasks.all(t, self.tasks.exists_one(u, u.name == t.name))",
+             "task names must be unique within a workflow", ".tasks"),
+        # Kubernetes' sets library: its cost is the product of the two lists' sizes, a nested
+        # exists would cost that many times more, beyond the API server's budget.
+        Rule("!has(self.tasks) || self.tasks.all(t, !has(t.dependsOn)"
+             " || sets.contains(self.tasks.map(u, u.name), t.dependsOn))",
+             "every dependsOn entry must name a task of this workflow", ".tasks"),
+        Rule("!has(self.tasks) || self.tasks.all(t, !has(t.inputs) || !sets.intersects("
+             "self.tasks.filter(u, has(u.type) && u.type == 'approval').map(u, u.name),"
+             " t.inputs.filter(i, has(i.task)).map(i, i.task)))",
+             "an approval task leaves no files: no input can name it", ".tasks"),
+    )
+
     # A list or "auto" (every declared cluster): the reconciler picks one when the workflow starts.
     cluster: Name | list[Name] | None = Field(default=None, description=(
         "a SlurmCluster, a list of candidate clusters, or auto (any declared cluster)"))
@@ -339,7 +422,7 @@ class WorkflowSpec(FrozenModel):
     template_ref: TemplateRef | None = None
     arguments: dict[str, ArgumentValue] = Field(default_factory=dict)
     defaults: TaskDefaults = Field(default_factory=TaskDefaults)
-    tasks: list[Task] = Field(default_factory=list)
+    tasks: list[Task] = Field(default_factory=list, max_length=MAX_TASKS)
     ttl_seconds_after_finished: Annotated[int, Field(ge=0, description=(
         "once the workflow has succeeded or failed for this long, its run directories on the cluster and the "
         "fetched outputs' copies are removed (status and history are kept)"))] | None = None
