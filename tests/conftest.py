@@ -18,14 +18,15 @@ from reconciler.api import SlurmCluster
 from reconciler.devcluster import DevCluster
 from reconciler.devcluster.configs import CLUSTER_NAME
 
-# The real Kubernetes control plane (etcd and kube-apiserver) and its fixtures.
-pytest_plugins = ["tests.controlplane.fixtures"]
+# The real Kubernetes control plane (etcd and kube-apiserver) and its fixtures, and the
+# Kubernetes-mode world of the end-to-end tests over it.
+pytest_plugins = ["tests.controlplane.fixtures", "tests.integration.kube_world"]
 
 # The fixtures that start a server: the dev cluster (slurmctld, slurmd, slurmdbd, MariaDB and
 # sshd, installed and started as root), the private sshd of the transport tests, and the
 # Kubernetes control plane (etcd and kube-apiserver, tests/controlplane). A fixture that asks for
 # one through request.getfixturevalue is invisible here and marks its own parameter.
-SERVER_FIXTURES = frozenset({"dev_cluster", "sshd", "apiserver", "control_plane"})
+SERVER_FIXTURES = frozenset({"dev_cluster", "sshd", "control_plane"})
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker

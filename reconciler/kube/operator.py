@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 LEASE_NAME = "slurm-reconciler"
 
 
-def load_client_configuration(kubeconfig: str | None) -> k8s.ApiClient:
+def load_client_configuration(kubeconfig: str | None, identity: str) -> k8s.ApiClient:
     if kubeconfig:
         k8s_config.load_kube_config(config_file=kubeconfig)
     else:
@@ -42,8 +42,9 @@ def load_client_configuration(kubeconfig: str | None) -> k8s.ApiClient:
         except k8s_config.ConfigException:
             k8s_config.load_kube_config()
     api_client = k8s.ApiClient()
-    # Names the operator in the API server's audit log (and lets tests tell its requests apart).
-    api_client.user_agent = f"slurm-reconciler/{__version__}"
+    # Names the operator, and which replica, in the API server's audit log: replicas share one
+    # ServiceAccount, so only the user agent tells the leader's calls from a standby's.
+    api_client.user_agent = f"slurm-reconciler/{__version__} ({identity})"
     return api_client
 
 
@@ -54,7 +55,8 @@ def default_identity() -> str:
 def run_operator(*, namespace: str | None, kubeconfig: str | None, state_dir: Path, interval: float,
                  metrics_port: int | None, lease_namespace: str | None, identity: str | None,
                  metrics_address: str = "0.0.0.0", group_label: str | None = None) -> int:
-    api_client = load_client_configuration(kubeconfig)
+    identity = identity or default_identity()
+    api_client = load_client_configuration(kubeconfig, identity)
     custom = k8s.CustomObjectsApi(api_client)
     core = k8s.CoreV1Api(api_client)
     metrics = Metrics(stale_after=max(60.0, interval * 10), group_label=group_label)
@@ -73,7 +75,7 @@ def run_operator(*, namespace: str | None, kubeconfig: str | None, state_dir: Pa
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     lease_ns = lease_namespace or os.environ.get("POD_NAMESPACE") or namespace or "default"
     elector = LeaderElector(k8s.CoordinationV1Api(api_client), name=LEASE_NAME, namespace=lease_ns,
-                            identity=identity or default_identity())
+                            identity=identity)
     source = KubernetesSource(custom, namespace=namespace, core=core)
     store = Store(state_dir / "state.db")
     try:

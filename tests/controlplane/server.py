@@ -11,6 +11,9 @@ Called by the session fixture ``control_plane`` (tests/conftest.py). Guarantees:
   signs ServiceAccount tokens (``token``), so the operator runs as its ServiceAccount;
 * an audit policy logs every request at Metadata level to ``audit_log`` (JSON lines), so tests can
   read who called what;
+* ``restart_apiserver`` kills the kube-apiserver alone and starts it again with the same
+  arguments and ports (etcd and its data stay): clients see their connections dropped and, a
+  few seconds later, a server whose watch cache starts afresh, as after a crash;
 * ``stop`` ends both processes (and is safe to call twice); their output is kept in the run
   directory for a failing test's report.
 """
@@ -156,6 +159,7 @@ class ControlPlane:
         self.audit_log = directory / "audit.log"
         self.admin_kubeconfig = directory / "admin.kubeconfig"
         self._processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._argv: dict[str, list[str]] = {}
         self.certificates: Certificates | None = None
 
     def start(self) -> ControlPlane:
@@ -196,6 +200,7 @@ class ControlPlane:
         return self
 
     def _spawn(self, name: str, argv: list[str]) -> None:
+        self._argv[name] = argv
         log = open(self.directory / f"{name}.log", "ab")  # noqa: SIM115 - the child writes to it for its whole life
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
@@ -243,6 +248,17 @@ class ControlPlane:
             for line in lines:
                 if line.strip():
                     yield json.loads(line)
+
+    def restart_apiserver(self) -> None:
+        """Kill the kube-apiserver and start it again as it was; returns once it is ready."""
+        [(name, process)] = [entry for entry in self._processes if entry[0] == "kube-apiserver"]
+        # Killed, not stopped: a graceful stop waits for requests in flight (up to a minute),
+        # longer than the clients' leases and retries last; a crash is what they must survive.
+        process.kill()
+        process.wait(timeout=30)
+        self._processes.remove((name, process))
+        self._spawn(name, self._argv[name])
+        self._wait_ready()
 
     def stop(self) -> None:
         # The API server first, so it does not log a storm of etcd errors on its way out.

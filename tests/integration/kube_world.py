@@ -1,77 +1,105 @@
-"""A Kubernetes-mode world: the test API server, the pinned kubectl, and operator processes."""
+"""Kubernetes mode end to end, on the real control plane (a pytest plugin, loaded by
+tests/conftest.py).
+
+The fixture ``kube_world`` gives a test a namespace of its own with the dev cluster's local
+SlurmCluster (named dev) in it, the chart's ServiceAccount and RBAC, the pinned kubectl as the
+cluster admin in that namespace (with waits on a Workflow's status), and a way to start
+``reconciler operator`` processes: every one watches that namespace only, keeps its Lease there
+and runs as the ServiceAccount, never as admin, so a call its Role does not grant fails as it
+would in production. Operators a test leaves running are stopped after it.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import queue
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ruamel.yaml import YAML
 
 from reconciler.devcluster import DevCluster
-from tests.integration.gitops_world import terminate, wait_until
-from tests.kube.apiserver import ApiServer
-from tests.kube.tools import kubectl_binary
+from tests.controlplane import fixtures
+from tests.controlplane.fixtures import OperatorAccount
+from tests.controlplane.server import ControlPlane, free_port
+from tests.integration.gitops_world import terminate, unique, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+# The operator's user agent: "slurm-reconciler/<version> (<identity>)".
+OPERATOR_AGENT = "slurm-reconciler/"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Kubectl:
-    def __init__(self, binary: Path, kubeconfig: Path) -> None:
-        self.binary = binary
-        self.kubeconfig = kubeconfig
-
-    def __call__(self, *args: str, check: bool = True, stdin: str | None = None,
-                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([str(self.binary), "--kubeconfig", str(self.kubeconfig), *args], input=stdin,
-                              capture_output=True, text=True, timeout=timeout)
-        if check and done.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr}{done.stdout}")
-        return done
-
-    def apply(self, manifest: str) -> subprocess.CompletedProcess[str]:
-        return self("apply", "-f", "-", stdin=manifest)
-
-    def get(self, kind: str, name: str) -> dict[str, Any] | None:
-        done = self("get", kind, name, "-o", "json", check=False)
-        return json.loads(done.stdout) if done.returncode == 0 else None
+class Kubectl(fixtures.Kubectl):
+    """The admin's kubectl in the test's namespace, and what a test waits for through it."""
 
     def status(self, name: str) -> dict[str, Any]:
         return (self.get("workflow", name) or {}).get("status") or {}
 
     def wait_for(self, name: str, predicate: Callable[[dict[str, Any]], bool], *, timeout: float = 180,
                  what: str = "condition", operators: tuple[Operator, ...] = ()) -> dict[str, Any]:
+        """The Workflow's status once ``predicate`` holds for it (its operators' logs otherwise)."""
         deadline = time.monotonic() + timeout
         status: dict[str, Any] = {}
         while time.monotonic() < deadline:
             status = self.status(name)
             if status and predicate(status):
                 return status
-            time.sleep(0.5)
+            time.sleep(0.3)
         logs = "\n".join(op.log.read_text()[-3000:] for op in operators if op.log.exists())
         raise AssertionError(f"{name}: {what} not reached in {timeout}s; status {json.dumps(status, indent=1)}\n{logs}")
 
+    def watch_until(self, *args: str, until: Callable[[str], bool], timeout: float = 120) -> list[str]:
+        """Run ``kubectl <args>`` (a ``-w`` watch) and read its lines until one satisfies ``until``;
+        every line read, that one last. The watch is stopped either way."""
+        process = subprocess.Popen([str(self.binary), "--kubeconfig", str(self.kubeconfig), "-n", self.namespace,
+                                    *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def read() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.put(line.rstrip("\n"))
+            lines.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    line = lines.get(timeout=left)
+                except queue.Empty:
+                    break
+                if line is None:
+                    break
+                seen.append(line)
+                if until(line):
+                    return seen
+        finally:
+            process.kill()
+            _, errors = process.communicate(timeout=30)
+        raise AssertionError(f"kubectl {' '.join(args)}: no line wanted in {timeout}s; read:\n"
+                             + "\n".join(seen) + f"\n{errors}")
+
 
 class Operator:
-    """``reconciler operator`` as its own process."""
+    """``reconciler operator`` as its own process, watching one namespace as its ServiceAccount."""
 
-    def __init__(self, *, kubeconfig: Path, state_dir: Path, identity: str, interval: float = 1.0) -> None:
+    def __init__(self, *, kubeconfig: Path, namespace: str, state_dir: Path, identity: str,
+                 interval: float = 0.5) -> None:
         self.kubeconfig = kubeconfig
+        self.namespace = namespace
         self.state_dir = state_dir
         self.identity = identity
         self.interval = interval
@@ -84,17 +112,16 @@ class Operator:
         output = open(self.log, "a")  # noqa: SIM115 - the child writes to it for its whole life
         self.process = subprocess.Popen(
             [sys.executable, "-m", "reconciler", "operator", "--kubeconfig", str(self.kubeconfig),
-             "--namespace", "default", "--state-dir", str(self.state_dir), "--interval", str(self.interval),
+             "--namespace", self.namespace, "--state-dir", str(self.state_dir), "--interval", str(self.interval),
              "--metrics-port", str(self.metrics_port), "--identity", self.identity],
             cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "RECONCILER_LOG_LEVEL": "INFO"})
+        output.close()
         return self
 
     def metrics(self) -> str:
-        import urllib.request
-
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as answer:
-            return answer.read().decode()
+            return str(answer.read().decode())
 
     def metric(self, name: str) -> float | None:
         try:
@@ -121,7 +148,7 @@ class Operator:
         under way at the call is not one of them)."""
         start = self.ticks()
         wait_until(lambda: self.ticks() >= start + 1 + count, timeout=timeout,
-                   what=f"{count} more ticks of operator {self.identity}", every=0.2)
+                   what=f"{count} more ticks of operator {self.identity}", every=0.1)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -132,21 +159,64 @@ class Operator:
         return terminate(self.process)
 
 
+@dataclass
+class KubeWorld:
+    plane: ControlPlane
+    namespace: str
+    kubectl: Kubectl
+    account: OperatorAccount
+    directory: Path
+    workdir: Path  # the local SlurmCluster's working directory
+    operators: list[Operator] = field(default_factory=list)
 
-@contextmanager
-def control_plane(directory: Path, dev_cluster: DevCluster) -> Iterator[tuple[ApiServer, Kubectl]]:
-    """The test API server, with the CRDs and the dev cluster's local SlurmCluster (in namespace
-    default) applied, and the pinned kubectl that talks to it; the server stops on exit."""
-    server = ApiServer()
-    server.start()
-    try:
-        kubectl = Kubectl(kubectl_binary(), server.kubeconfig(directory / "config"))
-        kubectl("apply", "-f", str(ROOT / "crds"))
-        cluster = YAML(typ="safe").load(dev_cluster.manifest_path("local").read_text())
-        cluster["metadata"]["namespace"] = "default"
-        stream = io.StringIO()
-        YAML(typ="safe").dump(cluster, stream)
-        kubectl.apply(stream.getvalue())
-        yield server, kubectl
-    finally:
-        server.stop()
+    def operator(self, *, state_dir: Path | None = None, identity: str | None = None) -> Operator:
+        """A started operator; a fresh state directory and identity unless given."""
+        identity = identity or unique("op")
+        started = Operator(kubeconfig=self.account.kubeconfig, namespace=self.namespace,
+                           state_dir=state_dir or self.directory / identity, identity=identity).start()
+        self.operators.append(started)
+        return started
+
+    def run_dir(self, name: str) -> Path:
+        """Where the dev cluster runs a Workflow of this namespace."""
+        return self.workdir / self.namespace / name
+
+    def operator_calls(self, resource: str | None = None, *, verb: str | None = None,
+                       identity: str | None = None) -> list[dict[str, Any]]:
+        """The audit log's finished requests of this namespace's operators (of one replica, with
+        ``identity``), of every resource or of one ("workflows", "workflows/status", "leases",
+        ...); each event gets that name of its resource as ``resource``, and its API group ("" for
+        the core group) as ``apiGroup``."""
+        user = f"system:serviceaccount:{self.namespace}:{self.account.service_account}"
+        agent = f"({identity})" if identity else ""
+        found = []
+        for event in self.plane.audit_events():
+            ref = event.get("objectRef") or {}
+            named = ref.get("resource", "") + ("/" + ref["subresource"] if ref.get("subresource") else "")
+            if (event.get("stage") == "ResponseComplete" and event["user"].get("username") == user
+                    and event.get("userAgent", "").startswith(OPERATOR_AGENT)
+                    and event["userAgent"].endswith(agent) and resource in (None, named)
+                    and verb in (None, event.get("verb"))):
+                found.append({**event, "resource": named, "apiGroup": ref.get("apiGroup", "")})
+        return found
+
+
+def cluster_manifest(dev_cluster: DevCluster, namespace: str) -> str:
+    """The dev cluster's local SlurmCluster, placed in ``namespace``."""
+    cluster = YAML(typ="safe").load(dev_cluster.manifest_path("local").read_text())
+    cluster["metadata"]["namespace"] = namespace
+    stream = io.StringIO()
+    YAML(typ="safe").dump(cluster, stream)
+    return stream.getvalue()
+
+
+@pytest.fixture
+def kube_world(control_plane: ControlPlane, kube_namespace: str, operator_account: OperatorAccount,
+               dev_cluster: DevCluster, tmp_path: Path) -> Iterator[KubeWorld]:
+    kubectl = Kubectl(control_plane.admin_kubeconfig, kube_namespace)
+    kubectl.apply(cluster_manifest(dev_cluster, kube_namespace))
+    world = KubeWorld(plane=control_plane, namespace=kube_namespace, kubectl=kubectl, account=operator_account,
+                      directory=tmp_path, workdir=Path(dev_cluster.cluster("local").spec.workdir))
+    yield world
+    for operator in world.operators:
+        operator.stop()

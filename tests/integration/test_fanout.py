@@ -13,7 +13,7 @@ import pytest
 
 from reconciler.devcluster import DevCluster
 from tests.integration.gitops_world import sacct_jobs, unique, workflow_header
-from tests.integration.kube_world import Operator, control_plane
+from tests.integration.kube_world import KubeWorld
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,13 +104,12 @@ def test_a_malformed_count_fails_the_workflow_with_the_file_and_the_reason(local
 
 
 def test_an_operator_that_lost_its_state_reads_the_size_again_and_runs_no_element_twice(
-        tmp_path: Path, dev_cluster: DevCluster):
+        kube_world: KubeWorld, dev_cluster: DevCluster):
     """Kubernetes mode: the local store is a cache. An operator started on an empty state
     directory finds the writer succeeded in the Workflow's status, reads the count again from
     the writer's run directory and adopts the array's jobs instead of submitting them again."""
-    name = unique("kfanout")
-    with control_plane(tmp_path / "kube", dev_cluster) as (_, kubectl):
-        kubectl.apply(f"""\
+    name, kubectl = unique("kfanout"), kube_world.kubectl
+    kubectl.apply(f"""\
 apiVersion: hpc.reconciler.dev/v1alpha1
 kind: Workflow
 metadata: {{name: {name}}}
@@ -128,22 +127,21 @@ spec:
         sleep 4
     - {{name: mosaic, dependsOn: [segment], script: "wc -l < ../runs.log > mosaic.txt"}}
 """)
-        first = Operator(kubeconfig=kubectl.kubeconfig, state_dir=tmp_path / "state", identity=unique("a")).start()
-        try:
-            kubectl.wait_for(name, lambda s: s.get("tasks", {}).get("segment", {}).get("phase") == "Running",
-                             what="the array running", operators=(first,))
-        finally:
-            first.kill()
-        subprocess.run(["rm", "-rf", str(tmp_path / "state")], check=True)
-        second = Operator(kubeconfig=kubectl.kubeconfig, state_dir=tmp_path / "state", identity=unique("b")).start()
-        try:
-            done = kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", timeout=120, what="Succeeded",
-                                    operators=(second,))
-        finally:
-            second.stop()
-        assert "has 5 elements, from" in second.log.read_text()  # read again, not remembered
-        assert done["tasks"]["segment"]["array"]["total"] == 5
-        run_dir = Path(dev_cluster.cluster("local").spec.workdir) / "default" / name
-        assert sorted((run_dir / "runs.log").read_text().split()) == ["0", "1", "2", "3", "4"]
-        elements = sacct_jobs(dev_cluster, f"{name}.segment", at_least=5)
-        assert len(elements) == 5 and len({job_id.split("_")[0] for job_id, _ in elements}) == 1
+    # The same replica (it holds the Lease it held) killed and started again on an empty disk.
+    state, identity = kube_world.directory / "state", unique("a")
+    first = kube_world.operator(state_dir=state, identity=identity)
+    try:
+        kubectl.wait_for(name, lambda s: s.get("tasks", {}).get("segment", {}).get("phase") == "Running",
+                         what="the array running", operators=(first,))
+    finally:
+        first.kill()
+    subprocess.run(["rm", "-rf", str(state)], check=True)
+    second = kube_world.operator(state_dir=state, identity=identity)
+    done = kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", timeout=120, what="Succeeded",
+                            operators=(second,))
+    second.stop()
+    assert "has 5 elements, from" in second.log.read_text()  # read again, not remembered
+    assert done["tasks"]["segment"]["array"]["total"] == 5
+    assert sorted((kube_world.run_dir(name) / "runs.log").read_text().split()) == ["0", "1", "2", "3", "4"]
+    elements = sacct_jobs(dev_cluster, f"{name}.segment", at_least=5)
+    assert len(elements) == 5 and len({job_id.split("_")[0] for job_id, _ in elements}) == 1

@@ -1,29 +1,30 @@
-"""Kubernetes mode end to end: the pinned kubectl and the operator against the test API server,
-and the operator's jobs on the real dev cluster."""
+"""Kubernetes mode end to end: the pinned kubectl and the operator (as the chart's ServiceAccount)
+against the real kube-apiserver and etcd, and the operator's jobs on the real dev cluster. Each
+test has a namespace, a SlurmCluster and operators of its own (kube_world.py)."""
 
 from __future__ import annotations
 
+import inspect
 import json
-import os
 import re
-import subprocess
-from collections.abc import Iterator
+import shutil
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from ruamel.yaml import YAML
 
 from reconciler.devcluster import DevCluster
+from reconciler.kube.leader import LeaderElector
 from reconciler.kube.permissions import allowed
+from tests.controlplane.fixtures import install_operator_account
 from tests.integration.gitops_world import sacct_jobs, sacct_states, squeue_jobs, squeue_reasons, unique, wait_until
-from tests.integration.kube_world import Kubectl, Operator, control_plane
-from tests.kube.apiserver import ApiServer
-from tests.kube.handlers import RequestRecord
-from tests.kube.tools import kubectl_binary
+from tests.integration.kube_world import Kubectl, KubeWorld, Operator
 
 pytestmark = pytest.mark.slurm
 
 ROOT = Path(__file__).resolve().parents[2]
-OPERATOR_AGENT = "slurm-reconciler/"
 HELD = {"JobHeldUser", "JobHeldAdmin"}  # squeue's reason for a job scontrol holds
 
 
@@ -52,28 +53,22 @@ def chain(*steps: tuple[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture(scope="module")
-def apiserver(tmp_path_factory: pytest.TempPathFactory, dev_cluster: DevCluster) -> Iterator[ApiServer]:
-    with control_plane(tmp_path_factory.mktemp("kube"), dev_cluster) as (server, kubectl):
-        server.kubectl = kubectl  # type: ignore[attr-defined]
-        yield server
+@pytest.fixture
+def kubectl(kube_world: KubeWorld) -> Kubectl:
+    return kube_world.kubectl
 
 
 @pytest.fixture
-def kubectl(apiserver: ApiServer) -> Kubectl:
-    return apiserver.kubectl  # type: ignore[attr-defined, no-any-return]
+def operator(kube_world: KubeWorld) -> Operator:
+    return kube_world.operator()
 
 
-@pytest.fixture
-def operator(apiserver: ApiServer, kubectl: Kubectl, tmp_path: Path) -> Iterator[Operator]:
-    started = Operator(kubeconfig=kubectl.kubeconfig, state_dir=tmp_path / "op-1", identity=unique("op")).start()
-    yield started
-    started.stop()
-
-
-def test_apply_wait_and_get_the_three_step_chain(kubectl: Kubectl, operator: Operator, apiserver: ApiServer):
+def test_apply_wait_and_get_the_three_step_chain(kube_world: KubeWorld, kubectl: Kubectl, operator: Operator):
     plan = (ROOT / "examples" / "ultrasound-plan.yaml").read_text().replace("spec:\n", "spec:\n  cluster: dev\n", 1)
     kubectl.apply(plan)
+    # The watch prints a line per change: the plan passes through Running on its way.
+    kubectl.watch_until("get", "workflows", "-w", until=lambda line: bool(
+        re.match(r"ultrasound-plan\s+Running\s", line)))
     kubectl("wait", "--for=jsonpath={.status.phase}=Succeeded", "workflow/ultrasound-plan", "--timeout=180s",
             timeout=200)
     table = kubectl("get", "workflows").stdout
@@ -82,20 +77,30 @@ def test_apply_wait_and_get_the_three_step_chain(kubectl: Kubectl, operator: Ope
     wide = kubectl("get", "workflows", "-o", "wide").stdout
     assert re.search(r"CLUSTER\s+MESSAGE", wide) and "all 3 tasks succeeded" in wide, wide
 
-    resource = kubectl.get("workflow", "ultrasound-plan")
-    assert resource is not None
+    resource = YAML(typ="safe").load(kubectl("get", "workflow", "ultrasound-plan", "-o", "yaml").stdout)
     status = resource["status"]
     assert status["observedGeneration"] == resource["metadata"]["generation"]
     assert {t["phase"] for t in status["tasks"].values()} == {"Succeeded"}
     assert "hpc.reconciler.dev/slurm-jobs" in resource["metadata"]["finalizers"]
     events = kubectl("get", "events", "-o", "json").stdout
     assert '"reason": "Submitted"' in events and '"reason": "WorkflowSucceeded"' in events
+    described = kubectl("describe", "workflow", "ultrasound-plan").stdout
+    [listed] = re.findall(r"^Events:\n((?:  .*\n?)+)", described, re.M)
+    assert re.search(r"Normal\s+Submitted\s", listed) and re.search(r"Normal\s+WorkflowSucceeded\s", listed), described
 
-    # Every call the operator made is one its RBAC rules grant.
-    calls = [r for r in apiserver.requests if r.user_agent.startswith(OPERATOR_AGENT)]
+    # The controller's metrics, as in Git mode (recorded just after the status is written).
+    wait_until(lambda: (operator.metric('reconciler_workflows{phase="Succeeded"}') or 0) >= 1, timeout=30,
+               what="the succeeded workflow counted")
+    assert (operator.metric('reconciler_submissions_total{cluster="dev"}') or 0) >= 3
+
+    # Every call the operator made is one its RBAC rules grant, and the server refused none.
+    calls = kube_world.operator_calls()
     assert calls
-    denied = {(r.verb, r.api_group, r.resource) for r in calls if not allowed(r.api_group, r.resource, r.verb)}
+    denied = {(c["verb"], c["apiGroup"], c["resource"]) for c in calls
+              if not allowed(c["apiGroup"], c["resource"], c["verb"])}
     assert not denied
+    refused = {(c["verb"], c["resource"]) for c in calls if c["responseStatus"]["code"] == 403}
+    assert not refused
 
 
 def reviewed(name: str, *, prepare: str) -> str:
@@ -203,121 +208,98 @@ def test_an_invalid_workflow_is_rejected_by_kubectl_apply(kubectl: Kubectl):
     assert kubectl.get("workflow", "bad-name") is None
 
 
-def test_a_status_conflict_storm_is_survived(kubectl: Kubectl, operator: Operator, apiserver: ApiServer):
-    name = unique("contended")
-    apiserver.inject_conflicts("workflows/status", 25)
-    kubectl.apply(workflow(name, chain(("one", "echo one"), ("two", "echo two"))))
-    kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", what="Succeeded", operators=(operator,))
-    assert (operator.metric("reconciler_status_conflicts_total") or 0) > 0
-    # The controller's metrics, as in Git mode (recorded just after the status is written).
-    wait_until(lambda: (operator.metric('reconciler_workflows{phase="Succeeded"}') or 0) >= 1, timeout=30,
-               what="the succeeded workflow counted")
-    assert (operator.metric('reconciler_submissions_total{cluster="dev"}') or 0) >= 2
-    assert operator.process is not None and operator.process.poll() is None
+def lease_timing() -> tuple[float, float]:
+    """The operator's Lease duration and the period at which a standby tries to take it."""
+    defaults = inspect.signature(LeaderElector).parameters
+    return float(defaults["lease_seconds"].default), float(defaults["retry_seconds"].default)
 
 
-def standby_reads(requests: list[RequestRecord]) -> int:
-    leases = [r for r in requests if r.resource == "leases"]
-    return sum(r.verb == "get" for r in leases) - sum(r.verb in ("create", "update") for r in leases)
+def test_a_standby_takes_over_from_a_killed_leader_without_duplicate_jobs(kube_world: KubeWorld, kubectl: Kubectl,
+                                                                          dev_cluster: DevCluster):
+    lease_seconds, retry_seconds = lease_timing()
+    first, second = kube_world.operator(identity=unique("a")), kube_world.operator(identity=unique("b"))
+    wait_until(lambda: first.leading() or second.leading(), timeout=30, what="a leader")
+    leader, standby = (first, second) if first.leading() else (second, first)
+
+    # The standby reads the held Lease at each try and never writes it.
+    def standby_reads() -> int:
+        return len(kube_world.operator_calls("leases", verb="get", identity=standby.identity))
+
+    looked = standby_reads()
+    wait_until(lambda: standby_reads() >= looked + 2, timeout=3 * retry_seconds + 5,
+               what="the standby reading the held lease twice")
+    written = [c for c in kube_world.operator_calls("leases", identity=standby.identity)
+               if c["verb"] in ("create", "update") and c["responseStatus"]["code"] < 400]
+    assert not written
+    assert not standby.leading() and leader.leading()
+
+    name = unique("handover")
+    tasks = "".join(f"    - name: t{i:02d}\n" + (f"      dependsOn: [t{i - 1:02d}]\n" if i else "")
+                    + f"      script: echo t{i:02d} >> ../runs.log; sleep 1\n" for i in range(12))
+    kubectl.apply(workflow(name, tasks))
+    kubectl.wait_for(name, lambda s: s.get("tasks", {}).get("t02", {}).get("phase") == "Succeeded",
+                     what="under way", operators=(leader,))
+    killed_at = time.time()
+    leader.kill()
+    # The standby waits out the dead leader's lease, then adopts its jobs by their tags.
+    wait_until(standby.leading, timeout=lease_seconds + retry_seconds + 10, what="the standby leading", every=0.1)
+    lease = (kubectl.get("lease", "slurm-reconciler") or {})["spec"]
+    assert (lease["holderIdentity"], lease["leaseTransitions"]) == (standby.identity, 1)
+    took = datetime.fromisoformat(lease["acquireTime"].replace("Z", "+00:00")).timestamp() - killed_at
+    assert 0 < took <= lease_seconds + retry_seconds, f"took over {took:.1f} s after the kill"
+
+    kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", timeout=240, what="Succeeded",
+                     operators=(standby,))
+    assert standby.leading()
+    runs = (kube_world.run_dir(name) / "runs.log").read_text().split()
+    assert sorted(runs) == [f"t{i:02d}" for i in range(12)]
+    assert len(sacct_jobs(dev_cluster, f"{name}.", at_least=12)) == 12
 
 
-def test_a_standby_takes_over_from_a_killed_leader_without_duplicate_jobs(
-        kubectl: Kubectl, apiserver: ApiServer, tmp_path: Path, dev_cluster: DevCluster):
-    first = Operator(kubeconfig=kubectl.kubeconfig, state_dir=tmp_path / "a", identity=unique("a")).start()
-    second = Operator(kubeconfig=kubectl.kubeconfig, state_dir=tmp_path / "b", identity=unique("b")).start()
-    try:
-        wait_until(lambda: first.leading() or second.leading(), timeout=30, what="a leader")
-        leader, standby = (first, second) if first.leading() else (second, first)
-        # The standby reads the Lease every few seconds and writes it only to take it; the leader
-        # reads, then writes it to renew. Three reads more than writes (one may be a renewal's
-        # read whose write is still to come): the standby has looked at the held lease twice.
-        looked = len(apiserver.requests)
-        wait_until(lambda: standby_reads(apiserver.requests[looked:]) >= 3, timeout=30,
-                   what="the standby reading the held lease twice")
-        assert not standby.leading() and leader.leading()
-        name = unique("handover")
-        tasks = "".join(f"    - name: t{i:02d}\n" + (f"      dependsOn: [t{i - 1:02d}]\n" if i else "")
-                        + f"      script: echo t{i:02d} >> ../runs.log; sleep 1\n" for i in range(12))
-        kubectl.apply(workflow(name, tasks))
-        kubectl.wait_for(name, lambda s: s.get("tasks", {}).get("t02", {}).get("phase") == "Succeeded",
-                         what="under way", operators=(leader,))
-        leader.kill()
-        # The standby waits out the dead leader's lease, then adopts its jobs by their tags.
-        kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", timeout=240, what="Succeeded",
-                         operators=(standby,))
-        assert standby.leading()
-        runs = (Path(dev_cluster.cluster("local").spec.workdir) / "default" / name / "runs.log").read_text().split()
-        assert sorted(runs) == [f"t{i:02d}" for i in range(12)]
-        assert len(sacct_jobs(dev_cluster, f"{name}.", at_least=12)) == 12
-    finally:
-        first.stop()
-        second.stop()
-
-
-def test_losing_the_operator_state_loses_nothing(kubectl: Kubectl, tmp_path: Path, dev_cluster: DevCluster):
+def test_losing_the_operator_state_loses_nothing(kube_world: KubeWorld, kubectl: Kubectl, dev_cluster: DevCluster):
     name = unique("stateless")
-    first = Operator(kubeconfig=kubectl.kubeconfig, state_dir=tmp_path / "state", identity=unique("x")).start()
-    try:
-        kubectl.apply(workflow(name, chain(("one", "sleep 4"), ("two", "echo two"))))
-        kubectl.wait_for(name, lambda s: s.get("tasks", {}).get("one", {}).get("phase") == "Running",
-                         what="running", operators=(first,))
-    finally:
-        first.stop()
-    subprocess.run(["rm", "-rf", str(tmp_path / "state")], check=True)
-    second = Operator(kubeconfig=kubectl.kubeconfig, state_dir=tmp_path / "state", identity=unique("y")).start()
-    try:
-        kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", timeout=120, what="Succeeded",
-                         operators=(second,))
-    finally:
-        second.stop()
+    # The same replica (the same identity: it holds the Lease it held) restarted on an empty disk.
+    state, identity = kube_world.directory / "state", unique("x")
+    first = kube_world.operator(state_dir=state, identity=identity)
+    kubectl.apply(workflow(name, chain(("one", "sleep 4"), ("two", "echo two"))))
+    kubectl.wait_for(name, lambda s: s.get("tasks", {}).get("one", {}).get("phase") == "Running",
+                     what="running", operators=(first,))
+    first.stop()
+    shutil.rmtree(state)
+    second = kube_world.operator(state_dir=state, identity=identity)
+    kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", timeout=120, what="Succeeded",
+                     operators=(second,))
     assert len(sacct_jobs(dev_cluster, f"{name}.", at_least=2)) == 2
 
 
-@pytest.mark.skipif(not os.environ.get("RECONCILER_REAL_KUBECONFIG"),
-                    reason="set RECONCILER_REAL_KUBECONFIG to a real cluster's kubeconfig (kind, k3d) to run")
-def test_the_same_flow_on_a_real_cluster(tmp_path: Path, dev_cluster: DevCluster):
-    kubeconfig = Path(os.environ["RECONCILER_REAL_KUBECONFIG"])
-    kubectl = Kubectl(kubectl_binary(), kubeconfig)
-    kubectl("apply", "-f", str(ROOT / "crds"))
-    cluster = dev_cluster.manifest_path("local").read_text()
-    kubectl.apply(cluster)
-    name = unique("real")
-    running = Operator(kubeconfig=kubeconfig, state_dir=tmp_path / "state", identity=unique("real")).start()
-    try:
-        kubectl.apply(workflow(name, chain(("one", "echo one"), ("two", "echo two"))))
-        kubectl("wait", "--for=jsonpath={.status.phase}=Succeeded", f"workflow/{name}", "--timeout=180s",
-                timeout=200)
-        kubectl("delete", "workflow", name, "--timeout=60s", timeout=90)
-    finally:
-        running.stop()
-
-
-def test_an_expired_watch_is_relisted_and_the_work_goes_on(kubectl: Kubectl, operator: Operator,
-                                                            apiserver: ApiServer):
+def test_an_expired_watch_is_relisted_and_the_work_goes_on(kube_world: KubeWorld, kubectl: Kubectl,
+                                                            operator: Operator):
     name = unique("relisted")
-    kubectl.apply(workflow(name, chain(("one", "sleep 2"), ("two", "echo two"))))
+    kubectl.apply(workflow(name, chain(("one", "sleep 3"), ("two", "echo two"))))
     kubectl.wait_for(name, lambda s: s.get("phase") == "Running", what="running", operators=(operator,))
-    lists_before = sum(1 for r in apiserver.requests_for("workflows")
-                       if r.verb == "list" and r.user_agent.startswith(OPERATOR_AGENT))
-    # Cut off while the object changes and the history is compacted: resuming from the last
-    # resourceVersion it saw is then impossible (410), and only a relist brings it back.
-    apiserver.pause_watches()
-    try:
-        kubectl("annotate", "workflow", name, "example.org/touched=yes")
-        apiserver.expire_history()
-    finally:
-        apiserver.resume_watches()
+    lists_before = len(kube_world.operator_calls("workflows", verb="list"))
+    # A restarted API server's watch cache begins at the store's current revision: the watch
+    # the operator resumes from the last version it saw is too old for it (410 Gone), and only
+    # a fresh list brings the operator back, while the object goes on changing.
+    kube_world.plane.restart_apiserver()
+    kubectl("annotate", "workflow", name, "example.org/touched=yes")
     kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", what="Succeeded", operators=(operator,))
-    wait_until(lambda: sum(1 for r in apiserver.requests_for("workflows")
-                           if r.verb == "list" and r.user_agent.startswith(OPERATOR_AGENT)) > lists_before,
+    wait_until(lambda: len(kube_world.operator_calls("workflows", verb="list")) > lists_before,
                timeout=30, what="a relist after 410")
+    assert "workflows: watch expired (410 Gone); listing again" in operator.log.read_text()
+    # Its Lease outlived the outage: the same process led throughout.
+    assert operator.process is not None and operator.process.poll() is None and operator.leading()
 
 
-def test_an_ssh_cluster_takes_its_key_and_known_hosts_from_a_secret(kubectl: Kubectl, operator: Operator,
+def test_an_ssh_cluster_takes_its_key_and_known_hosts_from_a_secret(kube_world: KubeWorld, kubectl: Kubectl,
                                                                    dev_cluster: DevCluster):
     layout = dev_cluster.layout
     kubectl("create", "secret", "generic", "dev-login", "--type=kubernetes.io/ssh-auth",
             f"--from-file=ssh-privatekey={layout.client_key}", f"--from-file=known_hosts={layout.known_hosts}")
+    # The operator may read the Secret once the chart's values name it, as they would in production.
+    install_operator_account(kube_world.plane, kube_world.namespace, kube_world.directory,
+                             "--set", "secretAccess[0].name=dev-login")
+    operator = kube_world.operator()
     ssh = dev_cluster.cluster("ssh").spec.ssh
     assert ssh is not None
     kubectl.apply(f"""\
@@ -337,9 +319,8 @@ spec:
     assert "BEGIN OPENSSH PRIVATE KEY" not in operator.log.read_text()
 
 
-def test_a_config_map_input_reaches_the_job_and_a_missing_one_is_a_condition(kubectl: Kubectl, operator: Operator,
-                                                                            apiserver: ApiServer,
-                                                                            dev_cluster: DevCluster):
+def test_a_config_map_input_reaches_the_job_and_a_missing_one_is_a_condition(kube_world: KubeWorld, kubectl: Kubectl,
+                                                                            operator: Operator):
     name, config = unique("tuned"), unique("tuning")
     kubectl.apply(workflow(name, f"""\
     - name: segment
@@ -350,12 +331,11 @@ def test_a_config_map_input_reaches_the_job_and_a_missing_one_is_a_condition(kub
                             what="InputsReady", operators=(operator,))
     [condition] = [c for c in held["conditions"] if c["type"] == "InputsReady"]
     assert (condition["status"], condition["reason"]) == ("False", "InputMissing")
-    assert f"no ConfigMap {config} in namespace default" in condition["message"]
+    assert f"no ConfigMap {config} in namespace {kube_world.namespace}" in condition["message"]
     assert held["tasks"]["segment"]["phase"] == "Waiting"
 
     kubectl("create", "configmap", config, '--from-literal=settings.json={"scale": 2}', "--from-literal=threshold=7")
     kubectl.wait_for(name, lambda s: s.get("phase") == "Succeeded", what="Succeeded", operators=(operator,))
-    run_dir = Path(dev_cluster.cluster("local").spec.workdir) / "default" / name / "segment"
-    assert (run_dir / "seen.txt").read_text() == '{"scale": 2}7'
-    reads = [r for r in apiserver.requests_for("configmaps") if r.user_agent.startswith(OPERATOR_AGENT)]
-    assert reads and {r.verb for r in reads} == {"get"}
+    assert (kube_world.run_dir(name) / "segment" / "seen.txt").read_text() == '{"scale": 2}7'
+    reads = kube_world.operator_calls("configmaps")
+    assert reads and {r["verb"] for r in reads} == {"get"}

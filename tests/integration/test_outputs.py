@@ -14,7 +14,7 @@ import pytest
 
 from reconciler.devcluster import DevCluster
 from tests.integration.gitops_world import unique
-from tests.integration.kube_world import Operator, control_plane
+from tests.integration.kube_world import KubeWorld
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -144,38 +144,34 @@ def test_ttl_after_finished_removes_the_run_directory_and_the_copies_and_keeps_t
 
 
 def test_ttl_in_kubernetes_mode_cleans_once_even_after_the_operator_lost_its_state(
-        tmp_path: Path, dev_cluster: DevCluster):
+        kube_world: KubeWorld, dev_cluster: DevCluster):
     """The field is in the Workflow's spec, so the operator honours it too; the cleanup is
     recorded in the status it writes, which is what an operator on a fresh disk still has: it
     neither cleans again nor fetches outputs from the removed run directory."""
-    name = unique("kttl")
-    with control_plane(tmp_path / "kube", dev_cluster) as (_, kubectl):
-        cluster = dev_cluster.cluster("local").metadata.name
-        manifest = workflow(name, ttl=2).replace("spec:\n", f"spec:\n  cluster: {cluster}\n", 1)
-        kubectl.apply(manifest)
-        state = tmp_path / "state"
-        first = Operator(kubeconfig=kubectl.kubeconfig, state_dir=state, identity=unique("a")).start()
-        try:
-            cleaned = kubectl.wait_for(name, lambda s: s.get("cleanedAt"), timeout=120, what="the cleanup",
-                                       operators=(first,))
-        finally:
-            first.stop()
-        assert cleaned["phase"] == "Succeeded" and outputs_of(cleaned, "made")["phase"] == "Fetched"
-        assert not (Path(dev_cluster.cluster("local").spec.workdir) / "default" / name).exists()
-        assert not (state / "outputs" / "default" / name).exists()
+    name, kubectl, namespace = unique("kttl"), kube_world.kubectl, kube_world.namespace
+    cluster = dev_cluster.cluster("local").metadata.name
+    manifest = workflow(name, ttl=2).replace("spec:\n", f"spec:\n  cluster: {cluster}\n", 1)
+    kubectl.apply(manifest)
+    # The same replica (it holds the Lease it held) stopped and started again on an empty disk.
+    state, identity = kube_world.directory / "state", unique("a")
+    first = kube_world.operator(state_dir=state, identity=identity)
+    cleaned = kubectl.wait_for(name, lambda s: s.get("cleanedAt"), timeout=120, what="the cleanup",
+                               operators=(first,))
+    first.stop()
+    assert cleaned["phase"] == "Succeeded" and outputs_of(cleaned, "made")["phase"] == "Fetched"
+    assert not kube_world.run_dir(name).exists()
+    assert not (state / "outputs" / namespace / name).exists()
 
-        shutil.rmtree(state)
-        kubectl.apply(manifest.replace("ttlSecondsAfterFinished: 2", "ttlSecondsAfterFinished: 3"))
-        generation = kubectl.get("workflow", name)["metadata"]["generation"]
-        second = Operator(kubeconfig=kubectl.kubeconfig, state_dir=state, identity=unique("b")).start()
-        try:
-            again = kubectl.wait_for(name, lambda s: s.get("observedGeneration") == generation, timeout=120,
-                                     what="a tick of the new operator", operators=(second,))
-        finally:
-            second.stop()
-        assert again["phase"] == "Succeeded" and again["cleanedAt"] == cleaned["cleanedAt"]
-        assert outputs_of(again, "made") == outputs_of(cleaned, "made")
-        assert not (state / "outputs" / "default" / name).exists()
-        events = json.loads(kubectl("get", "events", "-o", "json").stdout)["items"]
-        reasons = [e["reason"] for e in events if e["involvedObject"]["name"] == name]
-        assert reasons.count("Cleaned") == 1 and "OutputsMissing" not in reasons
+    shutil.rmtree(state)
+    kubectl.apply(manifest.replace("ttlSecondsAfterFinished: 2", "ttlSecondsAfterFinished: 3"))
+    generation = (kubectl.get("workflow", name) or {})["metadata"]["generation"]
+    second = kube_world.operator(state_dir=state, identity=identity)
+    again = kubectl.wait_for(name, lambda s: s.get("observedGeneration") == generation, timeout=120,
+                             what="a tick of the new operator", operators=(second,))
+    second.stop()
+    assert again["phase"] == "Succeeded" and again["cleanedAt"] == cleaned["cleanedAt"]
+    assert outputs_of(again, "made") == outputs_of(cleaned, "made")
+    assert not (state / "outputs" / namespace / name).exists()
+    events = json.loads(kubectl("get", "events", "-o", "json").stdout)["items"]
+    reasons = [e["reason"] for e in events if e["involvedObject"]["name"] == name]
+    assert reasons.count("Cleaned") == 1 and "OutputsMissing" not in reasons
