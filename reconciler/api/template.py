@@ -49,7 +49,7 @@ class WorkflowTemplateSpec(FrozenModel):
         "!has(self.parameters) || self.parameters.all(p, self.parameters.exists_one(q, q.name == p.name))",
         "parameter names must be unique", ".parameters"))
 
-    parameters: list[Parameter] = Field(default_factory=list, max_length=MAX_PARAMETERS)
+    parameters: list[Parameter] = Field(default_factory=list, json_schema_extra={"maxItems": MAX_PARAMETERS})
     defaults: dict[str, Any] = Field(
         default_factory=dict, description="task defaults, as in a Workflow; may hold {{ params.NAME }}"
     )

@@ -31,11 +31,13 @@ ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Slurm accepts more in these fields, but nothing that needs a newline or a shell metacharacter;
 # keeping them to this set is what makes every #SBATCH header line safe to render.
 SLURM_WORD = r"^[A-Za-z0-9_.:,=+/@-]+$"
-# Bounds on the lists the admission rules iterate. The API server refuses a CRD whose rules could
-# cost more than its budget on the largest object the schema allows, and stops a rule whose run
-# costs more than a million units: checking every dependsOn entry against the task names costs
-# about tasks x tasks x entries, so the largest workflow allowed here (tests/integration/
-# test_kube_admission.py applies it) stays within that. A fan-out of more uses an array.
+# Bounds on the lists the admission rules iterate, in the CRDs only (``maxItems``): the API server
+# refuses a CRD whose rules could cost more than its budget on the largest object the schema
+# allows, and stops a rule whose run costs more than a million units; checking every dependsOn
+# entry against the task names costs about tasks x tasks x entries, so the largest workflow
+# allowed here (tests/integration/test_kube_admission.py applies it) stays within that. The
+# reconciler itself has no such limit, so a Git-mode workflow may be larger; a fan-out of more
+# tasks than this is an array in either mode.
 MAX_TASKS = 100
 MAX_DEPENDENCIES = 32
 MAX_INPUTS = 32
@@ -291,7 +293,7 @@ class Task(FrozenModel):
     )
 
     name: LabelName
-    depends_on: list[LabelName] = Field(default_factory=list, max_length=MAX_DEPENDENCIES)
+    depends_on: list[LabelName] = Field(default_factory=list, json_schema_extra={"maxItems": MAX_DEPENDENCIES})
     type: TaskType = TaskType.JOB
     # A note (any text) approves like true; changing the value approves the task again.
     approved: bool | str | dict[str, ApprovalValue] = Field(default=False, description=(
@@ -299,7 +301,8 @@ class Task(FrozenModel):
         "is where this value first appears; change the value to approve again"))
     rejected: Annotated[str, Field(min_length=1, max_length=MAX_APPROVAL_NOTE)] | None = Field(
         default=None, description="an approval task refused, with the reason: the task fails until approved again")
-    parameters: list[ApprovalParameter] = Field(default_factory=list, max_length=MAX_PARAMETERS, description=(
+    parameters: list[ApprovalParameter] = Field(default_factory=list, json_schema_extra={"maxItems": MAX_PARAMETERS},
+                                                description=(
         "an approval task's values, given when approving; later tasks read them as "
         "{{ approvals.TASK.NAME }} and $APPROVAL_TASK_NAME"))
     script: str | None = None
@@ -310,7 +313,7 @@ class Task(FrozenModel):
     array: ArraySpec | None = None
     retry: RetryPolicy | None = None
     outputs: list[str] = Field(default_factory=list)
-    inputs: list[TaskInput] = Field(default_factory=list, max_length=MAX_INPUTS)
+    inputs: list[TaskInput] = Field(default_factory=list, json_schema_extra={"maxItems": MAX_INPUTS})
     labels: Labels = Field(default_factory=dict)
     kind: Annotated[str, Field(pattern=TASK_KIND, max_length=128, description=(
         "the key runs of one kind of task share for choosing resources (default: the template's or "
@@ -422,7 +425,7 @@ class WorkflowSpec(FrozenModel):
     template_ref: TemplateRef | None = None
     arguments: dict[str, ArgumentValue] = Field(default_factory=dict)
     defaults: TaskDefaults = Field(default_factory=TaskDefaults)
-    tasks: list[Task] = Field(default_factory=list, max_length=MAX_TASKS)
+    tasks: list[Task] = Field(default_factory=list, json_schema_extra={"maxItems": MAX_TASKS})
     ttl_seconds_after_finished: Annotated[int, Field(ge=0, description=(
         "once the workflow has succeeded or failed for this long, its run directories on the cluster and the "
         "fetched outputs' copies are removed (status and history are kept)"))] | None = None

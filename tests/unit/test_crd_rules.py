@@ -187,7 +187,7 @@ def test_the_rules_sit_on_the_nodes_of_the_models_that_declare_them():
                     assert rule["fieldPath"].lstrip(".") in node["properties"], (path, rule)
 
 
-def test_every_list_a_rule_iterates_is_bounded_in_the_model_and_the_schema():
+def test_every_list_a_rule_iterates_is_bounded_in_the_schema_and_only_there():
     spec = schema_for("Workflow")["properties"]["spec"]
     task = spec["properties"]["tasks"]["items"]["properties"]
     assert spec["properties"]["tasks"]["maxItems"] == MAX_TASKS
@@ -196,11 +196,10 @@ def test_every_list_a_rule_iterates_is_bounded_in_the_model_and_the_schema():
     assert task["parameters"]["maxItems"] == MAX_PARAMETERS
     template = schema_for("WorkflowTemplate")["properties"]["spec"]["properties"]
     assert template["parameters"]["maxItems"] == MAX_PARAMETERS
-    too_many = workflow(*[job(f"t{i}") for i in range(MAX_TASKS + 1)])
-    assert model_refuses(too_many)
-    assert not model_refuses(workflow(*[job(f"t{i}") for i in range(MAX_TASKS)]))
+    # The bounds are the API server's (its CEL cost budget); a Git-mode workflow may be larger.
+    assert not model_refuses(workflow(*[job(f"t{i}") for i in range(MAX_TASKS + 1)]))
     names = [f"t{i}" for i in range(MAX_DEPENDENCIES + 1)]
-    assert model_refuses(workflow(*[job(name) for name in names], job("last", dependsOn=names)))
+    assert not model_refuses(workflow(*[job(name) for name in names], job("last", dependsOn=names)))
 
 
 @pytest.mark.parametrize("document", valid_documents(), ids=document_id)
