@@ -34,6 +34,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slurm)
+    # Tests that judge what the whole run did (from the control plane's audit log) come last; the
+    # sort is stable, so every other test keeps its place.
+    items.sort(key=lambda item: item.get_closest_marker("after_everything") is not None)
 
 
 @pytest.fixture(scope="session")

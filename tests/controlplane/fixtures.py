@@ -70,6 +70,19 @@ def helm_template(*args: str, namespace: str, timeout: float = 60) -> str:
     return done.stdout
 
 
+# The tests that run the operator (those using ``operator_account``, the identity it runs as), as
+# collected before -k, -m or --deselect left any out: what the audit of its calls must know to
+# tell a whole run from part of one.
+OPERATOR_TESTS = pytest.StashKey[frozenset[str]]()
+OPERATOR_FIXTURE = "operator_account"
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k, -m and --deselect
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    config.stash[OPERATOR_TESTS] = frozenset(
+        item.nodeid for item in items if OPERATOR_FIXTURE in getattr(item, "fixturenames", ()))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build the control plane before the first test when any selected test needs it, so the
     first build (minutes on a fresh machine) counts against no test's timeout."""

@@ -13,7 +13,8 @@ Called by the session fixture ``control_plane`` (tests/conftest.py). Guarantees:
   read who called what;
 * ``restart_apiserver`` kills the kube-apiserver alone and starts it again with the same
   arguments and ports (etcd and its data stay): clients see their connections dropped and, a
-  few seconds later, a server whose watch cache starts afresh, as after a crash;
+  few seconds later, a server whose watch cache starts afresh, as after a crash (``restarts``
+  keeps when, for the audit of the operator's calls);
 * ``stop`` ends both processes (and is safe to call twice); their output is kept in the run
   directory for a failing test's report.
 """
@@ -161,6 +162,9 @@ class ControlPlane:
         self._processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._argv: dict[str, list[str]] = {}
         self.certificates: Certificates | None = None
+        # (killed, ready again) of each restart_apiserver, in UTC: while it starts, the server
+        # answers before its RBAC authorizer has read the roles, so a 403 then is the restart's.
+        self.restarts: list[tuple[datetime.datetime, datetime.datetime]] = []
 
     def start(self) -> ControlPlane:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -252,6 +256,7 @@ class ControlPlane:
     def restart_apiserver(self) -> None:
         """Kill the kube-apiserver and start it again as it was; returns once it is ready."""
         [(name, process)] = [entry for entry in self._processes if entry[0] == "kube-apiserver"]
+        killed = datetime.datetime.now(datetime.UTC)
         # Killed, not stopped: a graceful stop waits for requests in flight (up to a minute),
         # longer than the clients' leases and retries last; a crash is what they must survive.
         process.kill()
@@ -259,6 +264,7 @@ class ControlPlane:
         self._processes.remove((name, process))
         self._spawn(name, self._argv[name])
         self._wait_ready()
+        self.restarts.append((killed, datetime.datetime.now(datetime.UTC)))
 
     def stop(self) -> None:
         # The API server first, so it does not log a storm of etcd errors on its way out.
