@@ -331,9 +331,12 @@ class FakeCoreV1:
 
     def __init__(self, secrets: Mapping[tuple[str, str], dict[str, str]] | None = None) -> None:
         self.secrets = dict(secrets or {})
+        self.forbidden: set[tuple[str, str]] = set()  # Secrets the RBAC does not name
         self.events: list[dict[str, Any]] = []
 
     def read_namespaced_secret(self, name: str, namespace: str) -> k8s.V1Secret:
+        if (namespace, name) in self.forbidden:
+            raise ApiException(status=403, reason="Forbidden")
         data = self.secrets.get((namespace, name))
         if data is None:
             raise ApiException(status=404, reason="Not Found")

@@ -436,7 +436,9 @@ class KubernetesPublisher:
                                              "spec.ssh.keySecretRef") from exc
             if isinstance(exc, ApiException) and exc.status == 403:
                 raise ClusterConnectionError(f"Secret {namespace}/{name} cannot be read (403 Forbidden): the "
-                                             "operator's Role must grant get on secrets") from exc
+                                             "operator reads only the Secrets its RBAC names; with the chart, "
+                                             f"add {{name: {name}, namespace: {namespace}}} to secretAccess"
+                                             ) from exc
             raise ClusterConnectionError(f"Secret {namespace}/{name} cannot be read: {_api_error(exc)}") from exc
         return dict(secret.data or {})
 

@@ -175,6 +175,16 @@ def test_a_missing_secret_says_what_to_do(world: World):
     assert str(raised.value) == "Secret science/login not found: create it or fix spec.ssh.keySecretRef"
 
 
+def test_a_secret_the_rbac_does_not_name_says_where_to_name_it(world: World):
+    world.core.secrets[("science", "login")] = {"ssh-privatekey": encoded("key")}
+    world.core.forbidden.add(("science", "login"))
+    with pytest.raises(ClusterConnectionError) as raised:
+        world.publisher.connection(ssh_cluster())
+    assert str(raised.value) == ("Secret science/login cannot be read (403 Forbidden): the operator reads only "
+                                 "the Secrets its RBAC names; with the chart, add {name: login, namespace: "
+                                 "science} to secretAccess")
+
+
 def test_a_secret_without_a_key_says_which_keys_it_needs(world: World):
     world.core.secrets[("science", "login")] = {"id_rsa": encoded("key")}
     with pytest.raises(ClusterConnectionError, match=r"^Secret science/login has no ssh-privatekey or privateKey key"):
