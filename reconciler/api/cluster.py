@@ -6,11 +6,12 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .admission import Reason, Rule, admission_rules
 from .meta import API_VERSION, Condition, FrozenModel, Model, ObjectMeta
 from .orchestration import Scoring
+from .scriptsafe import cluster_workdir_problem
 from .workflow import SLURM_WORD
 
 
@@ -60,6 +61,14 @@ class SlurmClusterSpec(FrozenModel):
     partitions: list[Partition] = Field(default_factory=list)
     scoring: Scoring | None = Field(default=None, description=(
         "how workflows on this cluster rank the candidates of their auto resources, unless they say"))
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir_usable(cls, workdir: str) -> str:
+        problem = cluster_workdir_problem(workdir)
+        if problem is not None:
+            raise ValueError(problem)
+        return workdir
 
     @model_validator(mode="after")
     def _ssh_when_needed(self) -> SlurmClusterSpec:

@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from .admission import Reason, Rule, admission_rules
 from .approval import ApprovalParameter, ApprovalValue, ancestors, reference_problems, value_problems
@@ -25,6 +25,7 @@ from .meta import (
     ObjectMeta,
 )
 from .orchestration import AUTO, Auto, Budget, BudgetStatus, ChoiceStatus, Scoring, TaskCandidates
+from .scriptsafe import header_problem, output_pattern_problem, shell_problem
 from .units import AUTO_OR_MEMORY_PATTERN, AUTO_OR_TIME_PATTERN
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -61,6 +62,39 @@ class FailureKind(str, Enum):
     PREEMPTED = "PREEMPTED"
 
 
+def _refuse(problem: str | None) -> None:
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def _header_safe(value: str | None) -> str | None:
+    if value is not None:
+        _refuse(header_problem(value))
+    return value
+
+
+def _shell_safe_values(values: dict[str, str]) -> dict[str, str]:
+    for name, value in values.items():
+        problem = shell_problem(value)
+        _refuse(f"{name} {problem}" if problem else None)
+    return values
+
+
+def _shell_text(value: str) -> str:
+    _refuse(shell_problem(value))
+    return value
+
+
+def _output_pattern(pattern: str) -> str:
+    _refuse(output_pattern_problem(pattern))
+    return pattern
+
+
+# Checked one by one, so an error names the item and its line.
+ShellText = Annotated[str, AfterValidator(_shell_text)]
+OutputPattern = Annotated[str, AfterValidator(_output_pattern)]
+
+
 # "auto" in any of these asks the Orchestrator to choose the value (reconciler.core.orchestrator).
 CHOOSABLE = ("partition", "nodes", "cpus", "memory", "time")
 
@@ -76,6 +110,8 @@ class Resources(FrozenModel):
     gres: Annotated[str, Field(pattern=SLURM_WORD, max_length=256)] | None = None
     account: Annotated[str, Field(pattern=SLURM_WORD, max_length=128)] | None = None
     qos: Annotated[str, Field(pattern=SLURM_WORD, max_length=128)] | None = None
+
+    _in_header = field_validator("partition", "gres", "account", "qos")(_header_safe)
 
     def merged_over(self, base: Resources) -> Resources:
         """These resources with every unset field taken from ``base``."""
@@ -133,7 +169,7 @@ class ArraySpec(FrozenModel):
         Rule("!has(self.items) || size(self.items) > 0", "items must not be empty", ".items"),
     )
     count: Annotated[int, Field(ge=1)] | None = None
-    items: list[str] | None = None
+    items: list[ShellText] | None = None
     count_from: ArraySource | None = Field(default=None, description=(
         "size the array by the positive integer in an earlier task's file, read when that task succeeded"))
     items_from: ArraySource | None = Field(default=None, description=(
@@ -186,6 +222,9 @@ class TaskDefaults(FrozenModel):
     env: dict[Annotated[str, Field(pattern=ENV_NAME)], str] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     retry: RetryPolicy | None = None
+
+    _workdir_in_header = field_validator("workdir")(_header_safe)
+    _env_in_script = field_validator("env")(_shell_safe_values)
 
 
 # A file or glob an input names: relative, inside its root, and plain enough to stand unquoted
@@ -306,13 +345,13 @@ class Task(FrozenModel):
         "an approval task's values, given when approving; later tasks read them as "
         "{{ approvals.TASK.NAME }} and $APPROVAL_TASK_NAME"))
     script: str | None = None
-    command: list[str] | None = None
+    command: list[ShellText] | None = None
     workdir: str | None = None
     env: dict[Annotated[str, Field(pattern=ENV_NAME)], str] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     array: ArraySpec | None = None
     retry: RetryPolicy | None = None
-    outputs: list[str] = Field(default_factory=list)
+    outputs: list[OutputPattern] = Field(default_factory=list)
     inputs: list[TaskInput] = Field(default_factory=list, json_schema_extra={"maxItems": MAX_INPUTS})
     labels: Labels = Field(default_factory=dict)
     kind: Annotated[str, Field(pattern=TASK_KIND, max_length=128, description=(
@@ -323,6 +362,17 @@ class Task(FrozenModel):
                         ] | None = None
     candidates: TaskCandidates | None = Field(default=None, description=(
         "the values the reconciler may choose for the task's auto resources"))
+
+    # The name and workdir reach #SBATCH lines (--job-name, --chdir); the script, command, env
+    # and outputs reach the job's script and the output fetch.
+    _in_header = field_validator("name", "workdir")(_header_safe)
+    _env_in_script = field_validator("env")(_shell_safe_values)
+
+    @field_validator("script")
+    @classmethod
+    def _script_shell_safe(cls, script: str | None) -> str | None:
+        _refuse(shell_problem(script) if script is not None else None)
+        return script
 
     @model_validator(mode="after")
     def _body_matches_type(self) -> Task:
@@ -572,3 +622,12 @@ class Workflow(Model):
     metadata: ObjectMeta
     spec: WorkflowSpec
     status: WorkflowStatus | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _names_in_header(cls, metadata: ObjectMeta) -> ObjectMeta:
+        # --job-name, --chdir and --output carry the namespace and the name.
+        for what, value in (("name", metadata.name), ("namespace", metadata.namespace)):
+            problem = header_problem(value)
+            _refuse(f"{what} {problem}" if problem else None)
+        return metadata
