@@ -1,0 +1,193 @@
+"""The reconciler against the floor, on the dev cluster: the same DAG run by ``reconciler run
+--until-done`` on a manifest folder and by :file:`benchmarks/floor.sh` (plain ``sbatch`` with
+``afterok``, waiting until ``squeue`` is empty), alternately, N times each; and the time from a
+``git push`` into a repository the loop follows to the loop's first ``sbatch``.
+
+Called by :mod:`benchmarks.__main__` (``scripts/bench --floor``). Needs the dev cluster (started
+here, which needs root) and the lock the tests share it through: the caller runs this under
+``flock /tmp/slurm-tests.lock``. Every run gets a fresh state directory; nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.devcluster import DevCluster
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOOR = Path(__file__).resolve().parent / "floor.sh"
+HEADER = """\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: Workflow
+metadata: {{name: {name}}}
+spec:
+  defaults:
+    resources: {{partition: debug, time: "00:05:00", memory: 20M}}
+  tasks:
+"""
+
+
+@dataclass(frozen=True)
+class Shape:
+    key: str
+    title: str
+    floor: tuple[str, ...]  # floor.sh's arguments
+    tasks: str  # the workflow's task list, YAML indented four spaces
+
+    def manifest(self, name: str) -> str:
+        return HEADER.format(name=name) + self.tasks
+
+
+def _fan(width: int) -> str:
+    return (f'    - {{name: first, script: "true"}}\n'
+            f'    - {{name: middle, dependsOn: [first], script: "true", array: {{count: {width}}}}}\n'
+            f'    - {{name: last, dependsOn: [middle], script: "true"}}\n')
+
+
+SHAPES = {
+    shape.key: shape for shape in (
+        Shape("chain", "3-step chain of `sleep 1`", ("chain", "3"),
+              '    - {name: a, script: "sleep 1"}\n'
+              '    - {name: b, dependsOn: [a], script: "sleep 1"}\n'
+              '    - {name: c, dependsOn: [b], script: "sleep 1"}\n'),
+        Shape("fan100", "1 → 100-element array of `true` → 1", ("fan", "100"), _fan(100)),
+        Shape("fan1000", "1 → 1,000 → 1", ("fan", "1000"), _fan(1000)),
+        Shape("array30000", "30,000 `true` elements, split by MaxArraySize", ("array", "30000"),
+              '    - {name: tiles, script: "true", array: {count: 30000}}\n'),
+    )
+}
+QUICK = ("chain", "fan100", "fan1000")
+
+
+def _timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+class Bench:
+    def __init__(self, cluster: DevCluster, scratch: Path, *, interval: float | None, timeout: float) -> None:
+        self.cluster = cluster
+        self.scratch = scratch
+        self.interval = interval
+        self.timeout = timeout
+        self.env = {**os.environ, **cluster.env, "RECONCILER_LOG_LEVEL": "WARNING"}
+        self.cluster_manifest = cluster.manifest_path("local").read_text()
+        self._runs = 0
+
+    def floor(self, shape: Shape) -> float:
+        return _timed(lambda: subprocess.run(["bash", str(FLOOR), *shape.floor], env=self.env, check=True,
+                                             timeout=self.timeout))
+
+    def reconciler(self, shape: Shape) -> float:
+        self._runs += 1
+        folder = self.scratch / f"run{self._runs}"
+        (folder / "plans").mkdir(parents=True)
+        (folder / "plans" / "cluster.yaml").write_text(self.cluster_manifest)
+        (folder / "plans" / "workflow.yaml").write_text(shape.manifest(f"bench-{os.getpid()}-{self._runs}"))
+        argv = [sys.executable, "-m", "reconciler", "run", "--source", str(folder / "plans"),
+                "--state-dir", str(folder / "state"), "--until-done",
+                *(("--interval", f"{self.interval:g}") if self.interval is not None else ())]
+
+        def run() -> None:
+            done = subprocess.run(argv, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=self.timeout)
+            if done.returncode != 0:
+                raise RuntimeError(f"reconciler run --until-done exited {done.returncode}: {done.stderr[-2000:]}")
+
+        seconds = _timed(run)
+        shutil.rmtree(folder, ignore_errors=True)
+        return seconds
+
+    def compare(self, shape: Shape, runs: int, say: Callable[[str], None]) -> dict[str, object]:
+        floors, reconcilers = [], []
+        for n in range(runs):
+            floors.append(self.floor(shape))
+            reconcilers.append(self.reconciler(shape))
+            say(f"  {shape.key} run {n + 1}/{runs}: floor {floors[-1]:.2f}s, reconciler {reconcilers[-1]:.2f}s")
+        floor, ours = statistics.median(floors), statistics.median(reconcilers)
+        return {"key": shape.key, "workflow": shape.title, "runs": runs, "floor_s": round(floor, 2),
+                "reconciler_s": round(ours, 2), "ratio": round(ours / floor, 2),
+                "floor_all_s": [round(s, 2) for s in floors], "reconciler_all_s": [round(s, 2) for s in reconcilers]}
+
+    def push_latency(self, runs: int, say: Callable[[str], None]) -> dict[str, object]:
+        """The loop follows a bare repository; each push adds a one-task workflow, and the time
+        from the push's return to the loop's first ``sbatch`` after it is read from an ``sbatch``
+        first in the loop's PATH that notes the time and hands over to Slurm's."""
+        real = shutil.which("sbatch", path=self.env.get("PATH"))
+        if real is None:
+            raise RuntimeError("sbatch is not on PATH")
+        folder = self.scratch / "push"
+        bin_dir, stamps = folder / "bin", folder / "sbatch-times"
+        bin_dir.mkdir(parents=True)
+        wrapper = bin_dir / "sbatch"
+        wrapper.write_text(f'#!/bin/sh\ndate +%s.%N >> "{stamps}"\nexec "{real}" "$@"\n')
+        wrapper.chmod(0o755)
+        bare, work = folder / "plans.git", folder / "checkout"
+
+        def git(*args: str, cwd: Path = work) -> None:
+            subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", *args], cwd=cwd,
+                           check=True, capture_output=True)
+
+        git("init", "-q", "--bare", "-b", "main", str(bare), cwd=folder)
+        git("init", "-q", "-b", "main", str(work), cwd=folder)
+        git("remote", "add", "origin", str(bare))
+        (work / "clusters").mkdir()
+        (work / "clusters" / "dev.yaml").write_text(self.cluster_manifest)
+        git("add", "-A")
+        git("commit", "-qm", "the cluster")
+        git("push", "-q", "origin", "main")
+        env = {**self.env, "PATH": f"{bin_dir}:{self.env.get('PATH', '')}"}
+        # A long interval: only the push can wake the loop in time.
+        loop = subprocess.Popen([sys.executable, "-m", "reconciler", "run", "--source", f"file://{bare}",
+                                 "--state-dir", str(folder / "state"), "--interval", "60"],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        latencies = []
+        try:
+            for n in range(runs + 1):
+                before = len(stamps.read_text().splitlines()) if stamps.exists() else 0
+                (work / f"w{n}.yaml").write_text(HEADER.format(name=f"push-{os.getpid()}-{n}")
+                                                 + '    - {name: only, script: "true"}\n')
+                git("add", "-A")
+                git("commit", "-qm", f"workflow {n}")
+                git("push", "-q", "origin", "main")
+                pushed = time.time()
+                deadline = time.monotonic() + 60
+                while not (stamps.exists() and len(stamps.read_text().splitlines()) > before):
+                    if time.monotonic() > deadline or loop.poll() is not None:
+                        raise RuntimeError("the loop did not submit the pushed workflow within 60s")
+                    time.sleep(0.01)
+                submitted = float(stamps.read_text().splitlines()[before])
+                if n:  # the first push also pays for the loop's start, its first clone and tick
+                    latencies.append(submitted - pushed)
+                    say(f"  push {n}/{runs}: first sbatch {submitted - pushed:.3f}s after the push")
+                # The next push must not land while this tick still runs.
+                time.sleep(1.5)
+        finally:
+            loop.terminate()
+            loop.wait(timeout=30)
+        return {"runs": runs, "median_s": round(statistics.median(latencies), 3),
+                "all_s": [round(s, 3) for s in latencies]}
+
+
+def measure(shapes: tuple[str, ...], *, runs: int, push_runs: int, interval: float | None,
+            say: Callable[[str], None]) -> dict[str, object]:
+    cluster = DevCluster()
+    cluster.up()
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        bench = Bench(cluster, Path(scratch), interval=interval, timeout=3600)
+        rows = []
+        for key in shapes:
+            shape = SHAPES[key]
+            # The 30,000 elements take minutes a run on a small machine: once is enough to see the ratio.
+            rows.append(bench.compare(shape, 1 if key == "array30000" else runs, say))
+        push = bench.push_latency(push_runs, say) if push_runs else None
+    return {"floor": rows, "push_to_sbatch": push}
