@@ -54,6 +54,7 @@ from ..manifests.resolve import ResolvedWorkflow
 from ..slurm.client import Observation, SlurmClient, SlurmError
 from ..slurm.transport import Transport, TransportError, open_transport
 from ..sources.base import Snapshot, Source, SourceError
+from ..store.connection import StateWriteFailed
 from ..store.database import Store, StoredWorkflow
 from .choosing import HistoryModels, StartEstimates, choosing_for, needs_choosing
 from .executor import ClusterOutcome, adjust_status, carry_out
@@ -230,6 +231,10 @@ class Controller:
                 failures = 0
                 if report.requeue_after is not None:
                     delay = min(delay, max(0.5, report.requeue_after))
+            except StateWriteFailed as exc:  # no backoff: the tick is cheap to retry, space may return any moment
+                failures += 1
+                self.metrics.state_write_failures.inc()
+                log.error("%s; nothing is submitted until it can be written again, next try in %.0fs", exc, delay)
             except Exception:  # the loop must outlive any one bad tick
                 failures += 1
                 self.metrics.tick_failures.inc()
@@ -352,6 +357,8 @@ class Controller:
         try:
             with log_context(workflow=f"{stored.namespace}/{stored.name}"):
                 return self._place(stored, resolved, now=now)
+        except StateWriteFailed:
+            raise  # the store's fault, not this workflow's: the tick stops
         except Exception:  # one workflow's placement must not stop the others
             log.exception("workflow %s/%s: placing it failed; next tick tries again", stored.namespace, stored.name)
             return None
@@ -425,6 +432,8 @@ class Controller:
             try:
                 client = self._client(cluster)
                 return self._reconcile_cluster(cluster, client, work, backoff, now=now)
+            except StateWriteFailed:
+                raise  # not the cluster's fault: the whole tick stops, nothing more may go out unrecorded
             except Exception as exc:  # one cluster's fault must not stop the others
                 return self._failed_cluster(cluster, work, backoff, exc, now=now)
 

@@ -9,6 +9,9 @@ guarantees, which is what makes a ``kill -9`` at any moment harmless:
   so a task is never submitted twice;
 * when Slurm cannot be reached, or refuses for capacity, nothing more is attempted on that
   cluster this tick (the next tick looks again); a terminal refusal fails only that task;
+* when the store cannot record (the state directory is full: ``StateWriteFailed``), nothing
+  more is attempted this tick and the error goes up to the loop: a submission whose intent
+  could not be recorded never reaches ``sbatch``;
 * any other failure of one action (Slurm's error, or an unexpected one, logged with its
   traceback) is an ``ActionFailed`` Warning event on its workflow, and the other actions go on;
 * a submission that depends on another one planned this tick goes out only after that one did;
@@ -38,6 +41,7 @@ from ..manifests.resolve import ResolvedWorkflow
 from ..slurm.client import SlurmClient, SlurmError, SlurmUnavailable, SubmitRefused, SubmitRequest
 from ..slurm.script import run_dir_of, upstream_files
 from ..slurm.tags import JobTag
+from ..store.connection import StateWriteFailed
 from ..store.database import Store
 from .fanout import items_file
 from .logcontext import log_context
@@ -100,6 +104,8 @@ def carry_out(
                 log.warning("cluster %s unavailable: %s", client.name, exc)
                 return ClusterOutcome(unavailable=str(exc), at_capacity=at_capacity, events=events,
                                       submitted=tuple(went_out))
+            except StateWriteFailed:
+                raise  # what could not be recorded must not be followed by more actions
             except SlurmError as exc:
                 log.warning("%s: %s", type(action).__name__, exc)
                 done = _Done(events=(Event("Warning", "ActionFailed", f"{_described(action)}: {exc}"),))

@@ -81,6 +81,9 @@ class Metrics:
         self.command_errors = PromCounter("reconciler_command_errors", "Slurm and SSH commands that failed: exit "
                                           "(a Slurm command exited non-zero), timeout, or transport (no answer)",
                                           ["cluster", "transport", "command", "kind"], registry=r)
+        self.state_write_failures = PromCounter("reconciler_state_write_failures", "ticks stopped because the state "
+                                                "directory had no room for a write (retried each interval)",
+                                                registry=r)
         self._state = _StateCollector()
         r.register(self._state)
         self._last_tick = time.monotonic()
