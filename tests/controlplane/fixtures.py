@@ -19,6 +19,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,13 +109,22 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         plane.stop()
 
 
+@contextmanager
+def fresh_namespace(plane: ControlPlane) -> Iterator[str]:
+    """A namespace no other test uses, deleted on exit (without waiting for it to go)."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    admin = Kubectl(plane.admin_kubeconfig)
+    admin("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        admin("delete", "namespace", name, "--wait=false", check=False)
+
+
 @pytest.fixture
 def kube_namespace(control_plane: ControlPlane) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    admin = Kubectl(control_plane.admin_kubeconfig)
-    admin("create", "namespace", name)
-    yield name
-    admin("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(control_plane) as name:
+        yield name
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import datetime
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 import pytest
 
 from reconciler.kube.permissions import RULES
-from tests.controlplane.fixtures import OPERATOR_TESTS, RELEASE, Kubectl, install_operator_account
+from tests.controlplane.fixtures import OPERATOR_TESTS, RELEASE, Kubectl, fresh_namespace, install_operator_account
 from tests.controlplane.server import ControlPlane
 
 # reconciler/kube/operator.py sets it: "slurm-reconciler/<version> (<identity>)".
@@ -41,11 +40,8 @@ Call = tuple[str, str, str, str]
 
 @pytest.fixture
 def other_namespace(control_plane: ControlPlane) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    admin = Kubectl(control_plane.admin_kubeconfig)
-    admin("create", "namespace", name)
-    yield name
-    admin("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(control_plane) as name:
+        yield name
 
 
 def create_secret(admin: Kubectl, namespace: str, name: str) -> None:
