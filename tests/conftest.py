@@ -31,9 +31,14 @@ SERVER_FIXTURES = frozenset({"dev_cluster", "sshd", "control_plane"})
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The resilience scenarios stop the dev cluster's daemons for minutes: only scripts/resilience
+    # runs them, never the default suite.
+    resilience = os.environ.get("RECONCILER_RESILIENCE") == "1"
     for item in items:
         if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slurm)
+        if not resilience and item.get_closest_marker("resilience") is not None:
+            item.add_marker(pytest.mark.skip(reason="a resilience scenario: run scripts/resilience"))
     # Tests that judge what the whole run did (from the control plane's audit log) come last; the
     # sort is stable, so every other test keeps its place.
     items.sort(key=lambda item: item.get_closest_marker("after_everything") is not None)

@@ -12,11 +12,13 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from reconciler.devcluster import DevCluster
+from reconciler.slurm.tags import parse_tag
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -269,6 +271,15 @@ def sacct_tags(cluster: DevCluster, job_name_prefix: str, *, since: str = "now-2
         previous = current
         time.sleep(1.0)
     raise AssertionError(f"sacct kept changing for {job_name_prefix}: {previous}")
+
+
+def jobs_per_task(cluster: DevCluster, name: str, *, tasks: int) -> Counter[str]:
+    """How many jobs Slurm accounted for under each of the workflow's identity tags (by task; an
+    array's elements one by one), once at least ``tasks`` are accounted for."""
+    tags = [parse_tag(comment) for _, comment in sacct_tags(cluster, f"{name}.", at_least=tasks)]
+    assert all(tag is not None for tag in tags), tags
+    assert len({tag.uid for tag in tags if tag}) == 1
+    return Counter(tag.task for tag in tags if tag)
 
 
 def sacct_times(cluster: DevCluster, job_name_prefix: str, *, at_least: int,

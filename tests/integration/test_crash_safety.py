@@ -8,14 +8,12 @@ import os
 import random
 import stat
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from reconciler.devcluster import DevCluster
-from reconciler.slurm.tags import parse_tag
-from tests.integration.gitops_world import Loop, PlanRepo, sacct_tags, squeue_state, unique, wait_until
+from tests.integration.gitops_world import Loop, PlanRepo, jobs_per_task, squeue_state, unique, wait_until
 
 pytestmark = pytest.mark.slurm
 
@@ -53,14 +51,6 @@ def workflow(name: str, tasks: dict[str, list[str]]) -> str:
             lines.append(f"      dependsOn: [{', '.join(after)}]")
         lines.append(f"      script: echo {task}")
     return "\n".join(lines) + "\n"
-
-
-def jobs_per_task(dev_cluster: DevCluster, name: str, *, tasks: int) -> Counter[str]:
-    """How many jobs Slurm accounted for under each of the workflow's identity tags (by task)."""
-    tags = [parse_tag(comment) for _, comment in sacct_tags(dev_cluster, f"{name}.", at_least=tasks)]
-    assert all(tag is not None for tag in tags), tags
-    assert len({tag.uid for tag in tags if tag}) == 1
-    return Counter(tag.task for tag in tags if tag)
 
 
 @pytest.fixture
