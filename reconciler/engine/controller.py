@@ -315,16 +315,16 @@ class Controller:
         statuses: dict[str, WorkflowStatus] = {}
         for invalid in desired.invalid:
             stored = active.get((invalid.namespace, invalid.name))
+            for message in invalid.messages:
+                log.warning("%s", message)
             if stored is None:
                 if invalid.resource is None:
-                    continue  # nothing readable to show yet: the error is logged with the others
+                    continue  # nothing readable to show yet: the log line above is all there is
                 # Never good so far: kept so `reconciler get` shows it and why it does not run.
                 stored = self.store.upsert_workflow(namespace=invalid.namespace, name=invalid.name,
                                                     resource=invalid.resource, revision=snapshot.revision,
                                                     source_file=invalid.errors[0].file if invalid.errors else None,
                                                     now=now)
-            for message in invalid.messages:
-                log.warning("%s", message)
             generation = ((invalid.resource or {}).get("metadata") or {}).get("generation") or stored.generation
             statuses[stored.uid] = invalid_status(previous=stored.status, errors=invalid.messages,
                                                   generation=generation, revision=snapshot.revision, now=now)

@@ -3,11 +3,19 @@ wrong, never an exception, and never a runnable workflow."""
 
 from __future__ import annotations
 
+import logging
+import re
+import tempfile
+from pathlib import Path
+
 from hypothesis import given, settings
 
+from reconciler.engine.controller import Controller
 from reconciler.manifests.loader import ManifestError, load_text
 from reconciler.manifests.resolve import resolve
+from reconciler.store.database import Store
 from tests.broken_manifests import BrokenManifest, broken_manifests, good_workflow, sample
+from tests.fakes import LoginNodes, MemorySource
 
 FILE = "plans/broken.yaml"
 
@@ -45,3 +53,27 @@ def test_a_sample_for_a_folder_is_the_same_each_time_and_covers_every_kind() -> 
     assert [m.template for m in first] == [m.template for m in sample(60)]
     assert len(first) == 60
     assert {m.kind for m in first} >= {"invalid YAML", "unknown field", "wrong type", "bad dependsOn"}
+
+
+@settings(max_examples=25, deadline=None)
+@given(manifest=broken_manifests())
+def test_the_loop_names_every_broken_manifest_with_its_line(manifest: BrokenManifest) -> None:
+    """Whether or not the workflow was ever good, and whether or not its name can be read."""
+    source = MemorySource(manifest.render("broken-one"))
+    with tempfile.TemporaryDirectory() as state, Store(Path(state) / "state.db") as store:
+        handler = _Lines()
+        logging.getLogger("reconciler").addHandler(handler)
+        try:
+            Controller(source=source, store=store, state_dir=Path(state), interval=1.0, connect=LoginNodes({})).tick()
+        finally:
+            logging.getLogger("reconciler").removeHandler(handler)
+    assert any(re.match(r"plans\.yaml:\d+: ", line) for line in handler.lines), handler.lines
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
