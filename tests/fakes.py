@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,9 @@ class FakeSlurm:
 
     def fetch(self, directory: str, patterns: Sequence[str], destination: Path) -> list[Path]:
         return []
+
+    def watch_names(self, directory: str, found: Callable[[list[str]], None], stop: threading.Event) -> None:
+        stop.wait()  # the fake runs no script, so no job ever writes an end record
 
     def close(self) -> None:
         pass

@@ -132,9 +132,11 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
+    from ..engine.endwatch import EndWatch
     from ..engine.staging import find_inputs
     from ..slurm.client import SlurmClient, SlurmError
     from ..slurm.transport import TransportError, open_transport
+    from ..sources.base import Wakeup
     from ..sources.directory import DirectoryFiles
     from .submit import follow, submit_workflow
 
@@ -145,6 +147,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     resolved = _on_one_cluster(resolved)
     assert resolved.cluster is not None
     client = SlurmClient(resolved.cluster, open_transport(resolved.cluster.spec))
+    ends: EndWatch | None = None
     try:
         inputs = find_inputs(resolved, content=DirectoryFiles(_source_root(args.source)), config_maps=None)
         submission = submit_workflow(resolved, client, inputs=inputs)
@@ -154,12 +157,18 @@ def _cmd_submit(args: argparse.Namespace) -> int:
             print(f"{task:20} not submitted: {why}")
         if not args.wait:
             return 0
-        outcomes = follow(client, submission, timeout=args.timeout,
+        # A job's end record cuts the wait between two polls short.
+        wakeup = Wakeup()
+        ends = EndWatch(client.transport, workdir=resolved.cluster.spec.workdir, wake=wakeup.wake,
+                        name=resolved.cluster.metadata.name)
+        outcomes = follow(client, submission, timeout=args.timeout, ends=ends, pause=wakeup.wait,
                           report=lambda task, o: print(f"{task:20} {o.phase.value:10} {o.detail}", flush=True))
     except (SlurmError, TransportError, TimeoutError) as exc:
         print(f"submit: {exc}", file=sys.stderr)
         return 1
     finally:
+        if ends is not None:
+            ends.close()
         client.close()
     return 0 if all(o.phase.value == "Succeeded" for o in outcomes.values()) else 1
 

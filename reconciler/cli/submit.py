@@ -36,6 +36,7 @@ from ..core.approval_values import with_approved
 from ..core.approvals import manifest_values
 from ..core.fingerprint import fingerprints
 from ..core.observed import DONE_PHASES, ObservedJob
+from ..engine.endwatch import EndWatch
 from ..engine.staging import FoundInputs, stage, staged_files
 from ..manifests.resolve import ResolvedWorkflow
 from ..slurm.client import SlurmClient, SlurmUnavailable, SubmitRequest
@@ -158,9 +159,13 @@ def follow(
     poll_seconds: float = 2.0,
     timeout: float | None = None,
     report: Callable[[str, TaskProgress], None] = lambda task, outcome: None,
+    ends: EndWatch | None = None,
+    pause: Callable[[float], object] = time.sleep,
 ) -> dict[str, TaskProgress]:
     """Observe (one batched query per poll) until Slurm reports every submitted job finished;
-    the outcome of each task. ``report`` hears every change."""
+    the outcome of each task. ``report`` hears every change. ``ends``: the cluster's end-record
+    watch, told of each observation; ``pause`` waits between polls, returning early when that
+    watch rings."""
     deadline = None if timeout is None else time.monotonic() + timeout
     since = submission.submitted_at - timedelta(minutes=1)
     outcomes: dict[str, TaskProgress] = {}
@@ -170,6 +175,8 @@ def follow(
             observation = client.observe(since=since, job_ids=sorted(submitted))
             jobs = [j for j in observation.jobs() if j.job_id in submitted]
             complete = observation.queue_ok and observation.accounting_ok
+            if ends is not None and observation.accounting_ok:
+                ends.settle(observation.records)
         except SlurmUnavailable:
             jobs, complete = [], False
         if complete:
@@ -183,7 +190,7 @@ def follow(
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"jobs still running after {timeout:.0f}s: "
                                + ", ".join(t for t, o in outcomes.items() if o.phase not in DONE_PHASES))
-        time.sleep(poll_seconds)
+        pause(poll_seconds)
 
 
 def summarize(jobs: list[ObservedJob], *, elements: int) -> TaskProgress:

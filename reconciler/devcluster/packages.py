@@ -22,6 +22,8 @@ PACKAGES = {
     "mariadb-server": "mariadbd",
     "openssh-server": "sshd",
     "openssh-client": "ssh-keygen",
+    # The SSH transport streams the jobs' end records with inotifywait (else it lists each second).
+    "inotify-tools": "inotifywait",
 }
 _POLICY = Path("/usr/sbin/policy-rc.d")
 

@@ -12,6 +12,9 @@ out the credentials of each cluster). Guarantees:
 * level-triggered: every tick starts from the whole declared and observed state, so a missed
   wake-up, a crash or a restart only delays work;
 * one ``squeue`` and one ``sacct`` per cluster per tick, whatever the number of jobs;
+* a job's end wakes the loop at once: each cluster with a client has an :class:`EndWatch` that
+  rings the source's ``wake`` when a job writes its end record, and the tick that follows
+  observes and carries out what the end made due (the records only wake; Slurm stays the truth);
 * a fault stays where it happened, and is logged with the cluster or workflow named. A cluster
   that cannot be observed, whose connection cannot be set up (a Secret missing), or whose part of
   the tick fails unexpectedly is retried with jittered exponential backoff; its workflows show
@@ -57,6 +60,7 @@ from ..sources.base import Snapshot, Source, SourceError
 from ..store.connection import StateWriteFailed
 from ..store.database import Store, StoredWorkflow
 from .choosing import HistoryModels, StartEstimates, choosing_for, needs_choosing
+from .endwatch import EndWatch
 from .executor import ClusterOutcome, adjust_status, carry_out
 from .fanout import array_sizes
 from .history import record_history
@@ -213,6 +217,7 @@ class Controller:
         self._snapshot: Snapshot | None = None
         self._manifest_errors: list[ManifestError] = []  # errors of the last snapshot tied to no workflow
         self._clients: dict[str, SlurmClient] = {}
+        self._watches: dict[str, EndWatch] = {}
         self._backoff: dict[str, Backoff] = {}
         self._models = HistoryModels(store)
         self._estimates = StartEstimates()
@@ -463,6 +468,8 @@ class Controller:
         name = cluster.metadata.name
         observation = client.observe(since=self._observation_start(name, work.workflows, now=now),
                                      job_ids=self.store.unfinished_job_ids(name))
+        if observation.accounting_ok and name in self._watches:
+            self._watches[name].settle(observation.records)
         view = client.view(observation)
         self._judge(name, observation, backoff)
         self.metrics.observed(name, ok=observation.queue_ok and observation.accounting_ok)
@@ -618,12 +625,16 @@ class Controller:
         transport = self.metrics.metered(self.connect(spec, private_key=key), cluster=name, kind=spec.transport.value)
         client = SlurmClient(cluster, transport)
         self._clients[name] = client
+        self._watches[name] = EndWatch(transport, workdir=cluster.spec.workdir, wake=self.source.wake, name=name)
         # As declared, for reading job output later (reconciler logs, the dashboard).
         self.store.record_cluster(cluster, now=datetime.now(UTC))
         return client
 
     def _drop_client(self, name: str) -> None:
         """Close a cluster's client, so the next tick connects afresh."""
+        watch = self._watches.pop(name, None)
+        if watch is not None:
+            watch.close()
         client = self._clients.pop(name, None)
         if client is None:
             return

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..api import Resources, SlurmCluster, Task
 from ..core.observed import ClusterView, JobSize, ObservedJob
-from . import commands
+from . import commands, endrecords
 from .commands import ClusterLimits, JobRecord, PartitionInfo, SubmitErrorKind
 from .observation import cluster_view, observed_by_workflow, observed_jobs, reported_ids
 from .script import UpstreamFiles, render_script, task_paths
@@ -151,7 +151,7 @@ class SlurmClient:
             resources=request.resources, run_dir=paths.run_dir, log_dir=paths.log_dir, indices=request.indices,
             parallelism=request.parallelism, dependencies=request.dependencies, hold=request.hold,
             exclude_nodes=request.exclude_nodes, inputs_from=request.inputs_from,
-            items_file=request.items_file,
+            items_file=request.items_file, end_records=endrecords.folder(self.cluster.spec.workdir),
         )
         return paths.script, script
 

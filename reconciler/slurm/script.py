@@ -16,6 +16,10 @@ task's run directory (``UpstreamFiles``): a task submitted ahead with ``afterok`
 before its prerequisite has run, so nothing could copy them earlier. Each file arrives through
 a temporary name and a rename, so the elements of an array copying at once never see half a
 file; a pattern that matches nothing ends the job with a message naming it.
+
+A script given ``end_records`` (the cluster's end-record folder, see :mod:`.endrecords`) records
+its job's end there from an ``EXIT`` trap set before anything else runs, so the loop learns of
+the end at once; its exit code and streams stay the script's own.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from enum import StrEnum
 
 from ..api import Resources, Task
 from ..core.indexranges import compress
+from .endrecords import trap_lines
 from .tags import JobTag, format_tag
 
 _DEPENDENCY = re.compile(r"[0-9]{1,10}(?:_[0-9]{1,10})?")
@@ -141,10 +146,12 @@ def render_script(
     exclude_nodes: Sequence[str] = (),
     inputs_from: Sequence[UpstreamFiles] = (),
     items_file: str | None = None,
+    end_records: str | None = None,
 ) -> str:
     """The script for one job, or one array chunk when ``indices`` (task indices, all at or
     above ``tag.part``) are given: Slurm's array task id is the task index minus ``tag.part``.
-    ``items_file``: where an ``itemsFrom`` array's list lies on the cluster."""
+    ``items_file``: where an ``itemsFrom`` array's list lies on the cluster; ``end_records``:
+    the folder the job writes its end record to (None: it writes none)."""
     if task.script is None and task.command is None:
         raise ValueError(f"task {task.name} runs nothing (an approval task is never submitted)")
     if resources.auto:
@@ -186,7 +193,7 @@ def render_script(
               for name, value in directives if name == "hold" or value is not None]
     lines += _body(workflow=workflow, namespace=namespace, task=task, tag=tag, indices=indices,
                    slurm_indices=slurm_indices, copies=_upstream_copies(inputs_from, run_dir=run_dir),
-                   items_file=items_file)
+                   items_file=items_file, end_records=end_records)
     return "\n".join(lines) + "\n"
 
 
@@ -200,7 +207,8 @@ def _upstream_copies(inputs_from: Sequence[UpstreamFiles], *, run_dir: str) -> l
 
 
 def _body(*, workflow: str, namespace: str, task: Task, tag: JobTag, indices: tuple[int, ...] | None,
-          slurm_indices: list[int] | None, copies: list[str], items_file: str | None = None) -> list[str]:
+          slurm_indices: list[int] | None, copies: list[str], items_file: str | None = None,
+          end_records: str | None = None) -> list[str]:
     # The first line is a command, not a comment: sbatch stops reading directives there, so
     # nothing below it (a quoted value spanning lines included) can ever act as one.
     lines = [
@@ -209,6 +217,8 @@ def _body(*, workflow: str, namespace: str, task: Task, tag: JobTag, indices: tu
         f"export RECONCILER_TASK={shlex.quote(task.name)}",
         f"export RECONCILER_ATTEMPT={tag.attempt}",
     ]
+    if end_records is not None:
+        lines += trap_lines(end_records)
     if indices is not None and slurm_indices is not None:
         lines.append(f"export TASK_INDEX=$(( SLURM_ARRAY_TASK_ID + {tag.part} ))")
         if task.array is not None and task.array.items is not None:

@@ -19,6 +19,10 @@ batch scripts and fetching outputs. What a caller can rely on, whichever transpo
   refuses patterns that would leave the directory; `read_file` returns at most `limit` bytes from
   `offset` (fewer at the end of the file, None when there is no such file), so a caller following a
   growing file reads only what is new. Remote paths must be absolute.
+- `watch_names` streams the names that appear in one folder (the jobs' end records) to a
+  callback until `stop` is set, without running any Slurm command: the names already there
+  first, then each new one as it arrives, seconds at most after (names may repeat). It returns
+  when `stop` is set and raises `TransportError` when the watch broke (the caller watches again).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import os
 import re
 import shlex
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -79,6 +84,8 @@ class Transport(Protocol):
 
     def read_file(self, path: str, *, offset: int, limit: int) -> bytes | None: ...
 
+    def watch_names(self, directory: str, found: Callable[[list[str]], None], stop: threading.Event) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -117,6 +124,15 @@ def _pattern_parts(pattern: str) -> tuple[str, ...]:
     if not parts:
         raise ValueError("an output pattern cannot be empty")
     return parts
+
+
+# Filesystems whose changes inotify sees whatever machine made them. On a network filesystem
+# (NFS, Lustre, GPFS...) a compute node's write raises no event on the login node: a watch
+# there lists the folder each second instead.
+LOCAL_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "ext2/ext3", "xfs", "btrfs", "tmpfs", "overlay", "overlayfs",
+                               "zfs", "f2fs"})
+# How often a folder on a network filesystem is listed.
+LIST_SECONDS = 1.0
 
 
 def _decode(data: bytes) -> str:

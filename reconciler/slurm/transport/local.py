@@ -11,10 +11,15 @@ import os
 import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import watchfiles
+
 from .base import (
+    LIST_SECONDS,
+    LOCAL_FILESYSTEMS,
     CommandResult,
     CommandTimeout,
     TransportError,
@@ -134,8 +139,49 @@ class LocalTransport:
         except OSError as error:
             raise TransportError(f"could not read {path} locally: {error}; check its permissions") from error
 
+    def watch_names(self, directory: str, found: Callable[[list[str]], None], stop: threading.Event) -> None:
+        root = Path(_absolute(directory))
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            polling = _filesystem(root) not in LOCAL_FILESYSTEMS
+            listed = False
+            for changes in watchfiles.watch(
+                root, stop_event=stop, recursive=False, debounce=50, step=20, rust_timeout=1000,
+                yield_on_timeout=True, raise_interrupt=False, force_polling=polling,
+                poll_delay_ms=int(LIST_SECONDS * 1000),
+            ):
+                if not listed:
+                    # The first yield comes once the watch is in place: what is there now was
+                    # written before it, everything later raises a change.
+                    listed = True
+                    found([entry.name for entry in os.scandir(root) if not entry.name.startswith(".")])
+                names = [Path(path).name for change, path in changes if change is not watchfiles.Change.deleted]
+                if names:
+                    found([name for name in names if not name.startswith(".")])
+        except OSError as error:
+            raise TransportError(f"could not watch {directory} locally: {error}") from error
+
     def close(self) -> None:
         pass
+
+
+def _filesystem(path: Path) -> str:
+    """The type of the filesystem ``path`` lies on, as /proc/self/mounts names it ("" unknown)."""
+    target = os.path.realpath(path)
+    best, kind = "", ""
+    try:
+        with open("/proc/self/mounts") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                point = fields[1].replace("\\040", " ")
+                inside = target == point or target.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, fields[2]
+    except OSError:
+        return ""
+    return kind
 
 
 def _list_local(path: str) -> list[tuple[str, bool]]:

@@ -45,6 +45,8 @@ import paramiko
 from ...api.cluster import SshSettings
 from ...backoff import backoff_delay
 from .base import (
+    LIST_SECONDS,
+    LOCAL_FILESYSTEMS,
     CommandResult,
     CommandTimeout,
     HostKeyError,
@@ -264,6 +266,63 @@ class SshTransport:
                 return bytes(stream.read(limit))
 
         return self._with_sftp(f"reading {path}", read)
+
+    def watch_names(self, directory: str, found: Callable[[list[str]], None], stop: threading.Event) -> None:
+        """One long-lived channel on the shared connection streams the folder's new names (see
+        `_WATCH_SCRIPT`); it is stopped, with what it started on the login node, when `stop` is set."""
+        target = str(_absolute(directory))
+        try:
+            connection = self._connected()
+            channel = connection.ssh().open_session(timeout=self._connect_timeout)
+        except TransportError:
+            raise
+        except _CONNECTION_ERRORS as error:
+            raise TransportError(f"{self.description}: watching {directory}: {_reason(error)}") from error
+        group: int | None = None
+        try:
+            channel.exec_command(_WATCH_SCRIPT.format(directory=shlex.quote(target), listed=LIST_SECONDS,
+                                                      local=" ".join(sorted(LOCAL_FILESYSTEMS))))
+            pending = b""
+            heard = time.monotonic()
+            while not stop.is_set():
+                if channel.recv_ready():
+                    pending += channel.recv(_CHUNK)
+                    heard = time.monotonic()
+                    *lines, pending = pending.split(b"\n")
+                    names = []
+                    for line in (_decode(raw).strip() for raw in lines):
+                        if line.startswith(_GROUP) and group is None:
+                            group = int(line[len(_GROUP):])
+                        elif line and not line.startswith("."):
+                            names.append(line)
+                    if names:
+                        found(names)
+                    continue
+                if channel.eof_received or channel.closed:
+                    message = _decode(channel.recv_stderr(_CHUNK) if channel.recv_stderr_ready() else b"").strip()
+                    raise TransportError(f"{self.description}: the watch of {directory} ended: {message or 'EOF'}")
+                if time.monotonic() - heard > _WATCH_SILENCE:
+                    raise TransportError(f"{self.description}: the watch of {directory} went silent; "
+                                         "the connection may be down")
+                select.select([channel], [], [], 0.5)
+        except _CONNECTION_ERRORS as error:
+            raise TransportError(f"{self.description}: watching {directory}: {_reason(error)}") from error
+        finally:
+            channel.close()
+            if group is not None:
+                self._kill_group(connection, group)
+
+    def _kill_group(self, connection: _Connection, group: int) -> None:
+        # A closed channel alone leaves a quiet inotifywait running until its next event.
+        try:
+            killer = connection.ssh().open_session(timeout=self._connect_timeout)
+            try:
+                killer.exec_command(f"kill -s TERM -- -{group}")
+                killer.status_event.wait(self._connect_timeout)
+            finally:
+                killer.close()
+        except _CONNECTION_ERRORS as error:
+            logger.debug("%s: could not stop the watch's processes: %s", self.description, _reason(error))
 
     def close(self) -> None:
         with self._lock:
@@ -506,6 +565,32 @@ class SshTransport:
             f"{self.description}: {_shown(words)} did not finish within {timeout:g}s and was stopped; "
             "the login node or Slurm controller may be overloaded: retry later or allow a longer timeout"
         )
+
+
+_GROUP = "reconciler-watch-pgid="
+# The watch prints a blank line this often, so a dead connection shows as silence.
+_HEARTBEAT_SECONDS = 5
+_WATCH_SILENCE = 4 * _HEARTBEAT_SECONDS
+# POSIX sh, run by the login shell. It announces its process group (sshd made the session shell
+# its leader) so that stopping the watch stops all of it, then streams the folder's names:
+# through inotifywait where the login node has it and the folder is on a filesystem whose
+# changes inotify sees, else by listing the folder whenever its modification time changes,
+# each second. Names are listed once the watch is in place, so none written in between is lost.
+_WATCH_SCRIPT = """echo {group}$$
+d={directory}
+mkdir -p -- "$d" && cd -- "$d" || exit 1
+( while sleep {heartbeat}; do echo; done ) &
+case " {local} " in *" $(stat -f -c %T . 2>/dev/null) "*) fs=local;; *) fs=;; esac
+if [ "$fs" = local ] && command -v inotifywait >/dev/null 2>&1; then
+  inotifywait -m -e moved_to -e close_write --format %f . 2>&1 | {{
+    while IFS= read -r line; do [ "$line" = "Watches established." ] && break; done; ls -1A .; exec cat; }}
+fi
+last=
+while :; do
+  now=$(stat -c %y . 2>/dev/null)
+  if [ "$now" != "$last" ]; then last=$now; ls -1A .; fi
+  sleep {listed}
+done""".replace("{group}", _GROUP).replace("{heartbeat}", str(_HEARTBEAT_SECONDS))
 
 
 def _drain(channel: paramiko.Channel, stdout: bytearray, stderr: bytearray) -> None:
