@@ -33,9 +33,12 @@ from ..manifests.loader import LoadResult, load_file, manifest_files
 log = logging.getLogger(__name__)
 
 # watchfiles groups the events of one burst: an editor's save (temporary file, rename) or a push
-# (objects, then a ref written through a lock file) becomes a single wake-up.
+# (objects, then a ref written through a lock file) becomes a single wake-up. It yields once
+# STEP_MS pass with no new event (at most DEBOUNCE_MS after the first), so a wake comes STEP_MS
+# to twice that after the last write: the events of one save or one ref update come microseconds
+# apart, and a burst cut in two only costs a spare wake (wakes are level-triggered), never a lost one.
 DEBOUNCE_MS = 400
-STEP_MS = 100
+STEP_MS = 30
 # How often the watcher thread checks that the watched directory is still the one it watches
 # (a folder replaced by `mv` or `rm -r` and re-created keeps no watch).
 CHECK_MS = 250
