@@ -89,6 +89,7 @@ def _source_root(source: str) -> Path:
 
 def _cmd_render(args: argparse.Namespace) -> int:
     from ..core.fingerprint import fingerprints
+    from ..slurm import endrecords
     from ..slurm.script import render_script, task_paths, upstream_files
     from ..slurm.tags import JobTag
 
@@ -127,6 +128,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
         parallelism=task.array.parallelism if task.array else None, dependencies=tuple(args.after),
         inputs_from=upstream_files(task, resolved.tasks, cluster_workdir=resolved.cluster.spec.workdir,
                                    namespace=meta.namespace, workflow=meta.name),
+        end_records=endrecords.folder(resolved.cluster.spec.workdir),
     ))
     return 0
 
