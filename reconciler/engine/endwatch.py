@@ -78,6 +78,9 @@ class EndWatch:
     def settle(self, records: Iterable[JobRecord]) -> None:
         """After an observation that has accounting's answer (``records``): forget and remove
         the records of the jobs it reports ended, and ring again soon while any is left."""
+        with self._changed:
+            if not self._pending:
+                return  # most ticks: nothing heard of, nothing to match
         now = time.monotonic()
         ended = endrecords.ended_names(records)
         with self._changed:

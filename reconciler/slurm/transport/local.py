@@ -7,6 +7,7 @@ files only.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -30,6 +31,18 @@ from .base import (
     _replace_into,
     _shown,
 )
+
+# Set on the threads in `watch_names`: watchfiles logs every batch of changes at INFO, which for
+# job ends would be a line per job in the loop's log.
+_watching = threading.local()
+
+
+class _QuietWhileWatchingEnds(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_watching, "active", False)
+
+
+logging.getLogger("watchfiles.main").addFilter(_QuietWhileWatchingEnds())
 
 
 class LocalTransport:
@@ -141,6 +154,7 @@ class LocalTransport:
 
     def watch_names(self, directory: str, found: Callable[[list[str]], None], stop: threading.Event) -> None:
         root = Path(_absolute(directory))
+        _watching.active = True
         try:
             root.mkdir(parents=True, exist_ok=True)
             polling = _filesystem(root) not in LOCAL_FILESYSTEMS
@@ -160,6 +174,8 @@ class LocalTransport:
                     found([name for name in names if not name.startswith(".")])
         except OSError as error:
             raise TransportError(f"could not watch {directory} locally: {error}") from error
+        finally:
+            _watching.active = False
 
     def close(self) -> None:
         pass
