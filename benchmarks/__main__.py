@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     everything = not (args.tick or args.loop or args.scale or args.floor)
     report: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
     if args.tick or everything:
-        tick.main()
+        report["tick"] = [{"case": name, "ratio": round(ratio, 3)} for name, ratio in tick.main()]
     if args.loop or everything:
         say("the loop's own cost...")
         report["loop"] = loop.measure()

@@ -125,7 +125,7 @@ def store_round_trip(observed: list[ObservedJob]) -> None:
         store.attempts(stored.uid)
 
 
-def main() -> None:
+def main() -> list[tuple[str, float]]:
     rows = []
     for count in (1_000, 30_000):
         text = tiles(count)
@@ -157,6 +157,7 @@ def main() -> None:
     print("cost relative to loading and resolving the same manifest (median of repeated runs)")
     for name, ratio in rows:
         print(f"  {name:55} {ratio:6.2f}x")
+    return rows
 
 
 if __name__ == "__main__":
