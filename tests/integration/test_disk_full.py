@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,15 +39,21 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@contextmanager
+def small_tmpfs(directory: Path) -> Iterator[Path]:
+    """``directory`` as an 8 MB tmpfs of its own, unmounted on exit."""
+    directory.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(directory)], check=True)
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
 @pytest.fixture
 def small_state_dir(tmp_path: Path) -> Iterator[Path]:
-    state = tmp_path / "state"
-    state.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(state)], check=True)
-    try:
+    with small_tmpfs(tmp_path / "state") as state:
         yield state
-    finally:
-        subprocess.run(["umount", "-l", str(state)], check=False)
 
 
 def _fill(directory: Path) -> Path:
@@ -83,6 +90,12 @@ def _sacct_names(cluster: DevCluster, prefix: str) -> list[str]:
 
 def test_a_full_state_directory_stops_submissions_until_room_returns(
         tmp_path: Path, small_state_dir: Path, dev_cluster: DevCluster, overtime: Submission) -> None:
+    full_state_directory(tmp_path, small_state_dir, dev_cluster)
+
+
+def full_state_directory(tmp_path: Path, small_state_dir: Path, dev_cluster: DevCluster) -> None:
+    """A loop whose state directory fills up before a workflow is declared: it says so, submits
+    nothing, and runs the workflow once (one job per task) when the space comes back."""
     plans = tmp_path / "plans"
     (plans / "clusters").mkdir(parents=True)
     (plans / "clusters" / "dev.yaml").write_text(dev_cluster.manifest_path("local").read_text())
