@@ -619,9 +619,12 @@ _MEMORY_UNITS = {"": 1 / 1024 / 1024, "K": 1 / 1024, "M": 1.0, "G": 1024.0, "T":
 
 
 def _memory_mib(text: str, what: str) -> float | None:
-    """sacct's memory figures ("36272K", "200M", "4G", "0") in MiB; None when empty."""
+    """sacct's memory figures ("36272K", "200M", "4G", "0") in MiB; None when empty or unknown.
+
+    Slurm 22.05 prints a figure past its largest unit with the unit "?": ReqMem "16?" is
+    NO_VAL64 (about 16 EiB, no request recorded), seen while slurmdbd was catching up."""
     text = text.strip()
-    if text in _NOTHING:
+    if text in _NOTHING or text.endswith("?"):
         return None
     match = _MEMORY.fullmatch(text)
     if not match:

@@ -102,3 +102,10 @@ def test_an_ended_job_costs_its_billing_tres_and_a_live_one_its_cpus():
     live = f"14686|14686|N/A|RUNNING|None|2|dev1|1795940768|0:10|wrap|{TAG}\n"
     [job] = observed_jobs(c.parse_squeue(live), now=now)
     assert job.outcome.core_seconds == 20
+
+
+def test_a_memory_figure_beyond_slurms_units_is_unknown_not_an_error():
+    # Slurm 22.05 prints NO_VAL64 in ReqMem as "16?" (its unit list ends in "?").
+    line = "5|5|COMPLETED|1|1|2|1|1|billing=1|1|p|1|16?|0|00:01.000\n"
+    [usage] = c.parse_sacct_usage(line)
+    assert usage.memory_mib is None and usage.elapsed_seconds == 1
