@@ -309,20 +309,23 @@ class SshTransport:
             raise TransportError(f"{self.description}: watching {directory}: {_reason(error)}") from error
         finally:
             channel.close()
-            if group is not None:
-                self._kill_group(connection, group)
+            # A closed channel alone leaves a quiet inotifywait running until its next event.
+            if group is not None and (failed := self._signal_group(connection, group, "TERM")) is not None:
+                logger.debug("%s: could not stop the watch's processes: %s", self.description, failed)
 
-    def _kill_group(self, connection: _Connection, group: int) -> None:
-        # A closed channel alone leaves a quiet inotifywait running until its next event.
+    def _signal_group(self, connection: _Connection, group: int, signal_name: str) -> str | None:
+        """Send ``signal_name`` to a process group on the login node, over a session of its own;
+        why it could not be sent, or None."""
         try:
             killer = connection.ssh().open_session(timeout=self._connect_timeout)
             try:
-                killer.exec_command(f"kill -s TERM -- -{group}")
+                killer.exec_command(f"kill -s {signal_name} -- -{group}")
                 killer.status_event.wait(self._connect_timeout)
             finally:
                 killer.close()
         except _CONNECTION_ERRORS as error:
-            logger.debug("%s: could not stop the watch's processes: %s", self.description, _reason(error))
+            return _reason(error)
+        return None
 
     def close(self) -> None:
         with self._lock:
@@ -551,16 +554,9 @@ class SshTransport:
     ) -> CommandTimeout:
         """Kill a timed-out command's process group (closing the channel alone leaves a quiet one running)."""
         channel.close()
-        if announced is not None:
-            try:
-                killer = connection.ssh().open_session(timeout=self._connect_timeout)
-                try:
-                    killer.exec_command(f"kill -s KILL -- -{int(announced.group(1))}")
-                    killer.status_event.wait(self._connect_timeout)
-                finally:
-                    killer.close()
-            except _CONNECTION_ERRORS as error:
-                logger.warning("%s: could not stop timed-out %s: %s", self.description, words[0], _reason(error))
+        if announced is not None and (
+                failed := self._signal_group(connection, int(announced.group(1)), "KILL")) is not None:
+            logger.warning("%s: could not stop timed-out %s: %s", self.description, words[0], failed)
         return CommandTimeout(
             f"{self.description}: {_shown(words)} did not finish within {timeout:g}s and was stopped; "
             "the login node or Slurm controller may be overloaded: retry later or allow a longer timeout"
