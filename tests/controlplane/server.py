@@ -25,7 +25,6 @@ import datetime
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -41,6 +40,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from ..ports import free_port
 from .build import Binaries
 
 START_TIMEOUT = 120.0
@@ -57,12 +57,6 @@ rules:
 
 class ControlPlaneError(RuntimeError):
     """A server did not start or answer; the message holds the tail of its log."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _key() -> rsa.RSAPrivateKey:

@@ -32,8 +32,9 @@ from ruamel.yaml import YAML
 from reconciler.devcluster import DevCluster
 from tests.controlplane import fixtures
 from tests.controlplane.fixtures import OperatorAccount
-from tests.controlplane.server import ControlPlane, free_port
+from tests.controlplane.server import ControlPlane
 from tests.integration.gitops_world import terminate, unique, wait_until
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # The operator's user agent: "slurm-reconciler/<version> (<identity>)".

@@ -27,16 +27,9 @@ from tests.integration.gitops_world import (
     wait_until,
     workflow_header,
 )
+from tests.ports import free_port
 
 FULL = "is full"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -99,7 +92,7 @@ def full_state_directory(tmp_path: Path, small_state_dir: Path, dev_cluster: Dev
     plans = tmp_path / "plans"
     (plans / "clusters").mkdir(parents=True)
     (plans / "clusters" / "dev.yaml").write_text(dev_cluster.manifest_path("local").read_text())
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "loop.log"
     argv = [sys.executable, "-m", "reconciler", "run", "--source", str(plans), "--state-dir", str(small_state_dir),
             "--interval", "0.5", "--metrics-port", str(port)]

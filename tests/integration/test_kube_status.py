@@ -22,8 +22,8 @@ from reconciler.devcluster import DevCluster
 from reconciler.slurm.client import SlurmClient
 from reconciler.slurm.transport import open_transport
 from tests.controlplane.fixtures import Kubectl, OperatorAccount
-from tests.controlplane.server import free_port
 from tests.integration.gitops_world import terminate, wait_until
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MANAGER = "slurm-reconciler"

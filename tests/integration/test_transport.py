@@ -35,6 +35,7 @@ from reconciler.slurm.transport import (
     TransportError,
     open_transport,
 )
+from tests.ports import free_port
 
 SSHD = "/usr/sbin/sshd"
 LOGGER = "reconciler.slurm.transport"
@@ -95,12 +96,6 @@ class SshServer:
                 os.kill(pid, signal.SIGKILL)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _keygen(path: Path, key_type: str, *extra: str) -> None:
     subprocess.run(
         ["ssh-keygen", "-q", "-t", key_type, *extra, "-N", "", "-C", f"test-{path.name}", "-f", str(path)],
@@ -126,7 +121,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     _keygen(client_keys["rsa"], "rsa", "-b", "2048")
     _keygen(client_keys["rsa-pem"], "rsa", "-b", "2048", "-m", "PEM")
     (directory / "authorized_keys").write_text("".join(Path(f"{key}.pub").read_text() for key in client_keys.values()))
-    port = _free_port()
+    port = free_port()
     (directory / "sshd_config").write_text(
         f"""\
 ListenAddress 127.0.0.1
@@ -570,7 +565,7 @@ def test_close_then_use_again(ssh: SshTransport) -> None:
 
 
 def test_a_server_that_is_down_fails_after_bounded_retries(sshd: SshServer, caplog: pytest.LogCaptureFixture) -> None:
-    transport = SshTransport(sshd.settings(port=_free_port()), connect_timeout=2.0, max_attempts=3, backoff_seconds=0.1)
+    transport = SshTransport(sshd.settings(port=free_port()), connect_timeout=2.0, max_attempts=3, backoff_seconds=0.1)
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger=LOGGER), pytest.raises(TransportError) as raised:
         transport.run(["true"])
