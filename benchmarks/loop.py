@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from reconciler.api import Capacity, TaskPhase
 from reconciler.core.fingerprint import fingerprints
@@ -28,13 +28,8 @@ from reconciler.core.planner import DesiredWorkflow, plan_cluster
 from reconciler.manifests.loader import load_text
 from reconciler.manifests.resolve import ResolvedWorkflow, resolve
 
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
-CLUSTER = """\
-apiVersion: hpc.reconciler.dev/v1alpha1
-kind: SlurmCluster
-metadata: {name: dev}
-spec: {workdir: /w}
-"""
+from .tick import CLUSTER, NOW
+
 TASKS_PER_WORKFLOW = 100
 GOALS = {
     "cpu_ms_per_10k_active": 20.0,
