@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import weakref
+from collections.abc import Mapping, Sequence
 
 import networkx as nx
 
@@ -24,6 +25,11 @@ from .approval_values import canonical
 from .approvals import TaskApprovals
 
 _IGNORED_FIELDS = {"retry", "labels", "approved", "rejected", "depends_on"}
+# By graph, each task's own fingerprint with the task object it was computed from: a graph's
+# tasks do not change between the ticks that plan it, and dumping every task to JSON each tick
+# was most of what computing fingerprints cost. A task object that is not the one remembered is
+# fingerprinted afresh; a graph no longer used takes its entries with it.
+_OWN: weakref.WeakKeyDictionary[nx.DiGraph[str], dict[str, tuple[Task, str]]] = weakref.WeakKeyDictionary()
 
 
 def own_fingerprint(task: Task) -> str:
@@ -35,19 +41,33 @@ def own_fingerprint(task: Task) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
+def _own_fingerprint(graph: nx.DiGraph[str], name: str, task: Task) -> str:
+    known = _OWN.setdefault(graph, {})
+    found = known.get(name)
+    if found is not None and found[0] is task:
+        return found[1]
+    own = own_fingerprint(task)
+    known[name] = (task, own)
+    return own
+
+
 def fingerprints(graph: nx.DiGraph[str], inputs: Mapping[str, str] | None = None,
-                 approvals: TaskApprovals | None = None) -> dict[str, str]:
+                 approvals: TaskApprovals | None = None, *, order: Sequence[str] | None = None,
+                 prerequisites: Mapping[str, Sequence[str]] | None = None) -> dict[str, str]:
     """Every task's fingerprint (16 hex digits), prerequisites folded in, the digest of each
     task's input files where ``inputs`` has one, and the values of the approvals in ``approvals``
-    that hold for the approval tasks before it."""
+    that hold for the approval tasks before it. ``order`` and ``prerequisites``, when the caller
+    holds them already (a resolved workflow does): the graph's topological order and each task's
+    sorted prerequisites."""
     result: dict[str, str] = {}
     passed: dict[str, str] = {}  # what each task hands the tasks after it
-    for name in topological_order(graph):
+    for name in order if order is not None else topological_order(graph):
         task = task_of(graph, name)
-        digest = hashlib.sha256(own_fingerprint(task).encode())
+        digest = hashlib.sha256(_own_fingerprint(graph, name, task).encode())
         if inputs and name in inputs:
             digest.update(f"inputs:{inputs[name]}".encode())
-        for upstream in sorted(graph.predecessors(name)):
+        before = prerequisites[name] if prerequisites is not None else sorted(graph.predecessors(name))
+        for upstream in before:
             digest.update(passed[upstream].encode())
         result[name] = digest.hexdigest()[:16]
         passed[name] = _with_values(task, result[name], approvals)

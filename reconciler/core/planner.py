@@ -16,8 +16,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-import networkx as nx
-
 from ..api import Capacity, Task, TaskPhase, TaskType, WorkflowStatus
 from ..manifests.resolve import ResolvedWorkflow
 from .approval_values import ApprovedValues
@@ -139,9 +137,9 @@ def _plan_workflow(
     hold = verdict.held_because if verdict is not None else None
     steps: dict[str, TaskStep] = {}
     for name in resolved.order:
-        upstream = _upstream(sorted(resolved.graph.predecessors(name)), steps=steps,
+        upstream = _upstream(resolved.prerequisites[name], steps=steps,
                              learning=_learning(desired, name, assignments.get(name), runs=runs, fps=fps, now=now))
-        steps[name] = _plan_task(desired, name, runs=runs[name], fingerprint=fps[name], upstream=upstream, view=view,
+        steps[name] = _plan_task(desired, name, runs=runs[name], fps=fps, upstream=upstream, view=view,
                                  budget=budget, now=now, assignment=assignments.get(name), budget_hold=hold)
 
     status = workflow_status(
@@ -230,8 +228,9 @@ def _costs(desired: DesiredWorkflow, runs: Mapping[str, TaskRuns],
 def task_fingerprints(desired: DesiredWorkflow) -> dict[str, str]:
     """Every task's fingerprint as this plan computes it (the controller binds the manifest's
     approvals to the same ones)."""
-    return fingerprints(desired.resolved.graph, {name: found.digest for name, found in desired.inputs.items()},
-                        approvals=desired.approvals)
+    resolved = desired.resolved
+    return fingerprints(resolved.graph, {name: found.digest for name, found in desired.inputs.items()},
+                        approvals=desired.approvals, order=resolved.order, prerequisites=resolved.prerequisites)
 
 
 def _indices(desired: DesiredWorkflow, name: str) -> list[int | None]:
@@ -257,7 +256,7 @@ def _plan_task(
     name: str,
     *,
     runs: TaskRuns,
-    fingerprint: str,
+    fps: Mapping[str, str],
     upstream: Upstream,
     view: ClusterView,
     budget: CapacityBudget,
@@ -265,6 +264,7 @@ def _plan_task(
     assignment: Assignment | None = None,
     budget_hold: str | None = None,
 ) -> TaskStep:
+    fingerprint = fps[name]
     task = assignment.task if assignment is not None else _as_declared(desired, name)
     # Inputs that cannot be found say nothing about the running job's spec (a file may be back, or
     # readable again, next tick): its jobs are left alone until the inputs are known again.
@@ -293,7 +293,7 @@ def _plan_task(
                             budget_hold=budget_hold if upstream.allows_submission else None)
         if _missing_inputs(desired, name):
             plan = replace(plan, decision=replace(plan.decision, missing_inputs=_missing_inputs(desired, name)))
-        plan = _with_approved(plan, _approved_before(desired, name))
+        plan = _with_approved(plan, _approved_before(desired, name, fps))
         progress = _job_progress(runs, plan)
     before = _previous_phase(desired.previous, name)
     plan, fetch = _with_outputs(desired, name, plan=plan, now=now)
@@ -317,11 +317,14 @@ def _with_choice(plan: TaskPlan, name: str, *, assignment: Assignment | None, re
                  fingerprint: str, budget_hold: str | None) -> TaskPlan:
     """Each submission carries the choice it goes out with, to be recorded with it; the status
     shows that choice, or, while nothing goes out, the one the latest attempt went out with."""
-    decision = replace(plan.decision, budget_hold=budget_hold if plan.decision.phase is TaskPhase.WAITING else None)
+    hold = budget_hold if plan.decision.phase is TaskPhase.WAITING else None
     latest = recorded.latest(name, fingerprint=fingerprint)
     shown = latest.status if latest is not None and not plan.submits else None
     if assignment is None or assignment.status is None:
-        return replace(plan, decision=replace(decision, choice=shown))
+        if hold == plan.decision.budget_hold and shown == plan.decision.choice:
+            return plan  # most tasks: nothing to add, and no copies to make
+        return replace(plan, decision=replace(plan.decision, budget_hold=hold, choice=shown))
+    decision = replace(plan.decision, budget_hold=hold)
     status, ranked = assignment.status, assignment.ranked
     actions = tuple(
         replace(action, choice=RecordedChoice(task=name, fingerprint=fingerprint, attempt=action.key.attempt,
@@ -373,15 +376,12 @@ def _plan_approval(
                                           approval=current if phase is not TaskPhase.WAITING else None))
 
 
-def _approved_before(desired: DesiredWorkflow, name: str) -> tuple[ApprovedValues, ...]:
+def _approved_before(desired: DesiredWorkflow, name: str, fps: Mapping[str, str]) -> tuple[ApprovedValues, ...]:
     """The values of the approvals that hold for the approval tasks before ``name`` (directly
     or not), for its script and environment."""
     resolved = desired.resolved
-    asking = [before for before in sorted(nx.ancestors(resolved.graph, name))
-              if resolved.tasks[before].type is TaskType.APPROVAL and resolved.tasks[before].parameters]
-    fps = task_fingerprints(desired) if asking else {}
     found = []
-    for before in asking:
+    for before in resolved.approvals_before.get(name, ()):
         task = resolved.tasks[before]
         current = desired.approvals.current(before, fingerprint=fps[before])
         if current is not None and current.rejected is None and not current.problems(task):

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import networkx as nx
 
-from ..api import SlurmCluster, Task, Workflow, WorkflowSpec, WorkflowTemplate
+from ..api import SlurmCluster, Task, TaskType, Workflow, WorkflowSpec, WorkflowTemplate
 from ..api.orchestration import AUTO
 from .dag import DagError, build_graph, topological_order
 from .loader import LoadedResource, ManifestError, SourceLocation
@@ -20,6 +21,10 @@ from .templates import TemplateError, instantiate
 
 @dataclass(frozen=True)
 class ResolvedWorkflow:
+    """A runnable workflow. Its graph is never changed once resolved, so what is derived from
+    the graph alone (the order, each task's prerequisites) is worked out once per object rather
+    than on every tick that plans it."""
+
     workflow: Workflow
     spec: WorkflowSpec  # with template tasks substituted
     tasks: dict[str, Task]  # effective tasks (defaults merged), by name
@@ -30,9 +35,25 @@ class ResolvedWorkflow:
     location: SourceLocation | None
     candidates: tuple[SlurmCluster, ...] = ()  # the clusters spec.cluster allows
 
-    @property
-    def order(self) -> list[str]:
-        return topological_order(self.graph)
+    @cached_property
+    def order(self) -> tuple[str, ...]:
+        return tuple(topological_order(self.graph))
+
+    @cached_property
+    def prerequisites(self) -> dict[str, tuple[str, ...]]:
+        """Each task's direct prerequisites, sorted by name."""
+        return {name: tuple(sorted(self.graph.predecessors(name))) for name in self.graph.nodes}
+
+    @cached_property
+    def approvals_before(self) -> dict[str, tuple[str, ...]]:
+        """Each task's approval tasks with parameters before it (directly or not), sorted by name;
+        only tasks that have any are listed."""
+        found: dict[str, set[str]] = {}
+        for name, task in self.tasks.items():
+            if task.type is TaskType.APPROVAL and task.parameters:
+                for after in nx.descendants(self.graph, name):
+                    found.setdefault(after, set()).add(name)
+        return {name: tuple(sorted(before)) for name, before in found.items()}
 
 
 @dataclass(frozen=True)
