@@ -44,9 +44,6 @@ STEP_MS = 30
 CHECK_MS = 250
 # How long to wait before watching again when the folder is missing or the watch failed.
 RETRY_SECONDS = 1.0
-# The first read waits this long at most for the watch to be in place, so that nothing written
-# after that read can be missed.
-READY_TIMEOUT = 5.0
 
 
 class SourceFiles(Protocol):
@@ -159,9 +156,11 @@ class ChangeWatcher:
     """Watches one directory tree with watchfiles on a daemon thread and rings a :class:`Wakeup`.
 
     ``locate`` returns the directory to watch, or None while it does not exist; the thread then
-    retries every second, and rings once the watch is in place (something may have changed while
-    it was missing). ``accept`` sees each changed path as parts relative to that directory (the
-    empty tuple for the directory itself) and says whether it matters.
+    retries every second. Every watch rings once it is in place, the first one too: whatever
+    changed before it was (between the source's first read and the watch, or while the folder
+    was missing) is read by the tick that ring starts, so no read ever waits for the watch.
+    ``accept`` sees each changed path as parts relative to that directory (the empty tuple for
+    the directory itself) and says whether it matters.
     """
 
     def __init__(self, *, name: str, wakeup: Wakeup, locate: Callable[[], Path | None], accept: Accept,
@@ -171,14 +170,8 @@ class ChangeWatcher:
         self._accept = accept
         self._recursive = recursive
         self._stop = threading.Event()
-        # Set once the first attempt to watch has settled: the watch is in place, or the folder
-        # was missing (then there is nothing to miss yet).
-        self._settled = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
-
-    def wait_settled(self, timeout: float = READY_TIMEOUT) -> None:
-        self._settled.wait(timeout)
 
     def close(self) -> None:
         self._stop.set()
@@ -188,19 +181,15 @@ class ChangeWatcher:
         while not self._stop.is_set():
             root = self._locate()
             if root is None:
-                self._settled.set()
                 self._stop.wait(RETRY_SECONDS)
                 continue
             try:
-                # Only the very first watch starts before any read; any later one starts after a
-                # gap in which changes went unseen, so it rings once in place.
-                self._watch(root, ring_when_ready=self._settled.is_set())
+                self._watch(root)
             except Exception as exc:
                 log.debug("watching %s failed: %s; watching again in %.0fs", root, exc, RETRY_SECONDS)
-                self._settled.set()
                 self._stop.wait(RETRY_SECONDS)
 
-    def _watch(self, root: Path, *, ring_when_ready: bool) -> None:
+    def _watch(self, root: Path) -> None:
         identity = _identity(root)
 
         def matters(_change: watchfiles.Change, path: str) -> bool:
@@ -218,9 +207,7 @@ class ChangeWatcher:
             # The first yield (at the latest after CHECK_MS) proves the watch is registered.
             if not ready:
                 ready = True
-                self._settled.set()
-                if ring_when_ready:
-                    self._wakeup.wake()
+                self._wakeup.wake()
             if changes:
                 self._wakeup.wake()
             if _identity(root) != identity:

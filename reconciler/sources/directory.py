@@ -42,12 +42,8 @@ class DirectorySource:
             name=f"watch {target}", wakeup=self._wakeup, locate=self._locate, accept=self._matters,
             recursive=not self._single_file,
         )
-        self._first_read = True
 
     def read(self) -> Snapshot:
-        if self._first_read:
-            self._watcher.wait_settled()
-            self._first_read = False
         if not self._target.exists():
             raise SourceError(f"{self._target} does not exist")
         try:

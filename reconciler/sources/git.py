@@ -147,7 +147,6 @@ class GitSource:
             "GIT_CEILING_DIRECTORIES": str(self._cache_dir.parent),
         }
         self._lock = threading.Lock()
-        self._first_read = True
         self._files: GitFiles | None = None  # the inputs of the last revision read, kept while it stays
         self._wakeup = Wakeup()
         self._watcher = (
@@ -158,9 +157,6 @@ class GitSource:
 
     def read(self) -> Snapshot:
         with self._lock:
-            if self._watcher is not None and self._first_read:
-                self._watcher.wait_settled()
-            self._first_read = False
             try:
                 self._cache_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
