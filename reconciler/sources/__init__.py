@@ -11,9 +11,9 @@ from pathlib import Path
 
 from .base import Snapshot, Source, SourceError
 from .directory import DirectorySource
-from .git import GitSource, is_bare_repository, is_repository, local_repository
+from .locations import is_bare_repository, is_repository, local_repository
 
-__all__ = ["DirectorySource", "GitSource", "Snapshot", "Source", "SourceError", "open_source"]
+__all__ = ["DirectorySource", "Snapshot", "Source", "SourceError", "open_source"]
 
 
 def open_source(source: str, *, path: str | None = None, branch: str | None = None, cache_dir: Path,
@@ -27,6 +27,9 @@ def open_source(source: str, *, path: str | None = None, branch: str | None = No
     committed included. Raises ValueError for a ``path`` that leaves the root, an invalid
     branch name, or a branch given for a plain folder.
     """
+    # Imported here: GitPython takes longer to import than the rest of the loop, and a folder needs none of it.
+    from .git import GitSource
+
     local = local_repository(source)
     if local is None or "://" in source:
         return GitSource(source, branch=branch, path=path, cache_dir=cache_dir, revision=revision)

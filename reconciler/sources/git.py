@@ -41,12 +41,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import git
 from git.exc import CommandError, GitError, ODBError
 
 from .base import ChangeWatcher, FileContent, Snapshot, SourceError, Wakeup, load_tree, relative_parts
+from .locations import SCHEME, is_bare_repository, local_repository
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,6 @@ _SAFE_CONFIG = {
 }
 _SAFE_OPTIONS = tuple(option for key, value in _SAFE_CONFIG.items() for option in ("-c", f"{key}={value}"))
 
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s:]*)(?P<password>:[^/@\s]*)?@")
 
 
@@ -83,29 +82,6 @@ def redact(text: str) -> str:
         return f"{scheme}{match['user']}{':***' if match['password'] else ''}@"
 
     return _USERINFO.sub(hide, text)
-
-
-def local_repository(url: str) -> Path | None:
-    """The repository's folder when ``url`` names one on this machine (a path or file:// URL)."""
-    if _SCHEME.match(url):
-        parts = urlsplit(url)
-        if parts.scheme.lower() == "file" and parts.netloc in ("", "localhost"):
-            return Path(unquote(parts.path))
-        return None
-    # git's own rule: a colon before the first slash makes it scp-like ssh (git@host:org/repo).
-    if ":" in url.split("/", 1)[0]:
-        return None
-    return Path(url).expanduser().absolute()
-
-
-def is_bare_repository(path: Path) -> bool:
-    # git's own test for a repository folder.
-    return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
-
-
-def is_repository(path: Path) -> bool:
-    """True for a bare repository or a working tree with a ``.git`` folder or file."""
-    return is_bare_repository(path) or (path / ".git").exists()
 
 
 class _CloneBroken(Exception):
@@ -127,7 +103,7 @@ class GitSource:
         self._parts = relative_parts(path)
         self._local = local_repository(url)
         # git runs in other folders, so a relative path must be made absolute first.
-        self._url = str(self._local) if self._local is not None and not _SCHEME.match(url) else url
+        self._url = str(self._local) if self._local is not None and not SCHEME.match(url) else url
         self._shown = redact(self._url)
         self._branch = branch
         self._default_branch: str | None = None

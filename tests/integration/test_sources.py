@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.sources import DirectorySource, GitSource, SourceError, open_source
-from reconciler.sources.git import redact
+from reconciler.sources import DirectorySource, SourceError, open_source
+from reconciler.sources.git import GitSource, redact
 from reconciler.sources.webhook import WebhookReceiver
 
 pytestmark = [
