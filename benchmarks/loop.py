@@ -4,8 +4,12 @@ planner, as one tick of the loop would hand it over. Called by :mod:`benchmarks.
 
 Measured per case: CPU seconds of one tick (``time.process_time``, median of a few), the peak RSS
 of the process that built the state and planned it, and for the 30,000-element array the size
-of that task's status as JSON. What the figures are compared with (the goals) is in
-:data:`GOALS`; nothing here asserts them.
+of that task's status as JSON. Two ticks are timed: the first, which plans every workflow,
+and a steady one, the tick the loop runs over and over while nothing changes: each
+workflow's last status handed back as its previous one, the observation read afresh (equal
+jobs, new objects), and the plans of the ticks before it kept (:class:`LastPlans`, primed by
+two ticks: the first plans, the second confirms that planning again reproduces the status).
+What the figures are compared with (the goals) is in :data:`GOALS`; nothing here asserts them.
 """
 
 from __future__ import annotations
@@ -17,14 +21,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from reconciler.api import Capacity, TaskPhase
 from reconciler.core.fingerprint import fingerprints
 from reconciler.core.observed import ClusterView, JobKey, JobOutcome, ObservedJob
 from reconciler.core.plan import WorkflowPlan
-from reconciler.core.planner import DesiredWorkflow, plan_cluster
+from reconciler.core.planner import DesiredWorkflow, LastPlans, plan_cluster
 from reconciler.manifests.loader import load_text
 from reconciler.manifests.resolve import ResolvedWorkflow, resolve
 
@@ -75,7 +79,8 @@ def all_running(workflow: ResolvedWorkflow) -> tuple[ObservedJob, ...]:
 def array_running(workflow: ResolvedWorkflow, elements: int, finished: int,
                   max_array_size: int) -> tuple[ObservedJob, ...]:
     """The first task done; of the array, ``finished`` elements succeeded (each its own record, as
-    Slurm reports ended elements), the rest running, one record per element."""
+    Slurm reports ended elements), the rest running, one record per element; the last task
+    submitted behind the array, pending on its dependency."""
     fps = fingerprints(workflow.graph)
     jobs = [ObservedJob(key=JobKey("tile", 1), job_id="1", fingerprint=fps["tile"], indices=None,
                         outcome=JobOutcome(phase=TaskPhase.SUCCEEDED, exit_code=0, finished_at=NOW))]
@@ -85,11 +90,30 @@ def array_running(workflow: ResolvedWorkflow, elements: int, finished: int,
         chunk = index // max_array_size
         jobs.append(ObservedJob(key=JobKey("process", 1, chunk), job_id=str(10 + chunk), fingerprint=fps["process"],
                                 indices=(index,), outcome=done if index < finished else live))
+    jobs.append(ObservedJob(key=JobKey("compose", 1), job_id="99", fingerprint=fps["compose"], indices=None,
+                            outcome=JobOutcome(phase=TaskPhase.SUBMITTED, reason="Dependency")))
     return tuple(jobs)
 
 
-def tick(desired: list[DesiredWorkflow], view: ClusterView) -> list[WorkflowPlan]:
-    return plan_cluster(desired, view=view, capacity=Capacity(), now=NOW + timedelta(minutes=5))
+def tick(desired: list[DesiredWorkflow], view: ClusterView, last: LastPlans | None = None) -> list[WorkflowPlan]:
+    return plan_cluster(desired, view=view, capacity=Capacity(), now=NOW + timedelta(minutes=5), last=last)
+
+
+def next_tick(desired: list[DesiredWorkflow], plans: list[WorkflowPlan]) -> list[DesiredWorkflow]:
+    """The same workflows a tick later with nothing changed: the status each plan made is the
+    previous one, and the jobs are observed again as equal, new objects."""
+    statuses = {plan.uid: plan.status for plan in plans}
+    return [replace(item, previous=statuses[item.uid],
+                    observed=tuple(replace(job, outcome=replace(job.outcome)) for job in item.observed))
+            for item in desired]
+
+
+def steady(desired: list[DesiredWorkflow], view: ClusterView) -> tuple[list[DesiredWorkflow], LastPlans]:
+    """What a steady tick starts from: the workflows after two ticks and the plans those kept."""
+    last = LastPlans()
+    desired = next_tick(desired, tick(desired, view, last))
+    desired = next_tick(desired, tick(desired, view, last))
+    return desired, last
 
 
 def cpu_seconds(action: Callable[[], object], *, repeat: int) -> float:
@@ -128,10 +152,14 @@ def run_case(case: Case, *, repeat: int) -> dict[str, object]:
         active = case.size - case.finished
     setup = time.process_time() - start
     seconds = cpu_seconds(lambda: tick(desired, view), repeat=repeat)
+    again, last = steady(desired, view)
+    steady_seconds = cpu_seconds(lambda: tick(again, view, last), repeat=repeat)
     result: dict[str, object] = {
         "case": case.name, "active": active, "finished": case.finished, "setup_cpu_s": round(setup, 3),
         "tick_cpu_ms": round(seconds * 1000, 2),
         "per_task_us": round(seconds * 1e6 / max(1, active + case.finished), 2),
+        "steady_cpu_ms": round(steady_seconds * 1000, 2),
+        "steady_replanned": sum(1 for plan in tick(again, view, last) if not plan.unchanged),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
     if case.kind == "array":

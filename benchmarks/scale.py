@@ -3,9 +3,11 @@ executor) against a Slurm held in memory (:mod:`benchmarks.memslurm`), counting 
 commands each tick runs and its CPU time. Called by :mod:`benchmarks.__main__`
 (``scripts/bench --scale``).
 
-Three ticks: the first submits everything, the second sees every job running, the third sees
-every job completed. Observing a cluster should cost one ``squeue`` and one ``sacct`` whatever
-the number of jobs; the table shows what each tick ran.
+Five ticks: the first submits everything, the second sees every job running, the third sees
+every job completed, the fourth finds nothing left to do (and plans every workflow once more,
+confirming its status), the fifth is the steady tick the loop then runs over and over, in which
+no workflow is planned again. Observing a cluster should cost one ``squeue`` and one ``sacct``
+whatever the number of jobs; the table shows what each tick ran.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def measure(workflows: int = 200, tasks: int = 50) -> dict[str, object]:
     ticks = []
     with controller(workflows, tasks, slurm) as loop:
         for label, state in (("submit", None), ("all running", "RUNNING"), ("all completed", "COMPLETED"),
-                             ("nothing left to do", None)):
+                             ("nothing left to do", None), ("steady", None)):
             if state is not None:
                 slurm.advance(state)
             slurm.counts.clear()

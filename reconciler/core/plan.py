@@ -94,3 +94,6 @@ class WorkflowPlan:
     actions: tuple[Action, ...] = ()
     events: tuple[Event, ...] = ()
     requeue_after: float | None = None  # seconds until something is due (a retry's backoff)
+    # The same plan as the last tick's, from the same inputs (``planner.LastPlans``): nothing to
+    # do, and its status is the one already written.
+    unchanged: bool = False

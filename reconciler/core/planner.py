@@ -40,7 +40,7 @@ from .requests import TaskRequests, cancel_in_force, plan_cancelled_task
 from .status import TaskDecision, workflow_status
 from .taskruns import TaskRuns, task_runs
 
-__all__ = ["CapacityBudget", "DesiredWorkflow", "plan_cluster", "prune", "task_fingerprints"]
+__all__ = ["CapacityBudget", "DesiredWorkflow", "LastPlans", "plan_cluster", "prune", "task_fingerprints"]
 
 # How long a task that learns from the runs before it waits for accounting to report them.
 HISTORY_GRACE = timedelta(minutes=2)
@@ -72,11 +72,167 @@ class DesiredWorkflow:
 
 
 def plan_cluster(
-    workflows: Sequence[DesiredWorkflow], *, view: ClusterView, capacity: Capacity, now: datetime
+    workflows: Sequence[DesiredWorkflow], *, view: ClusterView, capacity: Capacity, now: datetime,
+    last: LastPlans | None = None,
 ) -> list[WorkflowPlan]:
+    """``last``: the plans of earlier ticks (see :class:`LastPlans`); a workflow planned from the
+    same inputs as its last plan, which had nothing to do, gets that plan back, marked unchanged."""
     budget = CapacityBudget.for_cluster(capacity, view)
     ordered = sorted(workflows, key=lambda w: _age_key(w, now=now))
-    return [_plan_workflow(workflow, view=view, budget=budget, now=now) for workflow in ordered]
+    if last is None:
+        return [_plan_workflow(workflow, view=view, budget=budget, now=now) for workflow in ordered]
+    plans = []
+    kept: dict[str, _LastPlan] = {}
+    steady = _SteadyView.of(view)
+    for workflow in ordered:
+        facts = _ClusterFacts(steady=steady, queued_jobs=view.queued_jobs, queued_cores=view.queued_cores,
+                              budget_jobs=budget.jobs, budget_cores=budget.cores,
+                              accounting_complete_until=view.accounting_complete_until)
+        found = last.reuse(workflow, facts=facts, now=now)
+        if found is not None:
+            kept[workflow.uid] = found
+            plans.append(found.again(now))
+            continue
+        plan = _plan_workflow(workflow, view=view, budget=budget, now=now)
+        if (remembered := _LastPlan.of(workflow, plan, facts=facts, now=now)) is not None:
+            kept[workflow.uid] = remembered
+        plans.append(plan)
+    last.keep(view.name, kept)
+    return plans
+
+
+@dataclass(frozen=True)
+class _SteadyView:
+    """What planning reads of a cluster view apart from its queue and accounting horizon, which
+    move whenever any job on the cluster does (they count only for some workflows, see
+    ``_LastPlan``)."""
+
+    view: ClusterView
+
+    @classmethod
+    def of(cls, view: ClusterView) -> _SteadyView:
+        return cls(replace(view, queued_jobs=0, queued_cores=0, accounting_complete_until=None))
+
+
+@dataclass(frozen=True)
+class _ClusterFacts:
+    """The cluster as one workflow was planned against it: the view, and the capacity left at
+    its turn (the workflows before it in this tick took theirs)."""
+
+    steady: _SteadyView
+    queued_jobs: int
+    queued_cores: int
+    budget_jobs: int | None
+    budget_cores: int | None
+    accounting_complete_until: datetime | None
+
+    @property
+    def capacity(self) -> tuple[int, int, int | None, int | None]:
+        return (self.queued_jobs, self.queued_cores, self.budget_jobs, self.budget_cores)
+
+
+# Task phases whose next step waits for room on the cluster (or for a prerequisite, which goes
+# out when there is room): their workflow's plan depends on the cluster's queue.
+_WAITING_FOR_ROOM = frozenset({TaskPhase.WAITING, TaskPhase.QUEUED})
+
+
+@dataclass(frozen=True)
+class _LastPlan:
+    """A plan with nothing to do, and everything it was planned from."""
+
+    desired: DesiredWorkflow
+    facts: _ClusterFacts
+    plan: WorkflowPlan
+    due: datetime | None  # when its earliest deadline (a retry's backoff, a TTL) falls due
+    capacity_bound: bool  # some task waits for room on the cluster
+    horizon_bound: bool  # some submission is not confirmed: accounting's horizon decides it
+
+    @classmethod
+    def of(cls, desired: DesiredWorkflow, plan: WorkflowPlan, *, facts: _ClusterFacts,
+           now: datetime) -> _LastPlan | None:
+        """None for a plan that must not be handed out again: one with something to do; one that
+        changed the status it started from (only a plan that reproduced its own status is known
+        to be where planning the same inputs again ends: the status is an input too); one whose
+        choices depend on what cannot be compared cheaply (the Orchestrator's history and
+        estimates), or that a tick may settle without anything else changing (an unknown end)."""
+        if plan.actions or desired.choosing is not None or not _same(desired.previous, plan.status):
+            return None
+        if any(task.phase is TaskPhase.UNKNOWN for task in plan.status.tasks.values()):
+            return None
+        due = now + timedelta(seconds=plan.requeue_after) if plan.requeue_after is not None else None
+        return cls(desired=desired, facts=facts, plan=replace(plan, events=(), unchanged=True), due=due,
+                   capacity_bound=any(task.phase in _WAITING_FOR_ROOM for task in plan.status.tasks.values()),
+                   horizon_bound=any(record.job_id is None for record in desired.records))
+
+    def again(self, now: datetime) -> WorkflowPlan:
+        """The plan handed out again at ``now``, its deadline still ahead."""
+        if self.due is None:
+            return self.plan
+        return replace(self.plan, requeue_after=max(0.0, (self.due - now).total_seconds()))
+
+    def holds_for(self, desired: DesiredWorkflow, *, facts: _ClusterFacts, now: datetime) -> bool:
+        """Planning ``desired`` against ``facts`` at ``now`` would give this plan again: every
+        input is what it was, the status this plan made is the one ``desired`` starts from, and
+        no deadline has come."""
+        if self.due is not None and now >= self.due:
+            return False
+        if desired.choosing is not None or not _same(desired.previous, self.plan.status):
+            return False
+        return self._same_cluster(facts) and self._same_inputs(desired)
+
+    def _same_cluster(self, facts: _ClusterFacts) -> bool:
+        before = self.facts
+        return (facts.steady == before.steady
+                and (not self.capacity_bound or facts.capacity == before.capacity)
+                and (not self.horizon_bound or facts.accounting_complete_until == before.accounting_complete_until))
+
+    def _same_inputs(self, desired: DesiredWorkflow) -> bool:
+        before = self.desired
+        return (desired.uid == before.uid and desired.generation == before.generation
+                and desired.revision == before.revision
+                and (desired.resolved is before.resolved or desired.resolved.content == before.resolved.content)
+                and all(_same(getattr(desired, name), getattr(before, name)) for name in _COMPARED))
+
+
+# The inputs of a plan compared field by field (the resolved workflow by its content, the
+# previous status against the status the plan made).
+_COMPARED = ("approvals", "observed", "records", "requests", "inputs", "array_sizes", "outputs", "cleanup",
+             "choices", "usage")
+
+
+def _same(a: object, b: object) -> bool:
+    return a is b or a == b
+
+
+class LastPlans:
+    """The last plan of each workflow that had nothing to do, with what it was planned from,
+    so that a tick in which none of a workflow's inputs changed hands that plan back instead of
+    planning it again, and writes no status for it.
+
+    The plan is a pure function of those inputs and of ``now``, which it reads only for
+    deadlines (kept as ``_LastPlan.due``): handing it back is the same as planning again. Held in
+    memory only, by the loop: a loop that starts afresh has none and plans every workflow, so
+    nothing here is needed for a correct result, only for a cheap one. Anything in doubt (a plan
+    with actions, an unknown outcome, auto resources) is planned again every tick."""
+
+    def __init__(self) -> None:
+        self._clusters: dict[str, dict[str, _LastPlan]] = {}
+
+    def reuse(self, desired: DesiredWorkflow, *, facts: _ClusterFacts, now: datetime) -> _LastPlan | None:
+        found = self._clusters.get(facts.steady.view.name, {}).get(desired.uid)
+        return found if found is not None and found.holds_for(desired, facts=facts, now=now) else None
+
+    def keep(self, cluster: str, plans: dict[str, _LastPlan]) -> None:
+        """The plans worth keeping from this tick on ``cluster``; the others are forgotten."""
+        self._clusters[cluster] = plans
+
+    def forget(self, uid: str) -> None:
+        """Plan the workflow again next tick (its status could not be written, say)."""
+        for plans in self._clusters.values():
+            plans.pop(uid, None)
+
+    def __len__(self) -> int:
+        return sum(len(plans) for plans in self._clusters.values())
 
 
 def _age_key(workflow: DesiredWorkflow, *, now: datetime) -> tuple[datetime, str]:

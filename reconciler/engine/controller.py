@@ -50,7 +50,7 @@ from ..core.clusterstatus import NotReady, observed_cluster_status, unready_clus
 from ..core.desired import DesiredState, classify_desired
 from ..core.observed import ClusterView, ObservedJob
 from ..core.plan import Event, WorkflowPlan
-from ..core.planner import DesiredWorkflow, plan_cluster, prune, task_fingerprints
+from ..core.planner import DesiredWorkflow, LastPlans, plan_cluster, prune, task_fingerprints
 from ..core.status import invalid_status
 from ..manifests.loader import ManifestError
 from ..manifests.resolve import ResolvedWorkflow
@@ -224,6 +224,9 @@ class Controller:
         # Each cluster's last status, so Ready's transition time moves only when it flips (the
         # object's own status is the reconciler's output, never read back as desired state).
         self._cluster_statuses: dict[str, SlurmClusterStatus] = {}
+        # Plans with nothing to do, handed back while none of their inputs change (in memory
+        # only: a loop that starts afresh plans everything).
+        self._last_plans = LastPlans()
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -421,6 +424,7 @@ class Controller:
             stored = self.store.workflow_by_uid(uid)
             name = f"{stored.namespace}/{stored.name}" if stored is not None else uid
             log.warning("workflow %s: status not written (%s); the next tick writes it again", name, reason)
+            self._last_plans.forget(uid)
             self.store.add_events(uid, [status_write_failed(reason)], now=now)
 
     # -- one cluster -------------------------------------------------------------------------
@@ -486,7 +490,7 @@ class Controller:
                    for stored, resolved in work.workflows]
         desired = self._with_sizes(client, work, desired, now=now)
         desired = [self._with_choosing(item, client, now=now) for item in desired]
-        plans = plan_cluster(desired, view=view, capacity=cluster.spec.capacity, now=now)
+        plans = plan_cluster(desired, view=view, capacity=cluster.spec.capacity, now=now, last=self._last_plans)
         outcome = carry_out(plans, workflows={stored.uid: resolved for stored, resolved in work.workflows},
                             client=client, store=self.store, outputs_dir=self.outputs_dir, stop=self.stop, now=now,
                             inputs=inputs, array_sizes={item.uid: item.array_sizes for item in desired})
@@ -650,7 +654,8 @@ def _result(plans: Iterable[WorkflowPlan], outcome: ClusterOutcome,
     plans = list(plans)
     events = {plan.uid: (*plan.events, *outcome.events.get(plan.uid, ())) for plan in plans}
     return TickResult(
-        statuses={plan.uid: adjust_status(plan.status, uid=plan.uid, outcome=outcome) for plan in plans},
+        statuses={plan.uid: adjust_status(plan.status, uid=plan.uid, outcome=outcome) for plan in plans
+                  if not plan.unchanged},  # an unchanged plan's status is the one written already
         events={uid: items for uid, items in events.items() if items},
         pruned=tuple(pruned),
         requeue_after=min((plan.requeue_after for plan in plans if plan.requeue_after is not None), default=None),

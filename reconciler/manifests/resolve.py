@@ -40,6 +40,15 @@ class ResolvedWorkflow:
         return tuple(topological_order(self.graph))
 
     @cached_property
+    def content(self) -> str:
+        """Everything planning reads of the workflow, as one text: two resolved workflows with
+        the same content are planned alike (the graph follows from the spec)."""
+        parts = [self.workflow.model_dump_json(), self.spec.model_dump_json(),
+                 self.cluster.model_dump_json() if self.cluster is not None else "",
+                 *(candidate.metadata.name for candidate in self.candidates)]
+        return "\n".join(parts)
+
+    @cached_property
     def prerequisites(self) -> dict[str, tuple[str, ...]]:
         """Each task's direct prerequisites, sorted by name."""
         return {name: tuple(sorted(self.graph.predecessors(name))) for name in self.graph.nodes}

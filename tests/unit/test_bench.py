@@ -20,6 +20,7 @@ def test_loop_case_measures_a_tick(case: loop.Case) -> None:
     result = loop.run_case(case, repeat=1)
     assert result["active"] == case.size - case.finished
     assert float(result["peak_rss_mb"]) > 0  # type: ignore[arg-type]
+    assert result["steady_replanned"] == 0  # the steady tick plans no workflow again
     if case.kind == "array":
         # Index ranges keep an array's status small whatever its size.
         assert 0 < int(result["array_status_bytes"]) < 2048  # type: ignore[call-overload]
@@ -31,6 +32,7 @@ def test_one_loop_over_many_workflows_observes_each_cluster_once_a_tick() -> Non
     assert ticks["submit"]["sbatch"] == 12
     assert ticks["all running"] == {"sacct": 1, "squeue": 1}
     assert ticks["all completed"]["squeue"] == 1
+    assert ticks["steady"] == {"sacct": 1, "squeue": 1}
     assert result["succeeded"] == 4
 
 
