@@ -6,6 +6,8 @@ Pure: called by ``reconciler validate``, ``reconciler render`` and each tick of 
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -65,6 +67,29 @@ class ResolvedWorkflow:
         return {name: tuple(sorted(before)) for name, before in found.items()}
 
 
+# Resolved workflows by what they were resolved from, most recently used last: the loop resolves
+# every declared workflow each tick, mostly from unchanged manifests, and handing back the same
+# object keeps what was derived from it (the order, fingerprints, the planner's last plans)
+# without a comparison. Bounded; a workflow resolved after it was evicted is resolved afresh.
+_RESOLVED: OrderedDict[bytes, ResolvedWorkflow] = OrderedDict()
+_RESOLVED_KEPT = 8192
+
+
+def _recalled(key: bytes) -> ResolvedWorkflow | None:
+    found = _RESOLVED.get(key)
+    if found is not None:
+        _RESOLVED.move_to_end(key)
+    return found
+
+
+def _kept(key: bytes, result: ResolvedWorkflow | InvalidWorkflow) -> ResolvedWorkflow | InvalidWorkflow:
+    if isinstance(result, ResolvedWorkflow):
+        _RESOLVED[key] = result
+        if len(_RESOLVED) > _RESOLVED_KEPT:
+            _RESOLVED.popitem(last=False)
+    return result
+
+
 @dataclass(frozen=True)
 class InvalidWorkflow:
     workflow: Workflow
@@ -105,15 +130,24 @@ def resolve(resources: Iterable[LoadedResource], *, require_cluster: bool = True
             templates[(resource.metadata.namespace, resource.metadata.name)] = resource
         else:
             workflows.append(loaded)
+    # What every workflow is resolved against besides itself and its template.
+    context = "\n".join([str(require_cluster or bool(resolution.clusters)),
+                         *(cluster.model_dump_json() for cluster in resolution.clusters.values())])
     for loaded in workflows:
-        assert isinstance(loaded.resource, Workflow)
-        result = resolve_workflow(
-            loaded.resource,
+        workflow = loaded.resource
+        assert isinstance(workflow, Workflow)
+        ref = workflow.spec.template_ref
+        template = templates.get((workflow.metadata.namespace, ref.name)) if ref is not None else None
+        key = hashlib.sha256("\n".join([context, repr(loaded.location), workflow.model_dump_json(),
+                                         template.model_dump_json() if template is not None else ""]).encode()
+                             ).digest()
+        result = _recalled(key) or _kept(key, resolve_workflow(
+            workflow,
             templates=templates,
             clusters=resolution.clusters,
             location=loaded.location,
             require_cluster=require_cluster or bool(resolution.clusters),
-        )
+        ))
         if isinstance(result, ResolvedWorkflow):
             resolution.workflows.append(result)
         else:
