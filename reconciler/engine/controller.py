@@ -54,7 +54,9 @@ from ..core.planner import DesiredWorkflow, LastPlans, plan_cluster, prune, task
 from ..core.status import invalid_status
 from ..manifests.loader import ManifestError
 from ..manifests.resolve import ResolvedWorkflow
-from ..slurm.client import Observation, SlurmClient, SlurmError
+from ..slurm.client import Discovery, Observation, SlurmClient, SlurmError
+from ..slurm.observation import ACCOUNTING_MAX_LAG
+from ..slurm.script import job_name
 from ..slurm.transport import Transport, TransportError, open_transport
 from ..sources.base import Snapshot, Source, SourceError
 from ..store.connection import StateWriteFailed
@@ -70,9 +72,12 @@ from .staging import FoundInputs, find_inputs, input_states
 
 log = logging.getLogger(__name__)
 
-# How far back sacct is asked when no job is unfinished: covers jobs that finished while a
-# restarted loop was down, whose submission it may not have confirmed.
+# How far back accounting is asked for the jobs of a workflow the store holds no submission of
+# (a fresh or lost local state), when its creation time says less.
 DISCOVERY_WINDOW = timedelta(minutes=15)
+# sacct's windows start this much earlier than they must: clocks of the loop's machine and of
+# slurmdbd may differ a little.
+WINDOW_MARGIN = timedelta(minutes=1)
 MAX_BACKOFF_SECONDS = 60.0
 # Clusters behind one network fault should not all be retried in the same tick.
 CLUSTER_JITTER = (0.8, 1.2)
@@ -221,6 +226,9 @@ class Controller:
         self._backoff: dict[str, Backoff] = {}
         self._models = HistoryModels(store)
         self._estimates = StartEstimates()
+        # Each cluster's last observation that had accounting's answer: where the next sacct
+        # window may start (see _accounting_window).
+        self._accounted_at: dict[str, datetime] = {}
         # Each cluster's last status, so Ready's transition time moves only when it flips (the
         # object's own status is the reconciler's output, never read back as desired state).
         self._cluster_statuses: dict[str, SlurmClusterStatus] = {}
@@ -470,8 +478,10 @@ class Controller:
                            now: datetime) -> TickResult:
         """Observe the cluster once, plan its workflows, carry the plans out, prune."""
         name = cluster.metadata.name
-        observation = client.observe(since=self._observation_start(name, work.workflows, now=now),
-                                     job_ids=self.store.unfinished_job_ids(name))
+        since, discover = self._accounting_window(name, work.workflows, now=now)
+        observation = client.observe(since=since, job_ids=self.store.unfinished_job_ids(name), discover=discover)
+        if observation.accounting_ok:
+            self._accounted_at[name] = observation.observed_at
         if observation.accounting_ok and name in self._watches:
             self._watches[name].settle(observation.records)
         view = client.view(observation)
@@ -576,19 +586,32 @@ class Controller:
             desired = replace(desired, approvals=self.store.approvals(stored.uid))
         return desired
 
-    def _observation_start(self, cluster: str, workflows: Iterable[tuple[StoredWorkflow, ResolvedWorkflow]], *,
-                           now: datetime) -> datetime:
-        """Where sacct's window starts: the oldest unfinished attempt, and the start of every run
-        the store has no attempt of (a fresh or lost local state: its jobs are found by their
-        identity tags, however long ago they ran)."""
-        starts = [now - DISCOVERY_WINDOW]
-        oldest = self.store.oldest_unfinished_at(cluster)
-        if oldest is not None:
-            starts.append(oldest)
-        for stored, resolved in workflows:
-            if not self.store.has_attempts(stored.uid):
-                starts.append(resolved.workflow.metadata.creation_timestamp or stored.created_at)
-        return min(starts) - timedelta(minutes=1)
+    def _accounting_window(self, cluster: str, workflows: Iterable[tuple[StoredWorkflow, ResolvedWorkflow]], *,
+                           now: datetime) -> tuple[datetime, Discovery | None]:
+        """Where sacct's window starts, and which jobs accounting is asked for by name.
+
+        The window covers every job whose end the loop may not have seen yet: on its first look
+        at the cluster, back to the oldest unfinished attempt (a restart may have missed any
+        end); afterwards, back to its last look that had accounting's answer, less the time
+        accounting may lag, and to any submission whose sbatch never answered (its job can only be
+        found by its tag). A tick's sacct so costs what ran lately, not all that ran since the
+        oldest job still going. Ended jobs leave the window; the store remembers them. Workflows
+        the store holds no submission of (a fresh or lost local state) have their jobs asked for
+        by name, back to their creation (DISCOVERY_WINDOW at least)."""
+        last = self._accounted_at.get(cluster)
+        if last is None:
+            starts = [self.store.oldest_unfinished_at(cluster)]
+        else:
+            starts = [last - ACCOUNTING_MAX_LAG, self.store.oldest_unconfirmed_at(cluster)]
+        window = min((start for start in starts if start is not None), default=now) - WINDOW_MARGIN
+        unknown = [(stored, resolved) for stored, resolved in workflows if not self.store.has_attempts(stored.uid)]
+        if not unknown:
+            return window, None
+        since = min([now - DISCOVERY_WINDOW, *(resolved.workflow.metadata.creation_timestamp or stored.created_at
+                                               for stored, resolved in unknown)])
+        names = sorted({job_name(resolved.workflow.metadata.name, task) for _, resolved in unknown
+                        for task in resolved.tasks})
+        return window, Discovery(since - WINDOW_MARGIN, tuple(names))
 
     def _prune(self, removed: Iterable[StoredWorkflow], jobs: Mapping[str, list[ObservedJob]], client: SlurmClient,
                *, now: datetime) -> list[StoredWorkflow]:

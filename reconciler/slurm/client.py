@@ -6,9 +6,11 @@ pure argv builder from :mod:`.commands`, one call through the transport, a pure 
 
 Guarantees:
 
-* observation is batched: one ``squeue`` and one ``sacct`` per call, whatever the number of jobs;
-  an observation that failed says so (``queue_ok`` / ``accounting_ok``) instead of returning an
-  empty list that would read as "every job is gone";
+* observation is batched: one ``squeue`` and one ``sacct`` per call, whatever the number of
+  jobs, asked at once (with the cluster's configuration when it is due): a tick waits for the
+  slowest answer, usually sacct through slurmdbd, not for their sum; an observation that failed
+  says so (``queue_ok`` / ``accounting_ok``) instead of returning an empty list that would read
+  as "every job is gone";
 * errors are typed by what the caller should do next: :class:`SlurmUnavailable` (transient:
   retry later with backoff), :class:`SubmitRefused` with ``at_capacity`` (wait for capacity) or
   not (terminal for this request); a command never raises anything else for Slurm's answers;
@@ -21,7 +23,8 @@ import getpass
 import logging
 import posixpath
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +45,13 @@ COMMAND_TIMEOUT = 60.0
 INFO_TTL_SECONDS = 300.0
 # Keeps a by-id sacct command line far below ARG_MAX however many jobs are missing.
 _IDS_PER_QUERY = 500
+# Jobs asked for by id are asked for however long ago they ran: their ids narrow the query enough.
+_BY_ID_SINCE = datetime(2000, 1, 1, tzinfo=UTC)
+# Keeps a by-name sacct command line short whatever the number of tasks.
+_NAMES_PER_QUERY = 200
+# The most commands one observation has in flight: squeue, sacct, and the four reads of the
+# cluster's configuration (scontrol twice, sacctmgr twice) when they are due.
+_QUERIES_AT_ONCE = 6
 
 
 class SlurmError(Exception):
@@ -103,6 +113,15 @@ class Observation:
         return observed_by_workflow(self.records, now=self.observed_at)
 
 
+@dataclass(frozen=True)
+class Discovery:
+    """Jobs to look for in accounting by name, back to ``since``: those of workflows the store holds
+    no submission of (a fresh or lost local state), which only their tags can tell apart."""
+
+    since: datetime
+    names: tuple[str, ...]
+
+
 @dataclass
 class _ClusterInfo:
     limits: ClusterLimits | None = None
@@ -117,6 +136,9 @@ class SlurmClient:
         self.transport = transport
         self._env = {"SLURM_CONF": cluster.spec.slurm_conf} if cluster.spec.slurm_conf else None
         self._info = _ClusterInfo()
+        self._info_reading: Callable[[], _ClusterInfo] | None = None
+        self._queries = ThreadPoolExecutor(max_workers=_QUERIES_AT_ONCE,
+                                           thread_name_prefix=f"slurm {cluster.metadata.name}")
 
     @property
     def name(self) -> str:
@@ -186,7 +208,8 @@ class SlurmClient:
 
     # -- observation -------------------------------------------------------------------------
 
-    def observe(self, *, since: datetime, job_ids: Sequence[str] = ()) -> Observation:
+    def observe(self, *, since: datetime, job_ids: Sequence[str] = (),
+                discover: Discovery | None = None) -> Observation:
         """Every job slurmctld still holds for the user, ended ones included (squeue), and those
         active since ``since`` (sacct).
 
@@ -196,24 +219,38 @@ class SlurmClient:
         --kill-on-invalid-dep while waiting). Usually every id is in one of the two answers, and
         a tick costs one squeue and one sacct. (Seen on 22.05.8: for about a second after a job
         ended, sacct by id already has it, with its exit code, but the time window does not.)
+        ``discover`` adds, in the same answer, the jobs of those names active since its own start.
         """
         now = datetime.now(UTC)
+        queue = self._queries.submit(self._checked, commands.squeue_argv(user=None))
+        window = self._queries.submit(self._checked, commands.sacct_argv(since=since, user=None))
+        names = discover.names if discover is not None else ()
+        by_name = [self._queries.submit(self._checked, commands.sacct_argv(
+            since=discover.since, user=None, names=names[start:start + _NAMES_PER_QUERY]))
+            for start in range(0, len(names), _NAMES_PER_QUERY) if discover is not None]
+        if self._info_reading is None and self._info_due():
+            self._info_reading = self._read_info()
         records: list[JobRecord] = []
         errors: list[str] = []
         queue_ok = accounting_ok = True
         try:
-            records.extend(commands.parse_squeue(self._checked(commands.squeue_argv(user=None))))
+            records.extend(commands.parse_squeue(queue.result()))
         except (SlurmError, ValueError) as exc:
             queue_ok = False
             errors.append(str(exc))
         try:
-            records.extend(commands.parse_sacct(self._checked(commands.sacct_argv(since=since, user=None))))
+            records.extend(commands.parse_sacct(window.result()))
+            known = {(r.job_id, r.array_indices) for r in records if r.source != "squeue"}
+            for answer in by_name:
+                found = [r for r in commands.parse_sacct(answer.result()) if (r.job_id, r.array_indices) not in known]
+                records.extend(found)
+                known.update((r.job_id, r.array_indices) for r in found)
             seen = reported_ids(records)
             missing = sorted({j for j in job_ids if j not in seen})
             for start in range(0, len(missing), _IDS_PER_QUERY):
                 batch = missing[start:start + _IDS_PER_QUERY]
                 records.extend(commands.parse_sacct(self._checked(
-                    commands.sacct_argv(since=since, user=None, job_ids=batch))))
+                    commands.sacct_argv(since=_BY_ID_SINCE, user=None, job_ids=batch))))
         except (SlurmError, ValueError) as exc:
             accounting_ok = False
             errors.append(str(exc))
@@ -231,25 +268,39 @@ class SlurmClient:
         return found
 
     def info(self, *, refresh: bool = False) -> _ClusterInfo:
-        """The cluster's limits, partitions and the user's visible submit limit, cached."""
-        if refresh or time.monotonic() - self._info.read_at > INFO_TTL_SECONDS:
-            limits = commands.parse_config(self._checked(commands.show_config_argv()))
-            partitions = commands.parse_partitions(self._checked(commands.show_partitions_argv()))
-            submit_limit = self._submit_limit()
-            self._info = _ClusterInfo(limits, partitions, submit_limit, time.monotonic())
+        """The cluster's limits, partitions and the user's visible submit limit, cached (read
+        again every INFO_TTL_SECONDS, or now with ``refresh``). Raises SlurmError or ValueError."""
+        reading, self._info_reading = self._info_reading, None
+        if reading is None and (refresh or self._info_due()):
+            reading = self._read_info()
+        if reading is not None:
+            self._info = reading()
         return self._info
 
-    def _submit_limit(self) -> int | None:
-        # Accounting may be off or hidden from the user: no visible limit then, not an error.
+    def _info_due(self) -> bool:
+        return time.monotonic() - self._info.read_at > INFO_TTL_SECONDS
+
+    def _read_info(self) -> Callable[[], _ClusterInfo]:
+        """Starts the four reads at once; the function returned waits for them and reads the answers."""
         spec = self.cluster.spec
         user = spec.ssh.user if spec.ssh is not None else getpass.getuser()
-        try:
-            associations = self._checked(commands.submit_limit_argv(user), timeout=20)
-            qos = self._checked(commands.qos_limits_argv(), timeout=20)
-        except SlurmError as exc:
-            log.info("no submit limit visible on %s: %s", self.name, exc)
-            return None
-        return commands.submit_limit(associations, qos)
+        config = self._queries.submit(self._checked, commands.show_config_argv())
+        partitions = self._queries.submit(self._checked, commands.show_partitions_argv())
+        associations = self._queries.submit(self._checked, commands.submit_limit_argv(user), timeout=20)
+        qos = self._queries.submit(self._checked, commands.qos_limits_argv(), timeout=20)
+
+        def answers() -> _ClusterInfo:
+            limits = commands.parse_config(config.result())
+            found = commands.parse_partitions(partitions.result())
+            try:
+                submit_limit = commands.submit_limit(associations.result(), qos.result())
+            except SlurmError as exc:
+                # Accounting may be off or hidden from the user: no visible limit then, not an error.
+                log.info("no submit limit visible on %s: %s", self.name, exc)
+                submit_limit = None
+            return _ClusterInfo(limits, found, submit_limit, time.monotonic())
+
+        return answers
 
     def view(self, observation: Observation) -> ClusterView:
         """The cluster as the reconcile core sees it this tick."""
@@ -416,4 +467,5 @@ class SlurmClient:
         raise SlurmError(f"realpath {path} failed ({result.exit_code}): {result.stderr.strip()}")
 
     def close(self) -> None:
+        self._queries.shutdown(wait=False, cancel_futures=True)
         self.transport.close()

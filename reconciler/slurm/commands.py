@@ -143,7 +143,8 @@ def squeue_argv(*, user: str | None) -> list[str]:
 
 
 def sacct_argv(
-    *, since: datetime, user: str | None, job_ids: Sequence[str] = (), tz: tzinfo | None = None
+    *, since: datetime, user: str | None, job_ids: Sequence[str] = (), names: Sequence[str] = (),
+    tz: tzinfo | None = None,
 ) -> list[str]:
     """Allocations (-X: the batch script's exit code and the allocation's end state, such as
     TIMEOUT or OUT_OF_MEMORY, which steps do not show) of jobs active since ``since``.
@@ -152,7 +153,7 @@ def sacct_argv(
     dependency, or cancelled by --kill-on-invalid-dep before they ever were): Slurm 22.05 shows
     those only when asked by id. ``job_ids`` narrows the query to those jobs (never-eligible ones
     included, others only when active since ``since``): it is a filter, not an addition, so a
-    caller that wants both runs this twice.
+    caller that wants both runs this twice. ``names`` narrows it to jobs of those names, a filter too.
     ``tz`` is the cluster's time zone, in which sacct reads --starttime (default: this machine's).
     Without ``user`` sacct shows the calling user's jobs (root sees everyone's; tags tell ours).
     """
@@ -165,6 +166,8 @@ def sacct_argv(
         argv.append(f"--user={_word(user, 'user')}")
     if job_ids:
         argv.append(f"--jobs={','.join(_job_ids(job_ids))}")
+    if names:
+        argv.append(f"--name={','.join(_word(name, 'job name') for name in names)}")
     return argv
 
 

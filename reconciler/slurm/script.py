@@ -130,6 +130,12 @@ def job_log_path(*, log_dir: str, task: str, attempt: int, part: int, job_id: st
     return posixpath.join(log_dir, name.replace("%A", job_id).replace("%a", str(index - part)))
 
 
+def job_name(workflow: str, task: str) -> str:
+    """The Slurm job name of a task's jobs: what accounting can be asked for, by name, to find the
+    jobs of a workflow the store holds no submission of."""
+    return f"{workflow}.{task}"
+
+
 def render_script(
     *,
     workflow: str,
@@ -161,7 +167,7 @@ def render_script(
                               stream=stream) for stream in Stream}
 
     directives: list[tuple[str, str | None]] = [
-        ("job-name", f"{workflow}.{task.name}"),
+        ("job-name", job_name(workflow, task.name)),
         ("comment", format_tag(tag)),
         ("chdir", run_dir),
         ("output", posixpath.join(_literal_filename(log_dir), names[Stream.OUT])),

@@ -490,6 +490,14 @@ class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, C
         with self._lock:
             return int(self._db.execute(f"SELECT COUNT(*) {self._OPEN} AND job_id IS NULL", (cluster,)).fetchone()[0])
 
+    def oldest_unconfirmed_at(self, cluster: str) -> datetime | None:
+        """When the oldest intent with no job id was recorded: its job, if sbatch created one, can
+        only be found by its tag, so sacct must look back that far."""
+        with self._lock:
+            (oldest,) = self._db.execute(f"SELECT MIN(recorded_at) {self._OPEN} AND job_id IS NULL",
+                                         (cluster,)).fetchone()
+        return from_iso(oldest)
+
     def oldest_unfinished_at(self, cluster: str) -> datetime | None:
         """When the oldest unfinished attempt (unconfirmed intents included) was recorded: sacct
         must look back at least that far."""

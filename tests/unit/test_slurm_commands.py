@@ -51,6 +51,10 @@ def test_sacct_argv_reads_allocations_since_a_local_time():
     assert argv[-2:] == ["--user=bob", "--jobs=26,44_5"] and "--starttime=2026-11-23T05:30:15" in argv
     with pytest.raises(ValueError):
         c.sacct_argv(since=datetime(2026, 1, 1), user=None)  # a naive time has no meaning here
+    assert c.sacct_argv(since=since, user=None, names=["nightly.prep", "nightly.run"])[-1] == \
+        "--name=nightly.prep,nightly.run"
+    with pytest.raises(ValueError):
+        c.sacct_argv(since=since, user=None, names=["a,b"])  # a comma would split one name in two
 
 
 def test_command_name_skips_the_environment_prefix():

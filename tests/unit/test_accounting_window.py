@@ -1,0 +1,108 @@
+"""How far back each tick asks accounting, over in-memory edges (tests/fakes.py): what ran
+lately while the loop runs, back to the oldest unfinished job on its first look, and the jobs of
+a workflow the store holds no submission of by name, back to DISCOVERY_WINDOW."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from reconciler.core.observed import JobKey
+from reconciler.engine.controller import DISCOVERY_WINDOW, Controller
+from reconciler.slurm.commands import command_name
+from reconciler.store.database import Store
+from tests.fakes import LoginNodes, MemorySource
+
+CLUSTER = """\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: SlurmCluster
+metadata: {name: a}
+spec: {workdir: /work/a}
+"""
+WORKFLOW = """\
+apiVersion: hpc.reconciler.dev/v1alpha1
+kind: Workflow
+metadata: {name: one}
+spec:
+  defaults: {resources: {partition: debug, time: "00:05:00"}}
+  tasks:
+    - {name: step, script: "true"}
+    - {name: after, dependsOn: [step], script: "true"}
+    - {name: review, type: approval, dependsOn: [step]}
+    - {name: later, dependsOn: [review], script: "true"}
+"""
+
+
+def loop(store: Store, tmp_path: Path, nodes: LoginNodes) -> Controller:
+    return Controller(source=MemorySource(CLUSTER + "---\n" + WORKFLOW), store=store, state_dir=tmp_path,
+                      interval=30.0, connect=nodes)
+
+
+def sacct_calls(nodes: LoginNodes) -> list[tuple[str, ...]]:
+    calls = nodes["/work/a"].calls
+    found = [call for call in calls if command_name(call) == "sacct"]
+    calls.clear()
+    return found
+
+
+def start_of(call: tuple[str, ...]) -> datetime:
+    [word] = [word for word in call if word.startswith("--starttime=")]
+    # sacct reads --starttime in the machine's local time.
+    return datetime.strptime(word.split("=", 1)[1], "%Y-%m-%dT%H:%M:%S").astimezone(UTC)
+
+
+def names_of(call: tuple[str, ...]) -> list[str] | None:
+    found = [word.split("=", 1)[1] for word in call if word.startswith("--name=")]
+    return found[0].split(",") if found else None
+
+
+def test_a_new_workflow_is_looked_for_by_name_and_then_only_what_ran_lately(store, tmp_path, nodes):
+    controller = loop(store, tmp_path, nodes)
+    before = datetime.now(UTC)
+    controller.tick()
+    window, by_name = sorted(sacct_calls(nodes), key=lambda call: names_of(call) is not None)
+    assert names_of(window) is None and names_of(by_name) == ["one.after", "one.later", "one.review", "one.step"]
+    assert start_of(by_name) <= before - DISCOVERY_WINDOW
+    assert start_of(window) >= before - timedelta(minutes=2)  # nothing unfinished yet
+
+    controller.tick()  # one.step is submitted and pending now
+    [window] = sacct_calls(nodes)
+    assert names_of(window) is None  # the store holds a submission of it: no search by name
+    assert start_of(window) >= before - timedelta(minutes=3)
+
+
+def test_the_first_look_goes_back_to_the_oldest_unfinished_job_and_later_ones_do_not(store, tmp_path, nodes):
+    loop(store, tmp_path, nodes).tick()
+    [stored] = store.active_workflows()
+    long_ago = datetime.now(UTC) - timedelta(hours=3)
+    store.record_intent(stored.uid, key=JobKey("later", 1), fingerprint="f", indices=None, resources={},
+                        cluster="a", now=long_ago)
+    store.confirm_submission(stored.uid, key=JobKey("later", 1), job_id="77", now=long_ago)
+    sacct_calls(nodes)
+
+    restarted = loop(store, tmp_path, nodes)
+    restarted.tick()
+    [window] = [call for call in sacct_calls(nodes) if names_of(call) is None and "--jobs=77" not in call]
+    assert start_of(window) <= long_ago  # a restart may have missed any end since
+
+    restarted.tick()
+    calls = sacct_calls(nodes)
+    [window] = [call for call in calls if names_of(call) is None and "--jobs=77" not in call]
+    assert start_of(window) >= datetime.now(UTC) - timedelta(minutes=3)
+    # The unfinished job the window no longer reaches is asked for by its id, however old.
+    [by_id] = [call for call in calls if "--jobs=77" in call]
+    assert start_of(by_id) <= long_ago
+
+
+def test_a_submission_whose_sbatch_never_answered_keeps_the_window_open_back_to_it(store, tmp_path, nodes):
+    controller = loop(store, tmp_path, nodes)
+    controller.tick()
+    [stored] = store.active_workflows()
+    long_ago = datetime.now(UTC) - timedelta(hours=2)
+    store.record_intent(stored.uid, key=JobKey("later", 1), fingerprint="f", indices=None, resources={},
+                        cluster="a", now=long_ago)
+    sacct_calls(nodes)
+
+    controller.tick()
+    [window] = [call for call in sacct_calls(nodes) if names_of(call) is None]
+    assert start_of(window) <= long_ago  # its job, if any, can only be found by its tag
