@@ -202,6 +202,13 @@ def task_runs(
 def _element(index: Index, sightings: list[_Sighting]) -> Element:
     if not sightings:
         return Element(index=index, phase=TaskPhase.WAITING)
+    if len(sightings) == 1:
+        return _first_element(index, sightings[0])
+    return _element_of(index, sightings)
+
+
+def _element_of(index: Index, sightings: list[_Sighting]) -> Element:
+    """An element sighted at least once: its latest attempt, with every failure before it."""
     sightings = sorted(sightings, key=lambda s: s.attempt)
     last = sightings[-1]
     return Element(
@@ -217,4 +224,17 @@ def _element(index: Index, sightings: list[_Sighting]) -> Element:
         cancelled_by_dependency=last.cancelled_by_dependency,
         submissions=len({s.attempt for s in sightings}),
         tries=len({s.attempt for s in sightings if not s.cancelled_by_dependency}),
+    )
+
+
+def _first_element(index: Index, sighting: _Sighting) -> Element:
+    """``_element`` of an element sighted once, as most elements of a big array are: the same
+    result without the sorting and counting that several attempts need."""
+    outcome = sighting.outcome
+    by_dependency = sighting.cancelled_by_dependency
+    return Element(
+        index=index, phase=outcome.phase, attempt=sighting.attempt, job_id=sighting.job_id, reason=outcome.reason,
+        exit_code=outcome.exit_code, started_at=outcome.started_at, finished_at=outcome.finished_at,
+        failures=(sighting.failure(),) if sighting.failed else (), cancelled_by_dependency=by_dependency,
+        submissions=1, tries=0 if by_dependency else 1,
     )
