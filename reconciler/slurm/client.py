@@ -47,8 +47,8 @@ INFO_TTL_SECONDS = 300.0
 _IDS_PER_QUERY = 500
 # Jobs asked for by id are asked for however long ago they ran: their ids narrow the query enough.
 _BY_ID_SINCE = datetime(2000, 1, 1, tzinfo=UTC)
-# Keeps a by-name sacct command line short whatever the number of tasks.
-_NAMES_PER_QUERY = 200
+# The most job names one sacct is asked for (its command line stays short).
+_NAMES_PER_QUERY = 500
 # The most commands one observation has in flight: squeue, sacct, and the four reads of the
 # cluster's configuration (scontrol twice, sacctmgr twice) when they are due.
 _QUERIES_AT_ONCE = 6
@@ -219,15 +219,18 @@ class SlurmClient:
         --kill-on-invalid-dep while waiting). Usually every id is in one of the two answers, and
         a tick costs one squeue and one sacct. (Seen on 22.05.8: for about a second after a job
         ended, sacct by id already has it, with its exit code, but the time window does not.)
-        ``discover`` adds, in the same answer, the jobs of those names active since its own start.
+        ``discover`` adds, in the same answer, the jobs of those names active since its own start
+        (one more sacct, beside the window's).
         """
         now = datetime.now(UTC)
         queue = self._queries.submit(self._checked, commands.squeue_argv(user=None))
         window = self._queries.submit(self._checked, commands.sacct_argv(since=since, user=None))
-        names = discover.names if discover is not None else ()
-        by_name = [self._queries.submit(self._checked, commands.sacct_argv(
-            since=discover.since, user=None, names=names[start:start + _NAMES_PER_QUERY]))
-            for start in range(0, len(names), _NAMES_PER_QUERY) if discover is not None]
+        by_name = None
+        if discover is not None:
+            # Past a few hundred names, one look over the whole window costs less than many by name.
+            names = discover.names if len(discover.names) <= _NAMES_PER_QUERY else ()
+            by_name = self._queries.submit(self._checked, commands.sacct_argv(since=discover.since, user=None,
+                                                                              names=names))
         if self._info_reading is None and self._info_due():
             self._info_reading = self._read_info()
         records: list[JobRecord] = []
@@ -241,10 +244,9 @@ class SlurmClient:
         try:
             records.extend(commands.parse_sacct(window.result()))
             known = {(r.job_id, r.array_indices) for r in records if r.source != "squeue"}
-            for answer in by_name:
-                found = [r for r in commands.parse_sacct(answer.result()) if (r.job_id, r.array_indices) not in known]
-                records.extend(found)
-                known.update((r.job_id, r.array_indices) for r in found)
+            if by_name is not None:
+                records.extend(r for r in commands.parse_sacct(by_name.result())
+                               if (r.job_id, r.array_indices) not in known)
             seen = reported_ids(records)
             missing = sorted({j for j in job_ids if j not in seen})
             for start in range(0, len(missing), _IDS_PER_QUERY):

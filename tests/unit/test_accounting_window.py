@@ -106,3 +106,13 @@ def test_a_submission_whose_sbatch_never_answered_keeps_the_window_open_back_to_
     controller.tick()
     [window] = [call for call in sacct_calls(nodes) if names_of(call) is None]
     assert start_of(window) <= long_ago  # its job, if any, can only be found by its tag
+
+
+def test_a_great_many_new_tasks_are_looked_for_in_one_query_over_the_whole_window(store, tmp_path, nodes):
+    tasks = "".join(f'    - {{name: t{i}, script: "true"}}\n' for i in range(600))
+    text = CLUSTER + "---\n" + WORKFLOW.split("  tasks:\n")[0] + "  tasks:\n" + tasks
+    before = datetime.now(UTC)
+    Controller(source=MemorySource(text), store=store, state_dir=tmp_path, interval=30.0, connect=nodes).tick()
+    calls = sacct_calls(nodes)
+    assert len(calls) == 2 and all(names_of(call) is None for call in calls)
+    assert min(start_of(call) for call in calls) <= before - DISCOVERY_WINDOW
