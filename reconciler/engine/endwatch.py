@@ -38,7 +38,12 @@ from ..slurm.transport import Transport, TransportError
 log = logging.getLogger(__name__)
 
 MIN_GAP = 0.5  # seconds between two wakes rung for new records
-RECHECK = 0.25  # the first wait before observing again a recorded job Slurm did not report ended
+# The first wait before observing again a recorded job Slurm did not report ended. A record is
+# written as the batch script exits, a moment before slurmctld calls the job COMPLETED (tens of
+# milliseconds on an idle cluster): the first observation often comes too early, and the next
+# one, this much later, usually sees the end; one observation (squeue and sacct at once) takes
+# about as long on an idle cluster, so asking sooner would only add load.
+RECHECK = 0.1
 RECHECK_CAP = 8.0
 GIVE_UP = 60.0  # after this, a record no observation matched is removed and forgotten
 WATCH_BACKOFF = 1.0
