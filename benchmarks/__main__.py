@@ -63,11 +63,22 @@ def print_scale(result: dict[str, Any]) -> None:
 
 
 def print_floor(result: dict[str, Any]) -> None:
-    print("\nAgainst the floor (plain sbatch + afterok, waiting on squeue), on the dev cluster; medians")
-    print(f"  {'workflow':48} {'runs':>4} {'floor s':>8} {'reconciler s':>13} {'ratio':>6}")
+    print("\nAgainst the floor (plain sbatch + afterok, waiting on squeue), on the dev cluster; medians.")
+    print("  run --until-done: a process started for the workflow; running loop: the workflow dropped")
+    print("  into the folder of a loop already running, until its status says Succeeded")
+    print(f"  {'workflow':48} {'runs':>4} {'floor s':>8} {'--until-done s':>15} {'ratio':>6} "
+          f"{'running loop s':>15} {'ratio':>6}")
     for row in result["floor"]:
-        print(f"  {row['workflow']:48} {row['runs']:4} {row['floor_s']:8.2f} {row['reconciler_s']:13.2f} "
-              f"{row['ratio']:6.2f}")
+        running = (f"{row['running_s']:15.2f} {row['running_ratio']:6.2f}" if "running_s" in row
+                   else f"{'-':>15} {'-':>6}")
+        print(f"  {row['workflow']:48} {row['runs']:4} {row['floor_s']:8.2f} {row['reconciler_s']:15.2f} "
+              f"{row['ratio']:6.2f} {running}")
+        if "running_loop_busy" in row:
+            spent = row["running_loop_busy"]
+            print(f"  {'':48} the running loop's median run: {spent.get('ticks', 0):.0f} ticks, "
+                  f"{spent.get('tick_s', 0):.2f}s in them; "
+                  + ", ".join(f"{key[:-2]} {value:.2f}s" for key, value in sorted(spent.items())
+                              if key.endswith("_s") and key != "tick_s"))
     push = result.get("push_to_sbatch")
     if push:
         print(f"  git push -> first sbatch: median {push['median_s']:.3f}s of {push['runs']} "
