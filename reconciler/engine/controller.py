@@ -177,23 +177,28 @@ class TickResult:
     pruned: tuple[StoredWorkflow, ...] = ()
     requeue_after: float | None = None  # seconds until something planned is due (a retry, a backoff's end)
     clusters: tuple[ClusterReport, ...] = ()  # the clusters looked at, with what was seen there
+    # The statuses of workflows not planned again (nothing changed): saved already, so only
+    # published, since what a publisher wrote may have been edited by someone else since.
+    unchanged: Mapping[str, WorkflowStatus] = field(default_factory=dict)
 
     @classmethod
     def combine(cls, parts: Iterable[TickResult]) -> TickResult:
         statuses: dict[str, WorkflowStatus] = {}
+        unchanged: dict[str, WorkflowStatus] = {}
         events: dict[str, tuple[Event, ...]] = {}
         pruned: list[StoredWorkflow] = []
         clusters: list[ClusterReport] = []
         requeue: float | None = None
         for part in parts:
             statuses.update(part.statuses)
+            unchanged.update(part.unchanged)
             for uid, items in part.events.items():
                 events[uid] = (*events.get(uid, ()), *items)
             pruned.extend(part.pruned)
             clusters.extend(part.clusters)
             requeue = _earliest(requeue, part.requeue_after)
         return cls(statuses=statuses, events=events, pruned=tuple(pruned), requeue_after=requeue,
-                   clusters=tuple(clusters))
+                   clusters=tuple(clusters), unchanged=unchanged)
 
 
 @dataclass(frozen=True)
@@ -426,8 +431,8 @@ class Controller:
         self.store.save_statuses(result.statuses)
         if self.publisher is None:
             return
-        failed = self.publisher.publish(statuses=result.statuses, events=result.events, pruned=result.pruned,
-                                        store=self.store, clusters=result.clusters)
+        failed = self.publisher.publish(statuses={**result.unchanged, **result.statuses}, events=result.events,
+                                        pruned=result.pruned, store=self.store, clusters=result.clusters)
         for uid, reason in failed.items():
             stored = self.store.workflow_by_uid(uid)
             name = f"{stored.namespace}/{stored.name}" if stored is not None else uid
@@ -678,7 +683,8 @@ def _result(plans: Iterable[WorkflowPlan], outcome: ClusterOutcome,
     events = {plan.uid: (*plan.events, *outcome.events.get(plan.uid, ())) for plan in plans}
     return TickResult(
         statuses={plan.uid: adjust_status(plan.status, uid=plan.uid, outcome=outcome) for plan in plans
-                  if not plan.unchanged},  # an unchanged plan's status is the one written already
+                  if not plan.unchanged},  # an unchanged plan's status is the one saved already
+        unchanged={plan.uid: plan.status for plan in plans if plan.unchanged},
         events={uid: items for uid, items in events.items() if items},
         pruned=tuple(pruned),
         requeue_after=min((plan.requeue_after for plan in plans if plan.requeue_after is not None), default=None),
