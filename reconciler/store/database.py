@@ -144,6 +144,57 @@ def _stored(values: tuple) -> StoredWorkflow:
     )
 
 
+# The most rows either decoded-row memory holds before it starts afresh: bounds what a loop that
+# has run for months keeps of workflows long gone.
+_DECODED_MAX = 200_000
+
+
+class _DecodedWorkflows:
+    """Each workflow's row as last decoded. A tick reads every active workflow's row several
+    times, and decoding its resource and status (JSON, then the status model) costs far more
+    than comparing the row's text with the text decoded last time. What it hands out is shared
+    by every reader: StoredWorkflow is frozen, and nothing changes the dicts and models it holds
+    (a change is a new row, written through the store)."""
+
+    def __init__(self) -> None:
+        self._by_uid: dict[str, tuple[tuple, StoredWorkflow]] = {}
+
+    def __call__(self, values: tuple) -> StoredWorkflow:
+        found = self._by_uid.get(values[0])
+        if found is not None and found[0] == values:
+            return found[1]
+        stored = _stored(values)
+        if len(self._by_uid) >= _DECODED_MAX:
+            self._by_uid.clear()  # rows of long-removed workflows go too; the next read decodes again
+        self._by_uid[values[0]] = (values, stored)
+        return stored
+
+
+class _DecodedAttempts:
+    """Each attempt row as last decoded, with its records, for the same reason as
+    :class:`_DecodedWorkflows`: every tick reads every attempt of every active workflow, and
+    most of them have not changed since the tick before."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str, str, int, int], tuple[tuple, _AttemptRow, list[AttemptRecord]]] = {}
+
+    def row(self, uid: str, values: tuple) -> _AttemptRow:
+        return self._entry(uid, values)[1]
+
+    def records(self, uid: str, values: tuple) -> list[AttemptRecord]:
+        return self._entry(uid, values)[2]
+
+    def _entry(self, uid: str, values: tuple) -> tuple[tuple, _AttemptRow, list[AttemptRecord]]:
+        key = (uid, values[0], values[1], values[2])
+        found = self._by_key.get(key)
+        if found is None or found[0] != values:
+            row = _AttemptRow.read(values)
+            if len(self._by_key) >= _DECODED_MAX:
+                self._by_key.clear()
+            found = self._by_key[key] = (values, row, row.records())
+        return found
+
+
 # -- attempts ------------------------------------------------------------------------------------
 
 # The columns of an attempt's outcome, named as ``JobOutcome``'s fields. An array's hold the
@@ -245,6 +296,11 @@ class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, C
     """Every workflow's status, the record of every submission, approvals and events, in one SQLite
     file (see :class:`StoreConnection` for how it is opened and shared)."""
 
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._decoded = _DecodedWorkflows()
+        self._decoded_attempts = _DecodedAttempts()
+
     # -- workflows -------------------------------------------------------------------------------
 
     def upsert_workflow(self, *, namespace: str, name: str, resource: dict, revision: str | None,
@@ -285,12 +341,13 @@ class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, C
 
     def _workflow_by_uid(self, db: sqlite3.Connection, uid: str) -> StoredWorkflow | None:
         values = db.execute(f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE uid = ?", (uid,)).fetchone()
-        return None if values is None else _stored(values)
+        return None if values is None else self._decoded(values)
 
     def _select_workflows(self, where: str, params: tuple = ()) -> list[StoredWorkflow]:
         with self._lock:
             rows = self._db.execute(f"SELECT {_WORKFLOW_COLUMNS} FROM workflows {where}", params).fetchall()
-        return [_stored(values) for values in rows]
+        return [self._decoded(values) for values in rows]
+
 
     def active_workflows(self) -> list[StoredWorkflow]:
         return self._select_workflows("WHERE removed_at IS NULL ORDER BY namespace, name")
@@ -386,8 +443,10 @@ class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, C
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM workflows WHERE uid = ?", (uid,)).fetchone() is None:
                 raise KeyError(f"no workflow with uid {uid}")
+            rows = {row.key: row for row in (self._decoded_attempts.row(uid, values)
+                                             for values in self._attempt_values(db, uid))}
             for key, observed in by_key.items():
-                found = self._attempt_row(db, uid, key)
+                found = rows.get(key)
                 if found is None:
                     self._adopt(db, uid, key, observed, cluster=cluster, now=now)
                     found = self._attempt_row(db, uid, key)
@@ -444,7 +503,8 @@ class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, C
 
     def attempts(self, uid: str) -> list[AttemptRecord]:
         """Every submission of the workflow; an array attempt as one record per outcome group."""
-        return [record for found in self._attempt_rows(uid) for record in found.records()]
+        return [record for values in self._attempt_values(self._db, uid)
+                for record in self._decoded_attempts.records(uid, values)]
 
     def has_attempts(self, uid: str) -> bool:
         """Whether the store holds any submission of the workflow (without decoding them)."""
@@ -456,15 +516,17 @@ class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, C
         return [found.history() for found in self._attempt_rows(uid)]
 
     def _attempt_rows(self, uid: str) -> list[_AttemptRow]:
+        return [self._decoded_attempts.row(uid, values) for values in self._attempt_values(self._db, uid)]
+
+    def _attempt_values(self, db: sqlite3.Connection, uid: str) -> list[tuple]:
         with self._lock:
-            rows = self._db.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE uid = ? "
-                                    "ORDER BY recorded_at, task, attempt, part", (uid,)).fetchall()
-        return [_AttemptRow.read(values) for values in rows]
+            return db.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE uid = ? "
+                              "ORDER BY recorded_at, task, attempt, part", (uid,)).fetchall()
 
     def _attempt_row(self, db: sqlite3.Connection, uid: str, key: JobKey) -> _AttemptRow | None:
         values = db.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE uid = ? AND task = ? AND attempt = ? "
                             "AND part = ?", (uid, key.task, key.attempt, key.part)).fetchone()
-        return None if values is None else _AttemptRow.read(values)
+        return None if values is None else self._decoded_attempts.row(uid, values)
 
     def _update_key(self, db: sqlite3.Connection, uid: str, key: JobKey, **columns: Any) -> None:
         assignments = ", ".join(f"{name} = ?" for name in columns)

@@ -136,6 +136,23 @@ def test_status_round_trips_and_renders_as_a_row(store: Store, uid: str):
     assert store.workflow_by_uid(uid).status == status  # the failed batch wrote nothing
 
 
+def test_an_unchanged_row_is_decoded_once_and_a_changed_one_again(store: Store, uid: str):
+    store.save_statuses({uid: WorkflowStatus(phase=WorkflowPhase.RUNNING)})
+    first, again = store.workflow_by_uid(uid), store.workflow_by_uid(uid)
+    assert first is again  # a tick reads each row several times: once decoded is enough
+    store.save_statuses({uid: WorkflowStatus(phase=WorkflowPhase.SUCCEEDED)})
+    assert store.workflow_by_uid(uid).status.phase is WorkflowPhase.SUCCEEDED
+    assert first.status.phase is WorkflowPhase.RUNNING  # what was handed out stays as it was
+
+    key = JobKey("prep", 1)
+    store.record_intent(uid, key=key, fingerprint=FP, indices=None, resources={}, cluster="dev", now=T0)
+    [before] = store.attempts(uid)
+    assert store.attempts(uid)[0] is before
+    store.update_from_observation(uid, [observed(key, TaskPhase.RUNNING)], now=T0)
+    [after] = store.attempts(uid)
+    assert after.outcome is not None and after.outcome.phase is TaskPhase.RUNNING and before.outcome is None
+
+
 def test_a_second_store_reads_committed_state_while_another_connection_writes(tmp_path: Path):
     path = tmp_path / "state.db"
     with Store(path) as loop, Store(path) as reader:
