@@ -231,7 +231,8 @@ class RunningLoop:
              "--state-dir", str(self.folder / "state"), "--interval", "60",
              "--metrics-port", str(self._metrics_port)],
             cwd=ROOT, env=self.bench.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self._drop("warm-up", HEADER.format(name=f"warm-{os.getpid()}") + '    - {name: only, script: "true"}\n')
+        warm = f"warm-{os.getpid()}"
+        self._drop(warm, HEADER.format(name=warm) + '    - {name: only, script: "true"}\n')
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -263,12 +264,12 @@ class RunningLoop:
                     spent[key] = spent.get(key, 0.0) + sample.value
         return spent
 
-    def _drop(self, name: str, manifest: str) -> float:
-        workflow = manifest.split("metadata: {name: ", 1)[1].split("}", 1)[0]
-        aside = self.folder / f".{name}.yaml"
+    def _drop(self, workflow: str, manifest: str) -> float:
+        """Times ``manifest``, which declares the workflow ``workflow``, from landing to Succeeded."""
+        aside = self.folder / f".{workflow}.yaml"
         aside.write_text(manifest)
         started = time.perf_counter()
-        aside.rename(self.plans / f"{name}.yaml")
+        aside.rename(self.plans / f"{workflow}.yaml")
         deadline = time.monotonic() + self.bench.timeout
         while (phase := self._phase(workflow)) is not WorkflowPhase.SUCCEEDED:
             if phase in (WorkflowPhase.FAILED, WorkflowPhase.INVALID) or time.monotonic() > deadline:
