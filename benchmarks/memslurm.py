@@ -22,7 +22,9 @@ CONFIG = "Configuration data as of 2026-01-01T00:00:00\nMaxArraySize            
 PARTITION = ("PartitionName=debug AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL Default=YES MaxNodes=UNLIMITED "
              "MaxTime=01:00:00 MinNodes=0 MaxCPUsPerNode=UNLIMITED Nodes=n1 State=UP TotalCPUs=100000 "
              "TotalNodes=1000\n")
-STARTED = 1795413165  # when every job "started", in epoch seconds, as sacct prints them
+# When every job "started", in epoch seconds, as squeue and sacct print times for the loop
+# (SLURM_TIME_FORMAT=%s).
+STARTED = 1795413165
 
 
 @dataclass
@@ -71,7 +73,7 @@ class MemorySlurm:
 
     def _squeue_line(self, job: Job) -> str:
         state = self.state
-        started = "N/A" if state == "PENDING" else "2026-11-20T10:00:00"
+        started = "N/A" if state == "PENDING" else str(STARTED)
         nodes = "" if state == "PENDING" else "n1"
         return f"{job.job_id}|{job.job_id}|N/A|{state}|None|1|{nodes}|{started}|0:01|{job.name}|{job.comment}\n"
 
