@@ -172,7 +172,8 @@ def follow(
     submitted = {job_id for ids in submission.jobs.values() for job_id in ids}
     while True:
         try:
-            observation = client.observe(since=since, job_ids=sorted(submitted))
+            observation = client.observe(since=since, job_ids=sorted(submitted),
+                                         ending=ends.ending_jobs if ends is not None else ())
             jobs = [j for j in observation.jobs() if j.job_id in submitted]
             complete = observation.queue_ok and observation.accounting_ok
             if ends is not None and observation.accounting_ok:

@@ -484,11 +484,15 @@ class Controller:
         """Observe the cluster once, plan its workflows, carry the plans out, prune."""
         name = cluster.metadata.name
         since, discover = self._accounting_window(name, work.workflows, now=now)
-        observation = client.observe(since=since, job_ids=self.store.unfinished_job_ids(name), discover=discover)
+        watch = self._watches.get(name)
+        ending = watch.ending_jobs if watch is not None else set()
+        client.ask_usage_ahead(ending)  # for record_history below, if they did end
+        observation = client.observe(since=since, job_ids=self.store.unfinished_job_ids(name), discover=discover,
+                                     ending=ending)
         if observation.accounting_ok:
             self._accounted_at[name] = observation.observed_at
-        if observation.accounting_ok and name in self._watches:
-            self._watches[name].settle(observation.records)
+        if observation.accounting_ok and watch is not None:
+            watch.settle(observation.records)
         view = client.view(observation)
         self._judge(name, observation, backoff)
         self.metrics.observed(name, ok=observation.queue_ok and observation.accounting_ok)

@@ -80,6 +80,12 @@ class EndWatch:
         with self._changed:
             return frozenset(self._pending)
 
+    @property
+    def ending_jobs(self) -> set[str]:
+        """The plain jobs (not array elements) among :attr:`pending`: the ones worth asking
+        accounting for by id (an array's elements are many, and its window rows are read anyway)."""
+        return endrecords.plain_jobs(self.pending)
+
     def settle(self, records: Iterable[JobRecord]) -> None:
         """After an observation that has accounting's answer (``records``): forget and remove
         the records of the jobs it reports ended, and ring again soon while any is left."""

@@ -24,8 +24,8 @@ import logging
 import posixpath
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -49,9 +49,9 @@ _IDS_PER_QUERY = 500
 _BY_ID_SINCE = datetime(2000, 1, 1, tzinfo=UTC)
 # The most job names one sacct is asked for (its command line stays short).
 _NAMES_PER_QUERY = 500
-# The most commands one observation has in flight: squeue, sacct, and the four reads of the
-# cluster's configuration (scontrol twice, sacctmgr twice) when they are due.
-_QUERIES_AT_ONCE = 6
+# The most commands one observation has in flight: squeue, sacct's window, by name, by id and
+# usage, and the four reads of the cluster's configuration (scontrol and sacctmgr twice each).
+_QUERIES_AT_ONCE = 9
 
 
 class SlurmError(Exception):
@@ -130,13 +130,22 @@ class _ClusterInfo:
     read_at: float = float("-inf")
 
 
+def _fresher(records: list[JobRecord], by_id: list[JobRecord]) -> list[JobRecord]:
+    """``records`` with the accounting rows of the jobs ``by_id`` reports replaced by its rows:
+    asked for by id, they are never older than the time window's."""
+    answered = {r.job_id for r in by_id}
+    return [r for r in records if r.source == "squeue" or r.job_id not in answered] + by_id
+
+
 class SlurmClient:
     def __init__(self, cluster: SlurmCluster, transport: Transport) -> None:
         self.cluster = cluster
         self.transport = transport
         self._env = {"SLURM_CONF": cluster.spec.slurm_conf} if cluster.spec.slurm_conf else None
         self._info = _ClusterInfo()
-        self._info_reading: Callable[[], _ClusterInfo] | None = None
+        self._info_reading: Callable[[], tuple[ClusterLimits, list[PartitionInfo]]] | None = None
+        self._limit_reading: tuple[Future[str], Future[str]] | None = None
+        self._usage_ahead: Future[list[commands.JobUsage]] | None = None
         self._queries = ThreadPoolExecutor(max_workers=_QUERIES_AT_ONCE,
                                            thread_name_prefix=f"slurm {cluster.metadata.name}")
 
@@ -209,7 +218,7 @@ class SlurmClient:
     # -- observation -------------------------------------------------------------------------
 
     def observe(self, *, since: datetime, job_ids: Sequence[str] = (),
-                discover: Discovery | None = None) -> Observation:
+                discover: Discovery | None = None, ending: Iterable[str] = ()) -> Observation:
         """Every job slurmctld still holds for the user, ended ones included (squeue), and those
         active since ``since`` (sacct).
 
@@ -221,6 +230,9 @@ class SlurmClient:
         ended, sacct by id already has it, with its exit code, but the time window does not.)
         ``discover`` adds, in the same answer, the jobs of those names active since its own start
         (one more sacct, beside the window's).
+
+        ``ending`` are plain jobs (not arrays) that just recorded their end: the window lags them,
+        so they are asked for by id at once, beside it, and their rows come from that answer.
         """
         now = datetime.now(UTC)
         queue = self._queries.submit(self._checked, commands.squeue_argv(user=None))
@@ -231,6 +243,11 @@ class SlurmClient:
             names = discover.names if len(discover.names) <= _NAMES_PER_QUERY else ()
             by_name = self._queries.submit(self._checked, commands.sacct_argv(since=discover.since, user=None,
                                                                               names=names))
+        ended_now = sorted(set(ending))[:_IDS_PER_QUERY]
+        by_id = None
+        if ended_now:
+            by_id = self._queries.submit(self._checked, commands.sacct_argv(since=_BY_ID_SINCE, user=None,
+                                                                            job_ids=ended_now))
         if self._info_reading is None and self._info_due():
             self._info_reading = self._read_info()
         records: list[JobRecord] = []
@@ -243,6 +260,8 @@ class SlurmClient:
             errors.append(str(exc))
         try:
             records.extend(commands.parse_sacct(window.result()))
+            if by_id is not None:
+                records = _fresher(records, commands.parse_sacct(by_id.result()))
             known = {(r.job_id, r.array_indices) for r in records if r.source != "squeue"}
             if by_name is not None:
                 records.extend(r for r in commands.parse_sacct(by_name.result())
@@ -250,59 +269,97 @@ class SlurmClient:
             seen = reported_ids(records)
             missing = sorted({j for j in job_ids if j not in seen})
             for start in range(0, len(missing), _IDS_PER_QUERY):
-                batch = missing[start:start + _IDS_PER_QUERY]
                 records.extend(commands.parse_sacct(self._checked(
-                    commands.sacct_argv(since=_BY_ID_SINCE, user=None, job_ids=batch))))
+                    commands.sacct_argv(since=_BY_ID_SINCE, user=None, job_ids=missing[start:start + _IDS_PER_QUERY]))))
         except (SlurmError, ValueError) as exc:
             accounting_ok = False
             errors.append(str(exc))
         return Observation(tuple(records), queue_ok, accounting_ok, now, "; ".join(errors) or None)
 
+    def ask_usage_ahead(self, job_ids: Iterable[str]) -> None:
+        """Starts reading the usage of these plain jobs (ones that just recorded their end) now,
+        beside the observation that will report them ended, for the next :meth:`usage` to take:
+        the history of a job's end then costs no sacct after the observation's. Forgets what an
+        earlier call asked."""
+        ids = sorted(set(job_ids))[:_IDS_PER_QUERY]
+        self._usage_ahead = self._queries.submit(self._usage_of, ids) if ids else None
+
     def usage(self, job_ids: Sequence[str]) -> list[commands.JobUsage]:
         """What these finished jobs (an array's id: all its elements) asked for and used, as
         accounting reports them; jobs accounting does not have (yet) are missing from the answer.
-        Raises SlurmError (SlurmUnavailable when worth a retry) or ValueError."""
+        Jobs asked for ahead (:meth:`ask_usage_ahead`) are taken from that answer when it reports
+        them ended. Raises SlurmError (SlurmUnavailable when worth a retry) or
+        ValueError."""
+        ids = set(job_ids)
         found: list[commands.JobUsage] = []
-        ids = sorted(set(job_ids))
-        for start in range(0, len(ids), _IDS_PER_QUERY):
-            batch = ids[start:start + _IDS_PER_QUERY]
+        ahead, self._usage_ahead = self._usage_ahead, None
+        if ahead is not None:
+            try:
+                found = [u for u in ahead.result() if u.array_job_id is None and u.job_id in ids]
+            except (SlurmError, ValueError) as exc:  # asked again below, in order
+                log.debug("cluster %s: usage asked ahead: %s", self.name, exc)
+            ids -= {u.job_id for u in found}
+        return found + self._usage_of(sorted(ids))
+
+    def _usage_of(self, job_ids: Sequence[str]) -> list[commands.JobUsage]:
+        found: list[commands.JobUsage] = []
+        for start in range(0, len(job_ids), _IDS_PER_QUERY):
+            batch = job_ids[start:start + _IDS_PER_QUERY]
             found.extend(commands.parse_sacct_usage(self._checked(commands.sacct_usage_argv(job_ids=batch, user=None))))
         return found
 
     def info(self, *, refresh: bool = False) -> _ClusterInfo:
         """The cluster's limits, partitions and the user's visible submit limit, cached (read
-        again every INFO_TTL_SECONDS, or now with ``refresh``). Raises SlurmError or ValueError."""
+        again every INFO_TTL_SECONDS, or now with ``refresh``). Raises SlurmError or ValueError.
+
+        Waits for slurmctld's answers (limits, partitions) but not for accounting's submit limit
+        unless ``refresh``: sacctmgr takes a few tenths of a second, and until its answer the last
+        one known stands (none at first). Slurm enforces the limit itself, and a submission it
+        refuses for it waits for capacity, so a first tick need not wait to learn it."""
         reading, self._info_reading = self._info_reading, None
         if reading is None and (refresh or self._info_due()):
             reading = self._read_info()
         if reading is not None:
-            self._info = reading()
+            limits, partitions = reading()
+            self._info = replace(self._info, limits=limits, partitions=partitions, read_at=time.monotonic())
+        self._take_submit_limit(wait=refresh)
         return self._info
 
     def _info_due(self) -> bool:
         return time.monotonic() - self._info.read_at > INFO_TTL_SECONDS
 
-    def _read_info(self) -> Callable[[], _ClusterInfo]:
-        """Starts the four reads at once; the function returned waits for them and reads the answers."""
+    def _read_info(self) -> Callable[[], tuple[ClusterLimits, list[PartitionInfo]]]:
+        """Starts the four reads at once; the function returned waits for slurmctld's two and reads
+        them. Accounting's two are taken by :meth:`_take_submit_limit` once answered."""
         spec = self.cluster.spec
         user = spec.ssh.user if spec.ssh is not None else getpass.getuser()
         config = self._queries.submit(self._checked, commands.show_config_argv())
         partitions = self._queries.submit(self._checked, commands.show_partitions_argv())
-        associations = self._queries.submit(self._checked, commands.submit_limit_argv(user), timeout=20)
-        qos = self._queries.submit(self._checked, commands.qos_limits_argv(), timeout=20)
+        self._limit_reading = (self._queries.submit(self._checked, commands.submit_limit_argv(user), timeout=20),
+                               self._queries.submit(self._checked, commands.qos_limits_argv(), timeout=20))
 
-        def answers() -> _ClusterInfo:
-            limits = commands.parse_config(config.result())
-            found = commands.parse_partitions(partitions.result())
-            try:
-                submit_limit = commands.submit_limit(associations.result(), qos.result())
-            except SlurmError as exc:
-                # Accounting may be off or hidden from the user: no visible limit then, not an error.
-                log.info("no submit limit visible on %s: %s", self.name, exc)
-                submit_limit = None
-            return _ClusterInfo(limits, found, submit_limit, time.monotonic())
+        def answers() -> tuple[ClusterLimits, list[PartitionInfo]]:
+            return commands.parse_config(config.result()), commands.parse_partitions(partitions.result())
 
         return answers
+
+    def _take_submit_limit(self, *, wait: bool) -> None:
+        if self._limit_reading is None:
+            return
+        associations, qos = self._limit_reading
+        if not wait and not (associations.done() and qos.done()):
+            return
+        self._limit_reading = None
+        try:
+            submit_limit = commands.submit_limit(associations.result(), qos.result())
+        except SlurmError as exc:
+            # Accounting may be off or hidden from the user: no visible limit then, not an error.
+            log.info("no submit limit visible on %s: %s", self.name, exc)
+            submit_limit = None
+        except ValueError as exc:
+            log.warning("cluster %s: the submit limit cannot be read (%s); none assumed", self.name, exc)
+            submit_limit = None
+        self._info = replace(self._info, submit_limit=submit_limit)
 
     def view(self, observation: Observation) -> ClusterView:
         """The cluster as the reconcile core sees it this tick."""

@@ -51,6 +51,11 @@ def is_record_name(name: str) -> bool:
     return _NAME.fullmatch(name) is not None
 
 
+def plain_jobs(names: Iterable[str]) -> set[str]:
+    """The ids of the jobs that are not array elements among these record names."""
+    return {name for name in names if (match := _NAME.fullmatch(name)) is not None and match.group(2) is None}
+
+
 @dataclass(frozen=True)
 class EndRecord:
     """What a job wrote as it ended: its id, its array task id (None: not an array element),

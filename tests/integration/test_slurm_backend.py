@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -18,7 +19,7 @@ from reconciler.manifests.loader import load_text
 from reconciler.manifests.resolve import ResolvedWorkflow, resolve
 from reconciler.slurm.client import SlurmClient, SubmitRequest
 from reconciler.slurm.tags import JobTag
-from reconciler.slurm.transport import open_transport
+from reconciler.slurm.transport import CommandResult, Transport, open_transport
 from tests.integration.gitops_world import workflow_header
 
 pytestmark = pytest.mark.slurm
@@ -168,6 +169,43 @@ def test_finished_jobs_are_observed_from_accounting(client: SlurmClient):
     [job] = [j for j in observation.jobs() if j.job_id == job_id]
     assert job.phase is TaskPhase.SUCCEEDED and job.outcome.exit_code == 0 and job.outcome.core_hours >= 0
     assert job.key.task == "main" and job.key.attempt == 1 and job.fingerprint
+
+
+class CountingTransport:
+    """The dev cluster's transport, keeping every command it runs."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, ...]] = []
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> CommandResult:
+        self.calls.append(tuple(argv))
+        return self.inner.run(argv, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_job_that_recorded_its_end_is_read_by_id_with_its_usage_beside_it(client: SlurmClient):
+    submission = submit_workflow(resolved_from(one_task("ending", "echo done"), client.cluster), client)
+    follow_all(client, submission)
+    [job_id] = submission.jobs["main"]
+    counting = CountingTransport(open_transport(client.cluster.spec))
+    ending = SlurmClient(client.cluster, cast(Transport, counting))
+    try:
+        # A window that starts after the job ended (sacct's lags a job that just ended): by id it
+        # is found, asked for at once beside the window, not after its answer, and only once.
+        ending.ask_usage_ahead([job_id])
+        observation = ending.observe(since=datetime.now(UTC), job_ids=[job_id], ending=[job_id])
+        [job] = [j for j in observation.jobs() if j.job_id == job_id]
+        assert job.phase is TaskPhase.SUCCEEDED and job.outcome.exit_code == 0
+        by_id = [c for c in counting.calls if c[-1] == f"--jobs={job_id}"]
+        assert len(by_id) == 2, counting.calls  # the record and the usage, each asked once
+        [usage] = ending.usage([job_id])
+        assert usage.state == "COMPLETED" and usage.finished_at is not None
+        assert len([c for c in counting.calls if c[-1] == f"--jobs={job_id}"]) == 2  # taken, not asked again
+    finally:
+        ending.close()
 
 
 def test_hold_release_and_cancel(client: SlurmClient):
