@@ -29,8 +29,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import networkx as nx
-
 from ..api import TaskPhase, TaskType
 from ..core.approval_values import with_approved
 from ..core.approvals import manifest_values
@@ -104,7 +102,7 @@ def submit_workflow(resolved: ResolvedWorkflow, client: SlurmClient, *, uid: str
                 "(the cluster's MaxArraySize), so Slurm cannot hold the cap; `reconciler run` sends one at a time")
             continue
         # The values the manifest approves the approvals before it with, rendered as the loop does.
-        task = with_approved(task, manifest_values(resolved.tasks, nx.ancestors(resolved.graph, name)))
+        task = with_approved(task, manifest_values(resolved.tasks, resolved.graph.ancestors(name)))
         workdir = client.cluster.spec.workdir
         files = tuple(staged_files(inputs, name))
         if files:

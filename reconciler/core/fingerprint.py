@@ -17,10 +17,8 @@ import json
 import weakref
 from collections.abc import Mapping, Sequence
 
-import networkx as nx
-
 from ..api import Task, TaskType
-from ..manifests.dag import task_of, topological_order
+from ..manifests.dag import TaskGraph
 from .approval_values import canonical
 from .approvals import TaskApprovals
 
@@ -29,7 +27,7 @@ _IGNORED_FIELDS = {"retry", "labels", "approved", "rejected", "depends_on"}
 # tasks do not change between the ticks that plan it, and dumping every task to JSON each tick
 # was most of what computing fingerprints cost. A task object that is not the one remembered is
 # fingerprinted afresh; a graph no longer used takes its entries with it.
-_OWN: weakref.WeakKeyDictionary[nx.DiGraph[str], dict[str, tuple[Task, str]]] = weakref.WeakKeyDictionary()
+_OWN: weakref.WeakKeyDictionary[TaskGraph, dict[str, tuple[Task, str]]] = weakref.WeakKeyDictionary()
 
 
 def own_fingerprint(task: Task) -> str:
@@ -41,7 +39,7 @@ def own_fingerprint(task: Task) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def _own_fingerprint(graph: nx.DiGraph[str], name: str, task: Task) -> str:
+def _own_fingerprint(graph: TaskGraph, name: str, task: Task) -> str:
     known = _OWN.setdefault(graph, {})
     found = known.get(name)
     if found is not None and found[0] is task:
@@ -51,7 +49,7 @@ def _own_fingerprint(graph: nx.DiGraph[str], name: str, task: Task) -> str:
     return own
 
 
-def fingerprints(graph: nx.DiGraph[str], inputs: Mapping[str, str] | None = None,
+def fingerprints(graph: TaskGraph, inputs: Mapping[str, str] | None = None,
                  approvals: TaskApprovals | None = None, *, order: Sequence[str] | None = None,
                  prerequisites: Mapping[str, Sequence[str]] | None = None) -> dict[str, str]:
     """Every task's fingerprint (16 hex digits), prerequisites folded in, the digest of each
@@ -61,8 +59,8 @@ def fingerprints(graph: nx.DiGraph[str], inputs: Mapping[str, str] | None = None
     sorted prerequisites."""
     result: dict[str, str] = {}
     passed: dict[str, str] = {}  # what each task hands the tasks after it
-    for name in order if order is not None else topological_order(graph):
-        task = task_of(graph, name)
+    for name in order if order is not None else graph.topological_order():
+        task = graph.task(name)
         digest = hashlib.sha256(_own_fingerprint(graph, name, task).encode())
         if inputs and name in inputs:
             digest.update(f"inputs:{inputs[name]}".encode())

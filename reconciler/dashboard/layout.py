@@ -1,6 +1,6 @@
 """Where each task of a workflow's DAG is drawn: layers from left to right, one per topological
-generation (networkx), so every edge points rightwards; within a layer, nodes are ordered by
-where their prerequisites sit, which keeps most edges from crossing.
+generation, so every edge points rightwards; within a layer, nodes are ordered by where their
+prerequisites sit, which keeps most edges from crossing.
 
 Pure. Called by :mod:`reconciler.dashboard.render` for the SVG, and tested on its own.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import networkx as nx
+from ..manifests.dag import CycleError, Graph
 
 NODE_WIDTH = 168
 NODE_HEIGHT = 44
@@ -46,13 +46,12 @@ def layers(names: Sequence[str], edges: Sequence[tuple[str, str]]) -> list[list[
     """The nodes in topological generations, each ordered by the mean row of its prerequisites
     (ties in the given order). A graph with a cycle, which a valid workflow never has, is drawn
     one node per layer in the given order rather than not at all."""
-    graph: nx.DiGraph[str] = nx.DiGraph()
-    graph.add_nodes_from(names)
-    graph.add_edges_from(e for e in edges if e[0] in graph and e[1] in graph)
+    known = set(names)
+    graph = Graph(names, (e for e in edges if e[0] in known and e[1] in known))
     given = {name: i for i, name in enumerate(names)}
     try:
-        generations = [sorted(g, key=given.__getitem__) for g in nx.topological_generations(graph)]
-    except nx.NetworkXUnfeasible:
+        generations = [sorted(g, key=given.__getitem__) for g in graph.generations()]
+    except CycleError:
         return [[name] for name in names]
     row: dict[str, float] = {}
     ordered = []

@@ -12,11 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-import networkx as nx
-
 from ..api import SlurmCluster, Task, TaskType, Workflow, WorkflowSpec, WorkflowTemplate
 from ..api.orchestration import AUTO
-from .dag import DagError, build_graph, topological_order
+from .dag import DagError, TaskGraph, build_graph
 from .loader import LoadedResource, ManifestError, SourceLocation
 from .templates import TemplateError, instantiate
 
@@ -30,7 +28,7 @@ class ResolvedWorkflow:
     workflow: Workflow
     spec: WorkflowSpec  # with template tasks substituted
     tasks: dict[str, Task]  # effective tasks (defaults merged), by name
-    graph: nx.DiGraph[str]
+    graph: TaskGraph
     # Where it runs: None when resolved without any cluster declared, or while the spec names
     # several candidates and the reconciler has not chosen among them yet.
     cluster: SlurmCluster | None
@@ -39,7 +37,7 @@ class ResolvedWorkflow:
 
     @cached_property
     def order(self) -> tuple[str, ...]:
-        return tuple(topological_order(self.graph))
+        return self.graph.topological_order()
 
     @cached_property
     def content(self) -> str:
@@ -62,7 +60,7 @@ class ResolvedWorkflow:
         found: dict[str, set[str]] = {}
         for name, task in self.tasks.items():
             if task.type is TaskType.APPROVAL and task.parameters:
-                for after in nx.descendants(self.graph, name):
+                for after in self.graph.descendants(name):
                     found.setdefault(after, set()).add(name)
         return {name: tuple(sorted(before)) for name, before in found.items()}
 
@@ -191,7 +189,7 @@ def resolve_workflow(
         if isinstance(found, list):
             return invalid("spec.cluster", found)
         candidates = found
-    tasks = {name: graph.nodes[name]["task"] for name in graph.nodes}
+    tasks = dict(graph.tasks)
     cluster = candidates[0] if len(candidates) == 1 else None
     return ResolvedWorkflow(workflow, spec, tasks, graph, cluster, location, candidates)
 

@@ -1,7 +1,7 @@
 import pytest
 
 from reconciler.api import Task, Workflow, WorkflowTemplate
-from reconciler.manifests.dag import DagError, build_graph, topological_order
+from reconciler.manifests.dag import DagError, build_graph
 from reconciler.manifests.loader import load_text
 from reconciler.manifests.resolve import resolve
 from reconciler.manifests.templates import TemplateError, instantiate
@@ -17,7 +17,7 @@ DIAMOND = tasks(("a", []), ("b", ["a"]), ("c", ["a"]), ("d", ["b", "c"]), ("e", 
 
 
 def test_topological_order_is_stable():
-    assert topological_order(build_graph(DIAMOND)) == ["a", "b", "c", "d", "e"]
+    assert build_graph(DIAMOND).topological_order() == ("a", "b", "c", "d", "e")
 
 
 def test_cycle_is_named():
