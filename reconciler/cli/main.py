@@ -207,11 +207,11 @@ def _served(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.
     """``command`` (the loop of ``run`` or ``operator``) with the dashboard beside it, in a thread of
     the same process, when ``--dashboard-port`` is given."""
     def with_dashboard(args: argparse.Namespace) -> int:
+        if args.dashboard_port is None:
+            return command(args)
         from ..dashboard.command import DashboardOptions, TokenFileError, serving
         from .commands import state_dir
 
-        if args.dashboard_port is None:
-            return command(args)
         options = DashboardOptions(
             address=args.dashboard_address, port=args.dashboard_port, allow_approve=args.dashboard_allow_approve,
             token_file=Path(args.dashboard_token_file) if args.dashboard_token_file else None)

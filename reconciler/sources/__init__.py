@@ -27,13 +27,13 @@ def open_source(source: str, *, path: str | None = None, branch: str | None = No
     committed included. Raises ValueError for a ``path`` that leaves the root, an invalid
     branch name, or a branch given for a plain folder.
     """
-    # Imported here: GitPython takes longer to import than the rest of the loop, and a folder needs none of it.
-    from .git import GitSource
-
     local = local_repository(source)
-    if local is None or "://" in source:
-        return GitSource(source, branch=branch, path=path, cache_dir=cache_dir, revision=revision)
-    if is_bare_repository(local) or ((branch or revision) is not None and is_repository(local)):
+    if (local is None or "://" in source or is_bare_repository(local)
+            or ((branch or revision) is not None and is_repository(local))):
+        # Imported only here: GitPython takes longer to import than the rest of the loop, and a
+        # folder needs none of it.
+        from .git import GitSource
+
         return GitSource(source, branch=branch, path=path, cache_dir=cache_dir, revision=revision)
     if branch is not None:
         raise ValueError(f"{source} is not a Git repository, so it has no branch {branch!r}")
