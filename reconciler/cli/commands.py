@@ -8,6 +8,7 @@ and ``describe`` only open the store, so they work while a loop runs (as ``appro
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -74,6 +75,9 @@ def run(*, source: str, path: str | None, branch: str | None, state: str | None,
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     log.info("reconciling %s into %s every %.0fs", source_.description, directory, interval)
+    # What the start built (modules, models and their schemas) lives as long as the loop: the
+    # collector need not walk it again in every full collection, nor as the process exits.
+    gc.freeze()
     try:
         return controller.run(once=once, until_done=until_done)
     finally:
