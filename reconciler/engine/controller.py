@@ -596,8 +596,9 @@ class Controller:
         return desired
 
     def _accounting_window(self, cluster: str, workflows: Iterable[tuple[StoredWorkflow, ResolvedWorkflow]], *,
-                           now: datetime) -> tuple[datetime, Discovery | None]:
-        """Where sacct's window starts, and which jobs accounting is asked for by name.
+                           now: datetime) -> tuple[datetime | None, Discovery | None]:
+        """Where sacct's window starts (None: no window), and which jobs accounting is asked for
+        by name.
 
         The window covers every job whose end the loop may not have seen yet: on its first look
         at the cluster, back to the oldest unfinished attempt (a restart may have missed any
@@ -606,13 +607,16 @@ class Controller:
         found by its tag). A tick's sacct so costs what ran lately, not all that ran since the
         oldest job still going. Ended jobs leave the window; the store remembers them. Workflows
         the store holds no submission of (a fresh or lost local state) have their jobs asked for
-        by name, back to their creation (DISCOVERY_WINDOW at least)."""
+        by name, back to their creation (DISCOVERY_WINDOW at least). A first look from a store that
+        holds no submission on the cluster asks by name alone: the window could find nothing the
+        store knows, and with others' jobs in it, it costs sacct a lookup of TRES names."""
         last = self._accounted_at.get(cluster)
-        if last is None:
-            starts = [self.store.oldest_unfinished_at(cluster)]
-        else:
+        window: datetime | None = None
+        if last is not None:
             starts = [last - ACCOUNTING_MAX_LAG, self.store.oldest_unconfirmed_at(cluster)]
-        window = min((start for start in starts if start is not None), default=now) - WINDOW_MARGIN
+            window = min(start for start in starts if start is not None) - WINDOW_MARGIN
+        elif self.store.has_attempts_on(cluster):
+            window = (self.store.oldest_unfinished_at(cluster) or now) - WINDOW_MARGIN
         unknown = [(stored, resolved) for stored, resolved in workflows if not self.store.has_attempts(stored.uid)]
         if not unknown:
             return window, None

@@ -217,10 +217,10 @@ class SlurmClient:
 
     # -- observation -------------------------------------------------------------------------
 
-    def observe(self, *, since: datetime, job_ids: Sequence[str] = (),
+    def observe(self, *, since: datetime | None, job_ids: Sequence[str] = (),
                 discover: Discovery | None = None, ending: Iterable[str] = ()) -> Observation:
         """Every job slurmctld still holds for the user, ended ones included (squeue), and those
-        active since ``since`` (sacct).
+        active since ``since`` (sacct; None: no time window, only the queries below).
 
         ``job_ids`` are jobs the caller knows it submitted: any of them that sacct's window does
         not show and squeue does not show live is asked for by id, because Slurm 22.05's time
@@ -236,7 +236,8 @@ class SlurmClient:
         """
         now = datetime.now(UTC)
         queue = self._queries.submit(self._checked, commands.squeue_argv(user=None))
-        window = self._queries.submit(self._checked, commands.sacct_argv(since=since, user=None))
+        window = None if since is None else self._queries.submit(self._checked,
+                                                                 commands.sacct_argv(since=since, user=None))
         by_name = None
         if discover is not None:
             # Past a few hundred names, one look over the whole window costs less than many by name.
@@ -259,7 +260,8 @@ class SlurmClient:
             queue_ok = False
             errors.append(str(exc))
         try:
-            records.extend(commands.parse_sacct(window.result()))
+            if window is not None:
+                records.extend(commands.parse_sacct(window.result()))
             if by_id is not None:
                 records = _fresher(records, commands.parse_sacct(by_id.result()))
             known = {(r.job_id, r.array_indices) for r in records if r.source != "squeue"}

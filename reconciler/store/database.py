@@ -511,6 +511,12 @@ class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, C
         with self._lock:
             return self._db.execute("SELECT 1 FROM attempts WHERE uid = ? LIMIT 1", (uid,)).fetchone() is not None
 
+    def has_attempts_on(self, cluster: str) -> bool:
+        """Whether the store holds any submission on the cluster, of any workflow, ended or not."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM attempts WHERE cluster = ? LIMIT 1",
+                                    (cluster,)).fetchone() is not None
+
     def history(self, uid: str) -> list[AttemptHistory]:
         """Every submission of the workflow for ``describe``, oldest first: request, job id, outcome."""
         return [found.history() for found in self._attempt_rows(uid)]
