@@ -488,7 +488,8 @@ class Controller:
         ending = watch.ending_jobs if watch is not None else set()
         client.ask_usage_ahead(ending)  # for record_history below, if they did end
         observation = client.observe(since=since, job_ids=self.store.unfinished_job_ids(name), discover=discover,
-                                     ending=ending)
+                                     ending=ending, names=[job_name(workflow, task) for workflow, task
+                                                           in self.store.submitted_task_names(name)])
         if observation.accounting_ok:
             self._accounted_at[name] = observation.observed_at
         if observation.accounting_ok and watch is not None:

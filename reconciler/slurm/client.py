@@ -7,10 +7,11 @@ pure argv builder from :mod:`.commands`, one call through the transport, a pure 
 Guarantees:
 
 * observation is batched: one ``squeue`` and one ``sacct`` per call, whatever the number of
-  jobs, asked at once (with the cluster's configuration when it is due): a tick waits for the
-  slowest answer, usually sacct through slurmdbd, not for their sum; an observation that failed
-  says so (``queue_ok`` / ``accounting_ok``) instead of returning an empty list that would read
-  as "every job is gone";
+  jobs, asked at once with the few others a tick may need (jobs by name, jobs that just
+  recorded their end by id, their usage, the cluster's configuration when it is due): a tick
+  waits for the slowest answer, usually sacct through slurmdbd, not for their sum, and never
+  for accounting's submit limit; an observation that failed says so (``queue_ok`` /
+  ``accounting_ok``) instead of returning an empty list that would read as "every job is gone";
 * errors are typed by what the caller should do next: :class:`SlurmUnavailable` (transient:
   retry later with backoff), :class:`SubmitRefused` with ``at_capacity`` (wait for capacity) or
   not (terminal for this request); a command never raises anything else for Slurm's answers;
@@ -218,9 +219,12 @@ class SlurmClient:
     # -- observation -------------------------------------------------------------------------
 
     def observe(self, *, since: datetime | None, job_ids: Sequence[str] = (),
-                discover: Discovery | None = None, ending: Iterable[str] = ()) -> Observation:
+                discover: Discovery | None = None, ending: Iterable[str] = (),
+                names: Sequence[str] = ()) -> Observation:
         """Every job slurmctld still holds for the user, ended ones included (squeue), and those
-        active since ``since`` (sacct; None: no time window, only the queries below).
+        active since ``since`` (sacct; None: no time window, only the queries below), of these
+        job ``names`` when given and no more than a few hundred (the window then leaves out the
+        jobs of everyone else a privileged user sees, which can be thousands of rows).
 
         ``job_ids`` are jobs the caller knows it submitted: any of them that sacct's window does
         not show and squeue does not show live is asked for by id, because Slurm 22.05's time
@@ -236,8 +240,10 @@ class SlurmClient:
         """
         now = datetime.now(UTC)
         queue = self._queries.submit(self._checked, commands.squeue_argv(user=None))
-        window = None if since is None else self._queries.submit(self._checked,
-                                                                 commands.sacct_argv(since=since, user=None))
+        window = None
+        if since is not None:
+            only = names if len(names) <= _NAMES_PER_QUERY else ()
+            window = self._queries.submit(self._checked, commands.sacct_argv(since=since, user=None, names=only))
         by_name = None
         if discover is not None:
             # Past a few hundred names, one look over the whole window costs less than many by name.

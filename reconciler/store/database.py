@@ -511,6 +511,15 @@ class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, C
         with self._lock:
             return self._db.execute("SELECT 1 FROM attempts WHERE uid = ? LIMIT 1", (uid,)).fetchone() is not None
 
+    def submitted_task_names(self, cluster: str) -> list[tuple[str, str]]:
+        """(workflow name, task) of every task with a submission on the cluster, of the workflows
+        still declared: whose jobs accounting may report news of."""
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT workflows.name, attempts.task FROM attempts JOIN workflows "
+                                    "USING (uid) WHERE workflows.removed_at IS NULL AND attempts.cluster = ? "
+                                    "ORDER BY 1, 2", (cluster,)).fetchall()
+        return [(str(workflow), str(task)) for workflow, task in rows]
+
     def has_attempts_on(self, cluster: str) -> bool:
         """Whether the store holds any submission on the cluster, of any workflow, ended or not."""
         with self._lock:

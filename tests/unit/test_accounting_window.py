@@ -51,6 +51,11 @@ def start_of(call: tuple[str, ...]) -> datetime:
     return datetime.strptime(word.split("=", 1)[1], "%Y-%m-%dT%H:%M:%S").astimezone(UTC)
 
 
+def windows(calls: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """The time windows among sacct calls (not a job's usage, nor jobs asked for by id)."""
+    return [call for call in calls if "-X" in call and not any(word.startswith("--jobs=") for word in call)]
+
+
 def names_of(call: tuple[str, ...]) -> list[str] | None:
     found = [word.split("=", 1)[1] for word in call if word.startswith("--name=")]
     return found[0].split(",") if found else None
@@ -65,9 +70,11 @@ def test_a_new_workflow_is_looked_for_by_name_and_then_only_what_ran_lately(stor
     assert names_of(by_name) == ["one.after", "one.later", "one.review", "one.step"]
     assert start_of(by_name) <= before - DISCOVERY_WINDOW
 
-    controller.tick()  # one.step is submitted and pending now
+    controller.tick()  # one.step is submitted and pending now, one.after after it
     [window] = sacct_calls(nodes)
-    assert names_of(window) is None  # the store holds a submission of it: no search by name
+    # The store holds a submission of it: no search by name, and the window asks only for the
+    # jobs of the tasks submitted (not everyone's that a privileged user sees).
+    assert names_of(window) == ["one.after", "one.step"]
     assert start_of(window) >= before - timedelta(minutes=3)
 
 
@@ -82,12 +89,12 @@ def test_the_first_look_goes_back_to_the_oldest_unfinished_job_and_later_ones_do
 
     restarted = loop(store, tmp_path, nodes)
     restarted.tick()
-    [window] = [call for call in sacct_calls(nodes) if names_of(call) is None and "--jobs=77" not in call]
+    [window] = windows(sacct_calls(nodes))
     assert start_of(window) <= long_ago  # a restart may have missed any end since
 
     restarted.tick()
     calls = sacct_calls(nodes)
-    [window] = [call for call in calls if names_of(call) is None and "--jobs=77" not in call]
+    [window] = windows(calls)
     assert start_of(window) >= datetime.now(UTC) - timedelta(minutes=3)
     # The unfinished job the window no longer reaches is asked for by its id, however old.
     [by_id] = [call for call in calls if "--jobs=77" in call]
@@ -107,8 +114,8 @@ def test_a_first_look_from_a_store_whose_jobs_all_ended_covers_the_last_minutes(
     Controller(source=MemorySource(text), store=store, state_dir=tmp_path, interval=30.0, connect=nodes).tick()
     # A window back over the last minutes, whose ends a crash may have kept from accounting's
     # word; beside it, the history's read of the job's usage, which accounting has not reported.
-    [window] = [call for call in sacct_calls(nodes) if "-X" in call]
-    assert names_of(window) is None and before - timedelta(minutes=3) <= start_of(window) <= before
+    [window] = windows(sacct_calls(nodes))
+    assert names_of(window) == ["one.only"] and before - timedelta(minutes=3) <= start_of(window) <= before
 
 
 def test_a_submission_whose_sbatch_never_answered_keeps_the_window_open_back_to_it(store, tmp_path, nodes):
@@ -121,7 +128,7 @@ def test_a_submission_whose_sbatch_never_answered_keeps_the_window_open_back_to_
     sacct_calls(nodes)
 
     controller.tick()
-    [window] = [call for call in sacct_calls(nodes) if names_of(call) is None]
+    [window] = windows(sacct_calls(nodes))
     assert start_of(window) <= long_ago  # its job, if any, can only be found by its tag
 
 
@@ -129,6 +136,11 @@ def test_a_great_many_new_tasks_are_looked_for_in_one_query_over_the_whole_windo
     tasks = "".join(f'    - {{name: t{i}, script: "true"}}\n' for i in range(600))
     text = CLUSTER + "---\n" + WORKFLOW.split("  tasks:\n")[0] + "  tasks:\n" + tasks
     before = datetime.now(UTC)
-    Controller(source=MemorySource(text), store=store, state_dir=tmp_path, interval=30.0, connect=nodes).tick()
+    controller = Controller(source=MemorySource(text), store=store, state_dir=tmp_path, interval=30.0,
+                            connect=nodes)
+    controller.tick()
     [call] = sacct_calls(nodes)  # no window either: the store holds no submission on the cluster
     assert names_of(call) is None and start_of(call) <= before - DISCOVERY_WINDOW
+    controller.tick()
+    [window] = windows(sacct_calls(nodes))
+    assert names_of(window) is None  # 600 submitted tasks: the window names none
