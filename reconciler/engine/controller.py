@@ -41,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from ..api import SlurmCluster, SlurmClusterSpec, SlurmClusterStatus, WorkflowPhase, WorkflowStatus
+from ..api import SlurmCluster, SlurmClusterSpec, SlurmClusterStatus, TaskType, WorkflowPhase, WorkflowStatus
 from ..api.orchestration import AUTO
 from ..backoff import NO_JITTER, Backoff, backoff_delay
 from ..core.approvals import declared_decisions
@@ -488,8 +488,7 @@ class Controller:
         ending = watch.ending_jobs if watch is not None else set()
         client.ask_usage_ahead(ending)  # for record_history below, if they did end
         observation = client.observe(since=since, job_ids=self.store.unfinished_job_ids(name), discover=discover,
-                                     ending=ending, names=[job_name(workflow, task) for workflow, task
-                                                           in self.store.submitted_task_names(name)])
+                                     ending=ending, names=self._window_names(name, work))
         if observation.accounting_ok:
             self._accounted_at[name] = observation.observed_at
         if observation.accounting_ok and watch is not None:
@@ -626,6 +625,16 @@ class Controller:
         names = sorted({job_name(resolved.workflow.metadata.name, task) for _, resolved in unknown
                         for task in resolved.tasks})
         return window, Discovery(since - WINDOW_MARGIN, tuple(names))
+
+    def _window_names(self, cluster: str, work: ClusterWork) -> list[str]:
+        """The job names sacct's window asks for: every job task of the workflows planned on the
+        cluster (a state restored from an older copy lacks the submissions made since, whose jobs
+        only their tags tell), and every task the store holds a submission of there (of workflows
+        not planned this tick too: a manifest broken meanwhile, say)."""
+        names = {job_name(resolved.workflow.metadata.name, name) for _, resolved in work.workflows
+                 for name, task in resolved.tasks.items() if task.type is TaskType.JOB}
+        names.update(job_name(workflow, task) for workflow, task in self.store.submitted_task_names(cluster))
+        return sorted(names)
 
     def _prune(self, removed: Iterable[StoredWorkflow], jobs: Mapping[str, list[ObservedJob]], client: SlurmClient,
                *, now: datetime) -> list[StoredWorkflow]:

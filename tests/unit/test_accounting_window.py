@@ -73,8 +73,8 @@ def test_a_new_workflow_is_looked_for_by_name_and_then_only_what_ran_lately(stor
     controller.tick()  # one.step is submitted and pending now, one.after after it
     [window] = sacct_calls(nodes)
     # The store holds a submission of it: no search by name, and the window asks only for the
-    # jobs of the tasks submitted (not everyone's that a privileged user sees).
-    assert names_of(window) == ["one.after", "one.step"]
+    # jobs of its tasks (not everyone's that a privileged user sees).
+    assert names_of(window) == ["one.after", "one.later", "one.step"]
     assert start_of(window) >= before - timedelta(minutes=3)
 
 
