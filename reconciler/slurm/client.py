@@ -247,9 +247,9 @@ class SlurmClient:
         by_name = None
         if discover is not None:
             # Past a few hundred names, one look over the whole window costs less than many by name.
-            names = discover.names if len(discover.names) <= _NAMES_PER_QUERY else ()
+            sought = discover.names if len(discover.names) <= _NAMES_PER_QUERY else ()
             by_name = self._queries.submit(self._checked, commands.sacct_argv(since=discover.since, user=None,
-                                                                              names=names))
+                                                                              names=sought))
         ended_now = sorted(set(ending))[:_IDS_PER_QUERY]
         by_id = None
         if ended_now:
