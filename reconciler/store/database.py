@@ -26,11 +26,11 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ..api import FailureKind, Resources, TaskPhase, WorkflowStatus
 from ..core.indexranges import compress, expand
@@ -144,55 +144,41 @@ def _stored(values: tuple) -> StoredWorkflow:
     )
 
 
-# The most rows either decoded-row memory holds before it starts afresh: bounds what a loop that
+# The most rows a decoded-row memory holds before it starts afresh: bounds what a loop that
 # has run for months keeps of workflows long gone.
 _DECODED_MAX = 200_000
 
 
-class _DecodedWorkflows:
-    """Each workflow's row as last decoded. A tick reads every active workflow's row several
-    times, and decoding its resource and status (JSON, then the status model) costs far more
-    than comparing the row's text with the text decoded last time. What it hands out is shared
-    by every reader: StoredWorkflow is frozen, and nothing changes the dicts and models it holds
-    (a change is a new row, written through the store)."""
+_Key = TypeVar("_Key")
+_Value = TypeVar("_Value")
 
-    def __init__(self) -> None:
-        self._by_uid: dict[str, tuple[tuple, StoredWorkflow]] = {}
 
-    def __call__(self, values: tuple) -> StoredWorkflow:
-        found = self._by_uid.get(values[0])
+class _Decoded(Generic[_Key, _Value]):
+    """Rows as last decoded, by key. A tick reads every active workflow's row several times, and
+    every attempt of every active workflow once or twice; most have not changed since the tick
+    before, and decoding them (resource and status JSON, the status model, an attempt's records)
+    costs far more than comparing a row's text with the text decoded last time. What it hands out
+    is shared by every reader: nothing changes the rows, dicts and models it holds (a change is a
+    new row, written through the store)."""
+
+    def __init__(self, decode: Callable[[tuple], _Value]) -> None:
+        self._decode = decode
+        self._by_key: dict[_Key, tuple[tuple, _Value]] = {}
+
+    def __call__(self, key: _Key, values: tuple) -> _Value:
+        found = self._by_key.get(key)
         if found is not None and found[0] == values:
             return found[1]
-        stored = _stored(values)
-        if len(self._by_uid) >= _DECODED_MAX:
-            self._by_uid.clear()  # rows of long-removed workflows go too; the next read decodes again
-        self._by_uid[values[0]] = (values, stored)
-        return stored
+        decoded = self._decode(values)
+        if len(self._by_key) >= _DECODED_MAX:
+            self._by_key.clear()  # rows of long-removed workflows go too; the next read decodes again
+        self._by_key[key] = (values, decoded)
+        return decoded
 
 
-class _DecodedAttempts:
-    """Each attempt row as last decoded, with its records, for the same reason as
-    :class:`_DecodedWorkflows`: every tick reads every attempt of every active workflow, and
-    most of them have not changed since the tick before."""
-
-    def __init__(self) -> None:
-        self._by_key: dict[tuple[str, str, int, int], tuple[tuple, _AttemptRow, list[AttemptRecord]]] = {}
-
-    def row(self, uid: str, values: tuple) -> _AttemptRow:
-        return self._entry(uid, values)[1]
-
-    def records(self, uid: str, values: tuple) -> list[AttemptRecord]:
-        return self._entry(uid, values)[2]
-
-    def _entry(self, uid: str, values: tuple) -> tuple[tuple, _AttemptRow, list[AttemptRecord]]:
-        key = (uid, values[0], values[1], values[2])
-        found = self._by_key.get(key)
-        if found is None or found[0] != values:
-            row = _AttemptRow.read(values)
-            if len(self._by_key) >= _DECODED_MAX:
-                self._by_key.clear()
-            found = self._by_key[key] = (values, row, row.records())
-        return found
+def _decoded_attempt(values: tuple) -> tuple[_AttemptRow, list[AttemptRecord]]:
+    row = _AttemptRow.read(values)
+    return row, row.records()
 
 
 # -- attempts ------------------------------------------------------------------------------------
@@ -298,8 +284,9 @@ class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, C
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        self._decoded = _DecodedWorkflows()
-        self._decoded_attempts = _DecodedAttempts()
+        self._decoded: _Decoded[str, StoredWorkflow] = _Decoded(_stored)
+        self._decoded_attempts: _Decoded[tuple[str, str, int, int], tuple[_AttemptRow, list[AttemptRecord]]] = \
+            _Decoded(_decoded_attempt)
 
     # -- workflows -------------------------------------------------------------------------------
 
@@ -341,13 +328,12 @@ class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, C
 
     def _workflow_by_uid(self, db: sqlite3.Connection, uid: str) -> StoredWorkflow | None:
         values = db.execute(f"SELECT {_WORKFLOW_COLUMNS} FROM workflows WHERE uid = ?", (uid,)).fetchone()
-        return None if values is None else self._decoded(values)
+        return None if values is None else self._decoded(values[0], values)
 
     def _select_workflows(self, where: str, params: tuple = ()) -> list[StoredWorkflow]:
         with self._lock:
             rows = self._db.execute(f"SELECT {_WORKFLOW_COLUMNS} FROM workflows {where}", params).fetchall()
-        return [self._decoded(values) for values in rows]
-
+        return [self._decoded(values[0], values) for values in rows]
 
     def active_workflows(self) -> list[StoredWorkflow]:
         return self._select_workflows("WHERE removed_at IS NULL ORDER BY namespace, name")
@@ -443,8 +429,7 @@ class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, C
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM workflows WHERE uid = ?", (uid,)).fetchone() is None:
                 raise KeyError(f"no workflow with uid {uid}")
-            rows = {row.key: row for row in (self._decoded_attempts.row(uid, values)
-                                             for values in self._attempt_values(db, uid))}
+            rows = {row.key: row for row in (self._attempt(uid, values)[0] for values in self._attempt_values(db, uid))}
             for key, observed in by_key.items():
                 found = rows.get(key)
                 if found is None:
@@ -504,7 +489,7 @@ class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, C
     def attempts(self, uid: str) -> list[AttemptRecord]:
         """Every submission of the workflow; an array attempt as one record per outcome group."""
         return [record for values in self._attempt_values(self._db, uid)
-                for record in self._decoded_attempts.records(uid, values)]
+                for record in self._attempt(uid, values)[1]]
 
     def has_attempts(self, uid: str) -> bool:
         """Whether the store holds any submission of the workflow (without decoding them)."""
@@ -531,7 +516,7 @@ class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, C
         return [found.history() for found in self._attempt_rows(uid)]
 
     def _attempt_rows(self, uid: str) -> list[_AttemptRow]:
-        return [self._decoded_attempts.row(uid, values) for values in self._attempt_values(self._db, uid)]
+        return [self._attempt(uid, values)[0] for values in self._attempt_values(self._db, uid)]
 
     def _attempt_values(self, db: sqlite3.Connection, uid: str) -> list[tuple]:
         with self._lock:
@@ -541,7 +526,11 @@ class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, C
     def _attempt_row(self, db: sqlite3.Connection, uid: str, key: JobKey) -> _AttemptRow | None:
         values = db.execute(f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE uid = ? AND task = ? AND attempt = ? "
                             "AND part = ?", (uid, key.task, key.attempt, key.part)).fetchone()
-        return None if values is None else self._decoded_attempts.row(uid, values)
+        return None if values is None else self._attempt(uid, values)[0]
+
+    def _attempt(self, uid: str, values: tuple) -> tuple[_AttemptRow, list[AttemptRecord]]:
+        """An attempt's row, decoded, and its records."""
+        return self._decoded_attempts((uid, values[0], values[1], values[2]), values)
 
     def _update_key(self, db: sqlite3.Connection, uid: str, key: JobKey, **columns: Any) -> None:
         assignments = ", ".join(f"{name} = ?" for name in columns)
