@@ -142,14 +142,6 @@ class Graph:
             raise CycleError(self._cycle())
         return layers
 
-    def find_cycle(self) -> list[str] | None:
-        """A cycle, each node once in the direction of its edges, or None when there is none."""
-        try:
-            self.topological_order()
-        except CycleError as exc:
-            return exc.cycle
-        return None
-
     def _cycle(self) -> list[str]:
         """The first cycle a depth-first search meets, starting from the nodes in their order and
         following each node's edges in theirs; it starts at the node the search came back to.
