@@ -296,8 +296,7 @@ class SlurmClient:
         """What these finished jobs (an array's id: all its elements) asked for and used, as
         accounting reports them; jobs accounting does not have (yet) are missing from the answer.
         Jobs asked for ahead (:meth:`ask_usage_ahead`) are taken from that answer when it reports
-        them ended. Raises SlurmError (SlurmUnavailable when worth a retry) or
-        ValueError."""
+        them ended. Raises SlurmError (SlurmUnavailable when worth a retry) or ValueError."""
         ids = set(job_ids)
         found: list[commands.JobUsage] = []
         ahead, self._usage_ahead = self._usage_ahead, None
@@ -363,9 +362,6 @@ class SlurmClient:
         except SlurmError as exc:
             # Accounting may be off or hidden from the user: no visible limit then, not an error.
             log.info("no submit limit visible on %s: %s", self.name, exc)
-            submit_limit = None
-        except ValueError as exc:
-            log.warning("cluster %s: the submit limit cannot be read (%s); none assumed", self.name, exc)
             submit_limit = None
         self._info = replace(self._info, submit_limit=submit_limit)
 
