@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..core.observed import JobKey
 
@@ -19,6 +20,11 @@ TAG_PREFIX = "slurm-reconciler.v1"
 # "|", or a shell word; ":" separates the fields, so it is excluded too.
 _WORD = re.compile(r"[A-Za-z0-9._-]+")
 _NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII digits only: int() would also accept "٣" or " 3"
+_TAG = re.compile(rf"{re.escape(TAG_PREFIX)}:({_WORD.pattern}):({_WORD.pattern}):({_NUMBER.pattern}):"
+                  rf"({_NUMBER.pattern}):({_WORD.pattern})")
+# Every tick reads the same comments again, one per job Slurm still reports (tens of thousands on
+# a large fan-out): their tags are remembered rather than parsed again. JobTag is immutable.
+_REMEMBERED_TAGS = 1 << 17
 
 
 @dataclass(frozen=True)
@@ -45,16 +51,13 @@ def format_tag(tag: JobTag) -> str:
     return f"{TAG_PREFIX}:{tag.uid}:{tag.task}:{tag.attempt}:{tag.part}:{tag.fingerprint}"
 
 
+@lru_cache(maxsize=_REMEMBERED_TAGS)
 def parse_tag(comment: str | None) -> JobTag | None:
     """The tag in a job's comment, or None for jobs that are not ours (or carry a damaged tag)."""
     if not comment:
         return None
-    fields = comment.strip().split(":")
-    if len(fields) != 6 or fields[0] != TAG_PREFIX:
+    found = _TAG.fullmatch(comment.strip())
+    if found is None:
         return None
-    _, uid, task, attempt, part, fingerprint = fields
-    if not all(_WORD.fullmatch(value) for value in (uid, task, fingerprint)):
-        return None
-    if not (_NUMBER.fullmatch(attempt) and _NUMBER.fullmatch(part)):
-        return None
+    uid, task, attempt, part, fingerprint = found.groups()
     return JobTag(uid=uid, task=task, attempt=int(attempt), part=int(part), fingerprint=fingerprint)
