@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -211,6 +212,29 @@ def test_intent_confirm_observe_feeds_the_core(store: Store, uid: str):
     [entry] = store.history(uid)
     assert entry.job_id == "100" and entry.resources == Resources(cpus=2) and entry.outcome.phase is TaskPhase.SUCCEEDED
     assert entry.outcome.exit_code == 0 and entry.outcome.core_seconds == 7200 and entry.submitted_at == T0
+
+
+def test_a_report_that_says_again_what_the_row_holds_writes_nothing(store: Store, uid: str):
+    key = JobKey("prep", 1)
+    store.record_intent(uid, key=key, fingerprint=FP, indices=None, resources={}, cluster="dev", now=T0)
+    store.confirm_submission(uid, key=key, job_id="100", now=T0)
+    done = observed(key, TaskPhase.SUCCEEDED, exit_code=0, core_seconds=60, finished=T0 + timedelta(minutes=1))
+    store.update_from_observation(uid, [done], now=T0)
+
+    def attempt_writes() -> int:
+        with store._lock:  # the store's own connection counts the rows it changed
+            return int(store._db.execute("SELECT total_changes()").fetchone()[0])
+
+    before = attempt_writes()
+    for _ in range(3):
+        store.update_from_observation(uid, [replace(done, outcome=replace(done.outcome))], now=T0)
+    assert attempt_writes() == before
+    # Slurm requeued it: the finished job is pending again, and the row says so.
+    store.update_from_observation(uid, [observed(key, TaskPhase.SUBMITTED, reason="BeginTime")], now=T0)
+    assert attempt_writes() == before + 1
+    [record] = store.attempts(uid)
+    assert record.outcome is not None and record.outcome.phase is TaskPhase.SUBMITTED
+    assert store.unfinished_job_ids("dev") == ["100"]
 
 
 def test_intents_are_idempotent_rejections_fail_and_forgotten_intents_vanish(store: Store, uid: str):
