@@ -25,7 +25,10 @@ out the credentials of each cluster). Guarantees:
 * nothing in a tick crashes the loop: a source that cannot be read keeps the last good
   snapshot, and a tick that fails as a whole (the store) is logged and tried again with backoff;
 * one loop per state directory (a lock), and a stop request (SIGINT/SIGTERM) is honoured
-  between two actions.
+  between two actions;
+* a workflow new since the loop started acting is not looked for in accounting by name: every
+  job of it can only be the loop's own, recorded in the store before ``sbatch`` (see
+  ``Controller._accounting_window``).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -208,15 +211,25 @@ class TickReport:
     requeue_after: float | None = None
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class Controller:
     """The loop over one source and one store. ``connect`` opens the transport of each cluster
     (with the spec and key the publisher hands out, in Kubernetes mode); clients are kept across
-    ticks and opened again after a fault."""
+    ticks and opened again after a fault. ``clock`` tells each tick's time (UTC).
+
+    A controller takes itself for the only one acting on its clusters from its first tick on, so
+    it is built once the right to act is had and dropped when that is lost: ``reconciler run``
+    takes the state directory's lock before building it, and the operator builds it once its
+    replica leads and exits when leadership is lost."""
 
     def __init__(self, *, source: Source, store: Store, state_dir: Path, interval: float,
                  publisher: Publisher | None = None, connect: Connect = open_transport,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, clock: Callable[[], datetime] = utc_now) -> None:
         self.source = source
+        self.clock = clock
         self.metrics = metrics if metrics is not None else Metrics()
         self.store = store
         self.publisher = publisher
@@ -234,6 +247,9 @@ class Controller:
         # Each cluster's last observation that had accounting's answer: where the next sacct
         # window may start (see _accounting_window).
         self._accounted_at: dict[str, datetime] = {}
+        # When this controller started acting (its first tick): every job submitted since is in
+        # its store, so the jobs of a workflow newer than that need no search (_accounting_window).
+        self._acting_since: datetime | None = None
         # Each cluster's last status, so Ready's transition time moves only when it flips (the
         # object's own status is the reconciler's output, never read back as desired state).
         self._cluster_statuses: dict[str, SlurmClusterStatus] = {}
@@ -298,7 +314,9 @@ class Controller:
 
     def tick(self) -> TickReport:
         started = time.monotonic()
-        now = datetime.now(UTC)
+        now = self.clock()
+        if self._acting_since is None:
+            self._acting_since = now
         snapshot = self._read_source()
         if snapshot is None:
             return TickReport()
@@ -483,7 +501,8 @@ class Controller:
                            now: datetime) -> TickResult:
         """Observe the cluster once, plan its workflows, carry the plans out, prune."""
         name = cluster.metadata.name
-        since, discover = self._accounting_window(name, work.workflows, now=now)
+        assert self._acting_since is not None, "the tick records it before any cluster's part"
+        since, discover = self._accounting_window(name, work.workflows, now=now, acting_since=self._acting_since)
         watch = self._watches.get(name)
         ending = watch.ending_jobs if watch is not None else set()
         client.ask_usage_ahead(ending)  # for record_history below, if they did end
@@ -595,8 +614,8 @@ class Controller:
             desired = replace(desired, approvals=self.store.approvals(stored.uid))
         return desired
 
-    def _accounting_window(self, cluster: str, workflows: Iterable[tuple[StoredWorkflow, ResolvedWorkflow]], *,
-                           now: datetime) -> tuple[datetime | None, Discovery | None]:
+    def _accounting_window(self, cluster: str, workflows: Sequence[tuple[StoredWorkflow, ResolvedWorkflow]], *,
+                           now: datetime, acting_since: datetime) -> tuple[datetime | None, Discovery | None]:
         """Where sacct's window starts (None: no window), and which jobs accounting is asked for
         by name.
 
@@ -605,11 +624,19 @@ class Controller:
         end); afterwards, back to its last look that had accounting's answer, less the time
         accounting may lag, and to any submission whose sbatch never answered (its job can only be
         found by its tag). A tick's sacct so costs what ran lately, not all that ran since the
-        oldest job still going. Ended jobs leave the window; the store remembers them. Workflows
-        the store holds no submission of (a fresh or lost local state) have their jobs asked for
-        by name, back to their creation (DISCOVERY_WINDOW at least). A first look from a store that
-        holds no submission on the cluster asks by name alone: the window could find nothing the
-        store knows, and with others' jobs in it, it costs sacct a lookup of TRES names."""
+        oldest job still going. Ended jobs leave the window; the store remembers them.
+
+        Workflows the store holds no submission of have their jobs asked for by name, back to
+        their creation (DISCOVERY_WINDOW at least): another incarnation (a process whose state
+        directory was lost or replaced, the previous leader with its own store) may have
+        submitted them. Not when that range, with its margin for the clocks (creationTimestamp is
+        the API server's), starts after ``acting_since``, the moment this controller started
+        acting: any job of it was then submitted by this controller, which records each
+        submission in the store before sbatch, so the store would know it. A workflow pushed to a
+        loop that has run a while is so submitted without slurmdbd scanning every job of the last
+        minutes. A first look from a store that holds no submission on the cluster asks by name
+        alone: the window could find nothing the store knows, and with others' jobs in it, it
+        costs sacct a lookup of TRES names."""
         last = self._accounted_at.get(cluster)
         window: datetime | None = None
         if last is not None:
@@ -617,14 +644,15 @@ class Controller:
             window = min(start for start in starts if start is not None) - WINDOW_MARGIN
         elif self.store.has_attempts_on(cluster):
             window = (self.store.oldest_unfinished_at(cluster) or now) - WINDOW_MARGIN
-        unknown = [(stored, resolved) for stored, resolved in workflows if not self.store.has_attempts(stored.uid)]
+        search_from = {stored.uid: min(now - DISCOVERY_WINDOW, resolved.workflow.metadata.creation_timestamp
+                                       or stored.created_at) - WINDOW_MARGIN for stored, resolved in workflows}
+        unknown = [(stored, resolved) for stored, resolved in workflows
+                   if search_from[stored.uid] <= acting_since and not self.store.has_attempts(stored.uid)]
         if not unknown:
             return window, None
-        since = min([now - DISCOVERY_WINDOW, *(resolved.workflow.metadata.creation_timestamp or stored.created_at
-                                               for stored, resolved in unknown)])
         names = sorted({job_name(resolved.workflow.metadata.name, task) for _, resolved in unknown
                         for task in resolved.tasks})
-        return window, Discovery(since - WINDOW_MARGIN, tuple(names))
+        return window, Discovery(min(search_from[stored.uid] for stored, _ in unknown), tuple(names))
 
     def _window_names(self, cluster: str, work: ClusterWork) -> list[str]:
         """The job names sacct's window asks for: every job task of the workflows planned on the

@@ -1,14 +1,19 @@
 """How far back each tick asks accounting, over in-memory edges (tests/fakes.py): what ran
 lately while the loop runs, back to the oldest unfinished job on its first look, and the jobs of
-a workflow the store holds no submission of by name, back to DISCOVERY_WINDOW."""
+a workflow the store holds no submission of by name, back to DISCOVERY_WINDOW, unless the loop
+has been acting since before that. A loop that has acted for hours is one whose clock read that
+long ago at its first tick, and the real time after."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from reconciler.core.observed import JobKey
-from reconciler.engine.controller import DISCOVERY_WINDOW, Controller
+from reconciler.engine.controller import DISCOVERY_WINDOW, WINDOW_MARGIN, Controller
 from reconciler.slurm.commands import command_name
 from reconciler.store.database import Store
 from tests.fakes import LoginNodes, MemorySource
@@ -144,3 +149,100 @@ def test_a_great_many_new_tasks_are_looked_for_in_one_query_over_the_whole_windo
     controller.tick()
     [window] = windows(sacct_calls(nodes))
     assert names_of(window) is None  # 600 submitted tasks: the window names none
+
+
+def started_at(moment: datetime) -> Callable[[], datetime]:
+    """The clock of a loop whose first tick was at ``moment``: that, then the real time."""
+    readings = iter([moment])
+    return lambda: next(readings, None) or datetime.now(UTC)
+
+
+def workflow(name: str, created: datetime | None = None) -> str:
+    """WORKFLOW under another name; ``created`` as Kubernetes stamps an object it creates."""
+    stamp = f", creationTimestamp: '{created.strftime('%Y-%m-%dT%H:%M:%SZ')}'" if created is not None else ""
+    return WORKFLOW.replace("metadata: {name: one}", f"metadata: {{name: {name}{stamp}}}")
+
+
+def acting_since(moment: datetime, store: Store, tmp_path: Path, nodes: LoginNodes) -> tuple[Controller, MemorySource]:
+    """A loop that started acting at ``moment`` with workflow one, which it submitted then."""
+    source = MemorySource(CLUSTER + "---\n" + WORKFLOW)
+    controller = Controller(source=source, store=store, state_dir=tmp_path, interval=30.0, connect=nodes,
+                            clock=started_at(moment))
+    controller.tick()
+    assert [job.name for job in nodes["/work/a"].submitted()] == ["one.step", "one.after"]
+    sacct_calls(nodes)
+    return controller, source
+
+
+def pushed(source: MemorySource, *workflows: str) -> None:
+    source.text += "".join("---\n" + text for text in workflows)
+
+
+def searches(calls: list[tuple[str, ...]], before: datetime) -> list[tuple[str, ...]]:
+    """The sacct calls reaching back past what ran lately (the window starts ~2 minutes back)."""
+    return [call for call in calls if start_of(call) < before - timedelta(minutes=3)]
+
+
+def test_a_workflow_pushed_soon_after_the_loop_started_is_looked_for_by_name(store, tmp_path, nodes):
+    started = datetime.now(UTC) - timedelta(minutes=5)
+    controller, source = acting_since(started, store, tmp_path, nodes)
+    before = datetime.now(UTC)
+    pushed(source, workflow("two"))
+    controller.tick()
+    # Its range reaches back before the loop acted: another incarnation may have submitted it.
+    [by_name] = searches(sacct_calls(nodes), before)
+    assert names_of(by_name) == ["two.after", "two.later", "two.review", "two.step"]
+    assert start_of(by_name) <= before - DISCOVERY_WINDOW - WINDOW_MARGIN
+
+
+def test_a_workflow_pushed_to_a_loop_acting_for_longer_than_the_window_is_not_looked_for(store, tmp_path, nodes):
+    controller, source = acting_since(datetime.now(UTC) - timedelta(hours=2), store, tmp_path, nodes)
+    before = datetime.now(UTC)
+    pushed(source, workflow("two"))
+    controller.tick()
+    # Only the window over what ran lately, which names the new workflow's tasks too.
+    [window] = sacct_calls(nodes)
+    assert start_of(window) >= before - timedelta(minutes=3)
+    assert names_of(window) == ["one.after", "one.later", "one.step", "two.after", "two.later", "two.step"]
+    assert "two.step" in [job.name for job in nodes["/work/a"].submitted()]
+
+
+def test_a_first_look_at_a_cluster_for_new_workflows_asks_accounting_nothing(store, tmp_path, nodes):
+    source = MemorySource(CLUSTER)
+    controller = Controller(source=source, store=store, state_dir=tmp_path, interval=30.0, connect=nodes,
+                            clock=started_at(datetime.now(UTC) - timedelta(hours=2)))
+    controller.tick()
+    pushed(source, WORKFLOW)
+    controller.tick()
+    # No submission on the cluster for a window to find, none to search for by name.
+    assert sacct_calls(nodes) == []
+    assert [job.name for job in nodes["/work/a"].submitted()] == ["one.step", "one.after"]
+
+
+@pytest.mark.parametrize("after_start", [timedelta(hours=-1), timedelta(seconds=30)],
+                         ids=["before", "within-the-clocks-margin-after"])
+def test_a_workflow_created_before_the_loop_acted_is_looked_for_back_to_its_creation(store, tmp_path, nodes,
+                                                                                      after_start):
+    started = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    controller, source = acting_since(started, store, tmp_path, nodes)
+    # Stamped by the API server's clock, which may be a little ahead of the loop's.
+    created = started + after_start
+    before = datetime.now(UTC)
+    pushed(source, workflow("three", created=created))
+    controller.tick()
+    [by_name] = searches(sacct_calls(nodes), before)
+    assert names_of(by_name) == ["three.after", "three.later", "three.review", "three.step"]
+    assert start_of(by_name) == created - WINDOW_MARGIN
+
+
+def test_in_one_tick_only_the_workflows_older_than_the_loop_are_looked_for(store, tmp_path, nodes):
+    started = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    controller, source = acting_since(started, store, tmp_path, nodes)
+    before = datetime.now(UTC)
+    created = started - timedelta(hours=1)
+    pushed(source, workflow("two"), workflow("three", created=created), workflow("four", created=before))
+    controller.tick()
+    [by_name] = searches(sacct_calls(nodes), before)
+    assert names_of(by_name) == ["three.after", "three.later", "three.review", "three.step"]
+    assert start_of(by_name) == created - WINDOW_MARGIN
+    assert {"two.step", "three.step", "four.step"} <= {job.name for job in nodes["/work/a"].submitted()}
