@@ -65,7 +65,8 @@ def print_scale(result: dict[str, Any]) -> None:
 def print_floor(result: dict[str, Any]) -> None:
     print("\nAgainst the floor (plain sbatch + afterok, waiting on squeue), on the dev cluster; medians.")
     print("  run --until-done: a process started for the workflow; running loop: the workflow dropped")
-    print("  into the folder of a loop already running, until its status says Succeeded")
+    print("  into the folder of a loop already running, until its status says Succeeded; each run starts")
+    print("  at a random phase of slurmctld's one-second scheduling cadence")
     print(f"  {'workflow':48} {'runs':>4} {'floor s':>8} {'--until-done s':>15} {'ratio':>6} "
           f"{'running loop s':>15} {'ratio':>6}")
     for row in result["floor"]:
@@ -73,6 +74,10 @@ def print_floor(result: dict[str, Any]) -> None:
                    else f"{'-':>15} {'-':>6}")
         print(f"  {row['workflow']:48} {row['runs']:4} {row['floor_s']:8.2f} {row['reconciler_s']:15.2f} "
               f"{row['ratio']:6.2f} {running}")
+        means = [f"--until-done {row['ratio_of_means']:.3f}"]
+        if "running_ratio_of_means" in row:
+            means.append(f"running loop {row['running_ratio_of_means']:.3f}")
+        print(f"  {'':48} ratios of the means: {', '.join(means)}")
         if "running_loop_busy" in row:
             spent = row["running_loop_busy"]
             print(f"  {'':48} the running loop's median run: {spent.get('ticks', 0):.0f} ticks, "
