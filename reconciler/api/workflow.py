@@ -591,7 +591,7 @@ class TaskStatus(Model):
     core_hours: float = 0.0  # billed_core_seconds in hours, rounded
     billed_core_seconds: int = Field(default=0, description=(
         "core-seconds as Slurm's accounting bills them (elapsed x the billing TRES, else x CPUs; a running "
-        "job's elapsed x CPUs), every attempt and array element summed"))
+        "job's time so far, to the last whole minute, x CPUs), every attempt and array element summed"))
     efficiency: TaskEfficiency | None = None  # of the latest finished attempt
     fingerprint: str | None = None
     array: ArrayStatus | None = None

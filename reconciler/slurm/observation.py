@@ -196,8 +196,12 @@ def _observed(record: JobRecord, tag: JobTag, *, now: datetime) -> ObservedJob:
     if record.array_indices is not None:
         indices = tuple(index + tag.part for index in record.array_indices)
     elapsed = record.elapsed_seconds
-    if phase is TaskPhase.RUNNING and elapsed == 0 and record.started_at is not None:
-        elapsed = max(0, int((now - record.started_at).total_seconds()))
+    if phase is TaskPhase.RUNNING and record.started_at is not None:
+        # A running job's time so far, counted to the last whole minute: every report of it
+        # within a minute is then the same, and so are the plan and the status made from it,
+        # which the loop hands back instead of making again each tick. Its end brings
+        # accounting's exact figure.
+        elapsed = max(0, int((_whole_minute(now) - record.started_at).total_seconds()))
     # A pending array's remainder holds no cores yet; every other record is one allocation. Once
     # accounting has the job, it bills the billing TRES per second (TRESBillingWeights; without
     # them it equals the CPU count); a live job's squeue record has only its CPUs.
@@ -220,3 +224,7 @@ def _observed(record: JobRecord, tag: JobTag, *, now: datetime) -> ObservedJob:
             accounted=record.source == "sacct" and phase in DONE_PHASES,
         ),
     )
+
+
+def _whole_minute(now: datetime) -> datetime:
+    return now.replace(second=0, microsecond=0)

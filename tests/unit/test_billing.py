@@ -13,7 +13,8 @@ from reconciler.slurm import commands as c
 from reconciler.slurm.observation import observed_jobs
 from reconciler.store.database import Store
 
-START = 1795940768
+# Two seconds before a whole minute: a running job's time so far counts to the last whole minute.
+START = 1795940818
 NOW = datetime.fromtimestamp(START + 10, UTC)
 TAG = "slurm-reconciler.v1:{uid}:fan:1:0:fp0123456789abcd"
 

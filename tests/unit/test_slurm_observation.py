@@ -19,7 +19,9 @@ from reconciler.slurm.observation import (
 )
 
 DATA = Path(__file__).parent / "data" / "slurm-22.05"
-NOW = datetime.fromtimestamp(1795413440, tz=UTC)
+NOW = datetime.fromtimestamp(1795413440, tz=UTC)  # 20 s past a whole minute
+# What a job started 10 minutes before NOW has run, counted to the last whole minute.
+RAN_TO_THE_MINUTE = 600 - 20
 TAG = "slurm-reconciler.v1:uid-1:tiles:1:0:fp"
 
 
@@ -60,7 +62,9 @@ def test_one_captured_tick_squeue_and_sacct_together():
     assert phase_of[(1004,)] == (TaskPhase.FAILED, FailureKind.FAILED, 2)
     assert phase_of[(1000,)] == (TaskPhase.SUCCEEDED, None, 0)
     assert phase_of[(1008,)] == phase_of[(1009,)] == (TaskPhase.RUNNING, None, None)  # from squeue
-    assert sum(j.outcome.core_hours for j in tiles) == (8 * 15 + 2 * 9) / 3600
+    # The two running elements started after the last whole minute before NOW, to which a running
+    # job's time counts: only the eight that ended count yet.
+    assert sum(j.outcome.core_hours for j in tiles) == 8 * 15 / 3600
 
     [irregular] = jobs["irregular"]
     assert (irregular.key, irregular.job_id, irregular.phase) == (JobKey("irregular", 3, 2000), "44", TaskPhase.HELD)
@@ -97,7 +101,7 @@ def test_squeue_wins_over_lagging_sacct_for_the_same_job():
     live = record(state="RUNNING")
     lagging = record(state="PENDING", source="sacct", started_at=None, elapsed_seconds=0)
     [job] = observed_jobs([lagging, live], now=NOW)
-    assert job.phase is TaskPhase.RUNNING and job.outcome.core_hours == 600 * 4 / 3600
+    assert job.phase is TaskPhase.RUNNING and job.outcome.core_hours == RAN_TO_THE_MINUTE * 4 / 3600
 
 
 def test_array_elements_merge_per_index():
@@ -121,9 +125,14 @@ def test_sacct_remainder_shrinks_to_what_nothing_else_covers():
     assert sorted(j.indices for j in jobs) == [(3, 5), (4,)]
 
 
-def test_running_job_without_time_used_counts_from_its_start():
-    [job] = observed_jobs([record(elapsed_seconds=0)], now=NOW)
-    assert job.outcome.core_hours == 600 * 4 / 3600
+def test_a_running_job_counts_from_its_start_to_the_last_whole_minute():
+    for reported in (0, 600, 611):  # whatever time used squeue printed
+        [job] = observed_jobs([record(elapsed_seconds=reported)], now=NOW)
+        assert job.outcome.core_seconds == RAN_TO_THE_MINUTE * 4
+    # Every look within the same minute reports the same figure; the next minute adds one.
+    within = {observed_jobs([record()], now=NOW + timedelta(seconds=s))[0].outcome for s in range(0, 40, 7)}
+    [next_minute] = observed_jobs([record()], now=NOW + timedelta(seconds=40))
+    assert len(within) == 1 and next_minute.outcome.core_seconds == (RAN_TO_THE_MINUTE + 60) * 4
 
 
 def test_jobs_are_grouped_by_workflow_uid():
@@ -208,7 +217,8 @@ def test_sacct_speaks_for_an_ended_job_once_it_has_it_squeue_until_then():
     assert [(j.phase, j.outcome.reason) for j in jobs["dep"]] == [(TaskPhase.CANCELLED, "DependencyNeverSatisfied")]
     assert [(j.phase, j.outcome.reason) for j in jobs["held"]] == [(TaskPhase.CANCELLED, "JobHeldUser")]
     [long] = jobs["long"]
-    assert long.phase is TaskPhase.RUNNING and long.outcome.core_hours == 3 / 3600  # squeue's time used
+    # Started 3 s before CAUGHT, within its minute: a running job counts to the last whole minute.
+    assert long.phase is TaskPhase.RUNNING and long.outcome.core_hours == 0
 
 
 def test_squeue_finished_state_wins_over_sacct_still_showing_the_job_live():

@@ -99,7 +99,8 @@ def test_an_ended_job_costs_its_billing_tres_and_a_live_one_its_cpus():
     unweighted = "14686|14686|COMPLETED|0:0|None|dev1|1795940768|1795940778|10|2||wrap|" + TAG
     [job] = observed_jobs(c.parse_sacct(unweighted + "\n"), now=now)
     assert job.outcome.core_seconds == 20  # no AllocTRES: elapsed x CPUs
-    live = f"14686|14686|N/A|RUNNING|None|2|dev1|1795940768|0:10|wrap|{TAG}\n"
+    # Started 10 s before the last whole minute (1795940880), to which a running job's time counts.
+    live = f"14686|14686|N/A|RUNNING|None|2|dev1|1795940870|0:30|wrap|{TAG}\n"
     [job] = observed_jobs(c.parse_squeue(live), now=now)
     assert job.outcome.core_seconds == 20
 
