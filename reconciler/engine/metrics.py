@@ -197,12 +197,13 @@ def workflow_state(workflows: Iterable[StoredWorkflow], *, group_label: str | No
         phases[status.phase.value] += 1
         cluster = cluster_of(stored)
         group = stored.labels.get(group_label, "") if group_label else ""
+        partition = _Partitions(stored)
         for name, task in status.tasks.items():
             tasks[task.phase.value] += 1
             if task.phase is TaskPhase.QUEUED:
                 queued[cluster] += 1
             if task.billed_core_seconds:
-                key = (group, partition_of(stored, name))
+                key = (group, partition.of(name))
                 hours[key] = hours.get(key, 0.0) + task.billed_core_seconds / 3600
         reason = attention_reason(status)
         if reason is not None:
@@ -219,19 +220,28 @@ def cluster_of(stored: StoredWorkflow) -> str:
     return named if isinstance(named, str) else ""
 
 
-def partition_of(stored: StoredWorkflow, task: str) -> str:
-    """The partition a task runs in: as chosen for it, else as declared on it or in the
-    workflow's defaults; "" for the cluster's default partition."""
-    status = stored.status.tasks.get(task) if stored.status is not None else None
-    if status is not None and status.choice is not None and status.choice.partition:
-        return status.choice.partition
-    spec = stored.resource.get("spec") or {}
-    declared: dict = next((t for t in spec.get("tasks") or [] if t.get("name") == task), {})
-    for resources in ((declared.get("resources") or {}), ((spec.get("defaults") or {}).get("resources") or {})):
-        partition = resources.get("partition")
-        if isinstance(partition, str) and partition != "auto":
-            return partition
-    return ""
+class _Partitions:
+    """The partition each task of one workflow runs in: as chosen for it, else as declared on it
+    or in the workflow's defaults; "" for the cluster's default partition. The declared tasks
+    are indexed once per workflow, not searched once per task."""
+
+    def __init__(self, stored: StoredWorkflow) -> None:
+        self._status = stored.status
+        spec = stored.resource.get("spec") or {}
+        self._declared: dict[str, dict] = {}
+        for declared in spec.get("tasks") or []:
+            self._declared.setdefault(declared.get("name"), declared)
+        self._defaults = (spec.get("defaults") or {}).get("resources") or {}
+
+    def of(self, task: str) -> str:
+        status = self._status.tasks.get(task) if self._status is not None else None
+        if status is not None and status.choice is not None and status.choice.partition:
+            return status.choice.partition
+        for resources in ((self._declared.get(task) or {}).get("resources") or {}, self._defaults):
+            partition = resources.get("partition")
+            if isinstance(partition, str) and partition != "auto":
+                return partition
+        return ""
 
 
 def attention_reason(status: WorkflowStatus) -> str | None:

@@ -149,11 +149,22 @@ def test_core_hours_are_split_by_the_chosen_label_and_by_partition(store):
             "step": TaskStatus(phase=TaskPhase.SUCCEEDED, billed_core_seconds=seconds)})
         store.save_statuses({stored.uid: status})
 
+    # A task's own partition wins over the workflow's defaults.
+    stored = store.upsert_workflow(namespace="default", name="four", now=NOW, revision=None, source_file=None,
+                                   resource={"metadata": {"name": "four"},
+                                             "spec": {"defaults": {"resources": {"partition": "debug"}},
+                                                      "tasks": [{"name": "prep"},
+                                                                {"name": "step", "resources": {"partition": "billed"}}]}})
+    store.save_statuses({stored.uid: WorkflowStatus(phase=WorkflowPhase.SUCCEEDED, tasks={
+        "prep": TaskStatus(phase=TaskPhase.SUCCEEDED, billed_core_seconds=360),
+        "step": TaskStatus(phase=TaskPhase.SUCCEEDED, billed_core_seconds=3600)})})
+
     metrics.tick(seconds=0.1, events={}, workflows=store.active_workflows())
 
     assert sample(metrics, "reconciler_core_hours", group="optics", partition="debug") == 3.0
-    assert sample(metrics, "reconciler_core_hours", group="", partition="debug") == 0.5
-    assert sample(metrics, "reconciler_workflows", phase="Succeeded") == 3
+    assert sample(metrics, "reconciler_core_hours", group="", partition="debug") == 0.6
+    assert sample(metrics, "reconciler_core_hours", group="", partition="billed") == 1.0
+    assert sample(metrics, "reconciler_workflows", phase="Succeeded") == 4
 
 
 def test_a_workflow_needs_attention_by_its_condition_else_by_an_approval_or_stalled():
