@@ -2,8 +2,9 @@
 minutes. Called by :mod:`benchmarks.scale`. It implements the transport protocol and answers in
 the formats of Slurm 22.05 (the lines the parsers in :mod:`reconciler.slurm.commands` read):
 ``sbatch`` queues a job named and tagged by its script's ``#SBATCH`` lines, ``squeue`` and
-``sacct`` list the queue in the state :meth:`MemorySlurm.advance` last set, and every command
-run is counted by name in :attr:`MemorySlurm.counts`.
+``sacct`` list the queue in the state :meth:`MemorySlurm.advance` last set (sacct in the fields
+its ``--format`` asks, every job on partition ``debug``, which has no TRESBillingWeights), and
+every command run is counted by name in :attr:`MemorySlurm.counts`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ PARTITION = ("PartitionName=debug AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL
 # When every job "started", in epoch seconds, as squeue and sacct print times for the loop
 # (SLURM_TIME_FORMAT=%s).
 STARTED = 1795413165
+# What sacct prints of a job that ran one second on one CPU of ``debug``, by field; "{0}" stands
+# for the job's id (also its raw id), "{1}" and "{2}" for its name and comment.
+_SACCT = {"JobID": "{0}", "JobIDRaw": "{0}", "State": "COMPLETED", "ExitCode": "0:0", "Reason": "None",
+          "NodeList": "n1", "Start": str(STARTED), "End": str(STARTED + 1), "ElapsedRaw": "1", "AllocCPUS": "1",
+          "Partition": "debug", "AllocTRES": "billing=1,cpu=1,node=1", "JobName": "{1}", "Comment": "{2}"}
 
 
 @dataclass
@@ -59,8 +65,9 @@ class MemorySlurm:
         if name == "sacct":
             if self.state != "COMPLETED" or "-X" not in rest:
                 return _ok(words, "")
-            return _ok(words, "".join(f"{j.job_id}|{j.job_id}|COMPLETED|0:0|None|n1|{STARTED}|{STARTED + 1}|1|1||"
-                                      f"{j.name}|{j.comment}\n" for j in self.jobs.values()))
+            asked = next(word for word in rest if word.startswith("--format=")).removeprefix("--format=")
+            line = "|".join(_SACCT[field] for field in asked.split(",")) + "\n"
+            return _ok(words, "".join(line.format(j.job_id, j.name, j.comment) for j in self.jobs.values()))
         if name == "sbatch":
             return self._sbatch(words, rest[-1])
         if name == "scontrol" and rest[:2] == ("show", "config"):

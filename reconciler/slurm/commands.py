@@ -31,7 +31,7 @@ OUTPUT_ENV = ("SLURM_BITSTR_LEN=0", "SLURM_TIME_FORMAT=%s")
 SQUEUE_FIELDS = ("%A", "%F", "%K", "%T", "%r", "%C", "%N", "%S", "%M", "%j", "%k")
 SACCT_FIELDS = (
     "JobID", "JobIDRaw", "State", "ExitCode", "Reason", "NodeList", "Start", "End", "ElapsedRaw", "AllocCPUS",
-    "AllocTRES", "JobName", "Comment",
+    "Partition", "AllocTRES", "JobName", "Comment",
 )
 # What a finished job asked for and used, its steps included (the batch step's MaxRSS is the
 # memory a script used; the allocation's own line shows none).
@@ -39,6 +39,10 @@ SACCT_USAGE_FIELDS = (
     "JobID", "JobIDRaw", "State", "Submit", "Start", "End", "ElapsedRaw", "AllocCPUS", "AllocTRES", "NNodes",
     "Partition", "TimelimitRaw", "ReqMem", "MaxRSS", "TotalCPU",
 )
+# sacct answers with AllocTRES only after a second round trip to slurmdbd (the list of TRES, to
+# name them), some 80 ms on a quiet cluster: the "lean" formats leave it out, and the rows they
+# give have no billing.
+_ALLOC_TRES = "AllocTRES"
 
 _NOTHING = frozenset({"", "None", "N/A", "Unknown", "(null)", "None assigned", "NONE", "INVALID"})
 _DIGITS = re.compile(r"[0-9]{1,18}")
@@ -68,8 +72,12 @@ class JobRecord:
     comment: str
     source: str  # "squeue" or "sacct"
     # The job's billing TRES (AllocTRES "billing=", from the partition's TRESBillingWeights, else
-    # its CPU count): what accounting charges per second. None: squeue, or sacct did not say.
+    # its CPU count): what accounting charges per second. None: squeue, or sacct did not say
+    # (or was not asked).
     billing: int | None = None
+    # Where it runs, or the partitions it may start in while pending ("debug,billed"). None:
+    # squeue, or sacct did not say.
+    partition: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,7 +152,7 @@ def squeue_argv(*, user: str | None) -> list[str]:
 
 def sacct_argv(
     *, since: datetime, user: str | None, job_ids: Sequence[str] = (), names: Sequence[str] = (),
-    tz: tzinfo | None = None,
+    tz: tzinfo | None = None, billing: bool = True,
 ) -> list[str]:
     """Allocations (-X: the batch script's exit code and the allocation's end state, such as
     TIMEOUT or OUT_OF_MEMORY, which steps do not show) of jobs active since ``since``.
@@ -156,12 +164,13 @@ def sacct_argv(
     caller that wants both runs this twice. ``names`` narrows it to jobs of those names, a filter too.
     ``tz`` is the cluster's time zone, in which sacct reads --starttime (default: this machine's).
     Without ``user`` sacct shows the calling user's jobs (root sees everyone's; tags tell ours).
+    Without ``billing`` the answer has no AllocTRES, and costs one round trip to slurmdbd less.
     """
     if since.tzinfo is None:
         raise ValueError("since must be timezone-aware")
     start = since.astimezone(tz).strftime("%Y-%m-%dT%H:%M:%S")
     argv = ["env", *OUTPUT_ENV, "sacct", "-X", "-P", "-n", f"--starttime={start}", "--endtime=now",
-            f"--format={','.join(SACCT_FIELDS)}"]
+            f"--format={','.join(_fields(SACCT_FIELDS, billing))}"]
     if user is not None:
         argv.append(f"--user={_word(user, 'user')}")
     if job_ids:
@@ -171,15 +180,19 @@ def sacct_argv(
     return argv
 
 
-def sacct_usage_argv(*, job_ids: Sequence[str], user: str | None) -> list[str]:
+def sacct_usage_argv(*, job_ids: Sequence[str], user: str | None, billing: bool = True) -> list[str]:
     """What the given jobs (an array's id stands for all its elements) asked for and used, one
     line per allocation and one per step: no -X, since only steps carry MaxRSS. Asked by id, so
-    no time window applies."""
-    argv = ["env", *OUTPUT_ENV, "sacct", "-P", "-n", f"--format={','.join(SACCT_USAGE_FIELDS)}",
+    no time window applies. Without ``billing``, no AllocTRES (see ``sacct_argv``)."""
+    argv = ["env", *OUTPUT_ENV, "sacct", "-P", "-n", f"--format={','.join(_fields(SACCT_USAGE_FIELDS, billing))}",
             f"--jobs={','.join(_job_ids(job_ids))}"]
     if user is not None:
         argv.append(f"--user={_word(user, 'user')}")
     return argv
+
+
+def _fields(fields: tuple[str, ...], billing: bool) -> tuple[str, ...]:
+    return fields if billing else tuple(f for f in fields if f != _ALLOC_TRES)
 
 
 def command_name(argv: Sequence[str]) -> str:
@@ -271,10 +284,17 @@ def parse_squeue(text: str) -> list[JobRecord]:
     return records
 
 
-def parse_sacct(text: str) -> list[JobRecord]:
+def parse_sacct(text: str, *, billing: bool = True) -> list[JobRecord]:
+    """Rows of ``sacct_argv`` asked with the same ``billing``."""
     records: list[JobRecord] = []
-    for fields in _rows(text, len(SACCT_FIELDS), "sacct"):
-        job_text, raw_id, state, exit_text, reason, nodes, start, end, elapsed, cpus, tres, name, comment = fields
+    tres = ""
+    for fields in _rows(text, len(SACCT_FIELDS) - (not billing), "sacct"):
+        if billing:
+            job_text, raw_id, state, exit_text, reason, nodes, start, end, elapsed, cpus, partition, tres, name, \
+                comment = fields
+        else:
+            job_text, raw_id, state, exit_text, reason, nodes, start, end, elapsed, cpus, partition, name, \
+                comment = fields
         job_text = job_text.strip()
         array_id: str | None = None
         indices: tuple[int, ...] | None = None
@@ -299,32 +319,40 @@ def parse_sacct(text: str) -> list[JobRecord]:
             name=name,
             comment=comment,
             source="sacct",
-            billing=_billing(tres),
+            billing=_billing(tres) if billing else None,
+            partition=_optional(partition),
         ))
     return records
 
 
-def parse_sacct_usage(text: str) -> list[JobUsage]:
-    """Rows of ``sacct_usage_argv``: each finished job or element with its steps folded in.
-    Records still pending together (``123_[4-9]``) and jobs that have not ended are left out."""
+def parse_sacct_usage(text: str, *, billing: bool = True) -> list[JobUsage]:
+    """Rows of ``sacct_usage_argv`` asked with the same ``billing``: each finished job or element
+    with its steps folded in. Records still pending together (``123_[4-9]``) and jobs that have not
+    ended are left out."""
     jobs: dict[str, list[str]] = {}
     steps: dict[str, list[list[str]]] = {}
-    for fields in _rows(text, len(SACCT_USAGE_FIELDS), "sacct"):
+    for fields in _rows(text, len(SACCT_USAGE_FIELDS) - (not billing), "sacct"):
         job_text, _, step = fields[0].strip().partition(".")
         if step:
             steps.setdefault(job_text, []).append(fields)
         elif not _SACCT_PENDING_ARRAY.fullmatch(job_text) and _instant(fields[5]) is not None:
             jobs[job_text] = fields
-    return [_usage(fields, steps.get(job_text, [])) for job_text, fields in jobs.items()]
+    return [_usage(fields, steps.get(job_text, []), billing=billing) for job_text, fields in jobs.items()]
 
 
-def _usage(fields: list[str], steps: list[list[str]]) -> JobUsage:
-    job_text, raw_id, state, submit, start, end, elapsed, cpus, tres, nodes, partition, limit, memory, _, total = fields
+def _usage(fields: list[str], steps: list[list[str]], *, billing: bool) -> JobUsage:
+    if billing:
+        job_text, raw_id, state, submit, start, end, elapsed, cpus, tres, nodes, partition, limit, memory, _, \
+            total = fields
+    else:
+        job_text, raw_id, state, submit, start, end, elapsed, cpus, nodes, partition, limit, memory, _, total = fields
+        tres = ""
     finished_at = _instant(end)
     assert finished_at is not None, "parse_sacct_usage keeps ended jobs only"
     element = _SACCT_ELEMENT.fullmatch(job_text.strip())
     # 0 where no sample was taken (a step shorter than JobAcctGatherFrequency): not a measurement.
-    rss = [value for step in steps if (value := _memory_mib(step[13], "MaxRSS"))]
+    rss_at = len(fields) - 2  # MaxRSS, next to last in both forms
+    rss = [value for step in steps if (value := _memory_mib(step[rss_at], "MaxRSS"))]
     return JobUsage(
         job_id=_id(raw_id),
         array_job_id=element.group(1) if element else None,

@@ -24,7 +24,7 @@ def squeue(uid: str, index: int, state: str, used: str) -> str:
 
 
 def sacct(uid: str, index: int, elapsed: int, billing: int) -> str:
-    return (f"300_{index}|{301 + index}|COMPLETED|0:0|None|dev1|{START}|{START + elapsed}|{elapsed}|2|"
+    return (f"300_{index}|{301 + index}|COMPLETED|0:0|None|dev1|{START}|{START + elapsed}|{elapsed}|2|billed|"
             f"billing={billing},cpu=2,mem=200M,node=1|plan.fan|{TAG.format(uid=uid)}\n")
 
 

@@ -44,9 +44,13 @@ def test_sacct_argv_reads_allocations_since_a_local_time():
     assert argv == [
         "env", "SLURM_BITSTR_LEN=0", "SLURM_TIME_FORMAT=%s", "sacct", "-X", "-P", "-n",
         "--starttime=2026-11-23T07:30:15", "--endtime=now",
-        "--format=JobID,JobIDRaw,State,ExitCode,Reason,NodeList,Start,End,ElapsedRaw,AllocCPUS,AllocTRES,JobName,"
-        "Comment",
+        "--format=JobID,JobIDRaw,State,ExitCode,Reason,NodeList,Start,End,ElapsedRaw,AllocCPUS,Partition,AllocTRES,"
+        "JobName,Comment",
     ]
+    # Without billing: no AllocTRES, whose names cost sacct a second round trip to slurmdbd.
+    lean = c.sacct_argv(since=since, user=None, tz=timezone(timedelta(hours=2)), billing=False)
+    assert lean == [*argv[:-1], "--format=JobID,JobIDRaw,State,ExitCode,Reason,NodeList,Start,End,ElapsedRaw,"
+                                "AllocCPUS,Partition,JobName,Comment"]
     argv = c.sacct_argv(since=since, user="bob", job_ids=["26", "44_5"], tz=UTC)
     assert argv[-2:] == ["--user=bob", "--jobs=26,44_5"] and "--starttime=2026-11-23T05:30:15" in argv
     with pytest.raises(ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +26,32 @@ def test_sacct_reads_the_billing_tres():
 
 def test_sacct_without_alloc_tres_has_no_billing():
     assert {r.billing for r in c.parse_sacct(data("sacct-finished.txt"))} == {None}
+
+
+def test_sacct_reads_the_partition_with_or_without_alloc_tres():
+    full = {r.job_id: r for r in c.parse_sacct(data("sacct-billing.txt"))}
+    lean = {r.job_id: r for r in c.parse_sacct(data("sacct-lean.txt"), billing=False)}
+    assert {job_id: r.partition for job_id, r in lean.items()} == {
+        "14686": "billed", "14687": "debug", "14688": "billed", "14689": "billed", "14685": "billed",
+        "14690": "billed", "14691": "debug", "14692": "debug", "14693": "debug"}
+    assert {r.billing for r in lean.values()} == {None}
+    # The rest reads the same either way (14693 ended between the two captures).
+    assert [replace(r, billing=None) for job_id, r in full.items() if job_id != "14693"] == \
+        [r for job_id, r in lean.items() if job_id != "14693"]
+    with pytest.raises(ValueError):
+        c.parse_sacct(data("sacct-lean.txt"))  # one field short of what was asked
+
+
+def test_usage_without_alloc_tres_bills_the_cpus():
+    argv = c.sacct_usage_argv(job_ids=["14690"], user=None, billing=False)
+    assert argv[6] == ("--format=JobID,JobIDRaw,State,Submit,Start,End,ElapsedRaw,AllocCPUS,NNodes,Partition,"
+                       "TimelimitRaw,ReqMem,MaxRSS,TotalCPU")
+    usage = {u.job_id: u for u in c.parse_sacct_usage(data("sacct-usage-lean.txt"), billing=False)}
+    long = usage["14690"]
+    assert (long.partition, long.cpus, long.billing, long.elapsed_seconds, long.billed_core_seconds) == (
+        "billed", 2, None, 4, 8)
+    assert (long.max_rss_mib, long.total_cpu_seconds, long.memory_mib) == (36272 / 1024, 3.125, 300.0)
+    assert (usage["14689"].array_job_id, usage["14689"].array_index, usage["14687"].partition) == ("14685", 1, "debug")
 
 
 def test_usage_argv_asks_by_id_with_steps():
@@ -96,7 +123,7 @@ def test_an_ended_job_costs_its_billing_tres_and_a_live_one_its_cpus():
     ended = data("sacct-billing.txt").splitlines()[0] + TAG  # 14686: 1 s, 2 CPUs, billing=4
     [job] = observed_jobs(c.parse_sacct(ended + "\n"), now=now)
     assert (job.outcome.core_seconds, job.outcome.core_hours) == (4, 4 / 3600)
-    unweighted = "14686|14686|COMPLETED|0:0|None|dev1|1795940768|1795940778|10|2||wrap|" + TAG
+    unweighted = "14686|14686|COMPLETED|0:0|None|dev1|1795940768|1795940778|10|2|debug||wrap|" + TAG
     [job] = observed_jobs(c.parse_sacct(unweighted + "\n"), now=now)
     assert job.outcome.core_seconds == 20  # no AllocTRES: elapsed x CPUs
     # Started 10 s before the last whole minute (1795940880), to which a running job's time counts.
