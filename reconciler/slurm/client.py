@@ -12,6 +12,11 @@ Guarantees:
   waits for the slowest answer, usually sacct through slurmdbd, not for their sum, and never
   for accounting's submit limit; an observation that failed says so (``queue_ok`` /
   ``accounting_ok``) instead of returning an empty list that would read as "every job is gone";
+* a job's billing is exact, yet sacct is asked for AllocTRES (which costs it a second round
+  trip to slurmdbd) only while the last answer showed a job of ours that ran on a partition
+  not known to bill its CPUs (one with TRESBillingWeights, or none named yet): elsewhere billing
+  is the CPU count, and such a job in an answer without AllocTRES is asked again by id with it,
+  at once;
 * errors are typed by what the caller should do next: :class:`SlurmUnavailable` (transient:
   retry later with backoff), :class:`SubmitRefused` with ``at_capacity`` (wait for capacity) or
   not (terminal for this request); a command never raises anything else for Slurm's answers;
@@ -36,7 +41,7 @@ from . import commands, endrecords
 from .commands import ClusterLimits, JobRecord, PartitionInfo, SubmitErrorKind
 from .observation import cluster_view, observed_by_workflow, observed_jobs, reported_ids
 from .script import UpstreamFiles, render_script, task_paths
-from .tags import JobTag
+from .tags import JobTag, parse_tag
 from .transport import CommandResult, Transport, TransportError
 
 log = logging.getLogger(__name__)
@@ -131,6 +136,20 @@ class _ClusterInfo:
     read_at: float = float("-inf")
 
 
+def _wants_billing(partition: str | None, started_at: datetime | None, elapsed_seconds: int,
+                   unweighted: frozenset[str] | None) -> bool:
+    """Whether a job's cost needs its billing TRES: it ran, on a partition not known to bill CPUs
+    (``unweighted``: the partitions without TRESBillingWeights; None: not known). A list of
+    partitions ("debug,billed") or none at all is not known to."""
+    return (elapsed_seconds > 0 or started_at is not None) and (unweighted is None or partition not in unweighted)
+
+
+def _element_id(job_id: str, array_job_id: str | None, index: int | None) -> str:
+    """The id that asks sacct for this job alone: an element's raw id may be its array's own id,
+    which stands for every element."""
+    return job_id if array_job_id is None or index is None else f"{array_job_id}_{index}"
+
+
 def _fresher(records: list[JobRecord], by_id: list[JobRecord]) -> list[JobRecord]:
     """``records`` with the accounting rows of the jobs ``by_id`` reports replaced by its rows:
     asked for by id, they are never older than the time window's."""
@@ -147,6 +166,13 @@ class SlurmClient:
         self._info_reading: Callable[[], tuple[ClusterLimits, list[PartitionInfo]]] | None = None
         self._limit_reading: tuple[Future[str], Future[str]] | None = None
         self._usage_ahead: Future[list[commands.JobUsage]] | None = None
+        # The partitions without TRESBillingWeights, where Slurm bills a job its CPU count (None
+        # until the partitions are read), and the partitions of the jobs of ours in the last sacct
+        # answer that were not known to be among them then. Each query reads both once, on
+        # whatever thread it runs: a race between two answers only changes which form the next
+        # asks, never what a cost comes to.
+        self._unweighted: frozenset[str] | None = None
+        self._billed_on: frozenset[str | None] = frozenset()
         self._queries = ThreadPoolExecutor(max_workers=_QUERIES_AT_ONCE,
                                            thread_name_prefix=f"slurm {cluster.metadata.name}")
 
@@ -237,24 +263,29 @@ class SlurmClient:
 
         ``ending`` are plain jobs (not arrays) that just recorded their end: the window lags them,
         so they are asked for by id at once, beside it, and their rows come from that answer.
+
+        These queries leave AllocTRES out when the module's guarantees allow; our jobs whose cost
+        needs it after all are asked for again by id, with it, before this returns.
         """
         now = datetime.now(UTC)
+        billing, unweighted = self._asks_billing()
         queue = self._queries.submit(self._checked, commands.squeue_argv(user=None))
         window = None
         if since is not None:
             only = names if len(names) <= _NAMES_PER_QUERY else ()
-            window = self._queries.submit(self._checked, commands.sacct_argv(since=since, user=None, names=only))
+            window = self._queries.submit(self._checked, commands.sacct_argv(since=since, user=None, names=only,
+                                                                             billing=billing))
         by_name = None
         if discover is not None:
             # Past a few hundred names, one look over the whole window costs less than many by name.
             sought = discover.names if len(discover.names) <= _NAMES_PER_QUERY else ()
             by_name = self._queries.submit(self._checked, commands.sacct_argv(since=discover.since, user=None,
-                                                                              names=sought))
+                                                                              names=sought, billing=billing))
         ended_now = sorted(set(ending))[:_IDS_PER_QUERY]
         by_id = None
         if ended_now:
             by_id = self._queries.submit(self._checked, commands.sacct_argv(since=_BY_ID_SINCE, user=None,
-                                                                            job_ids=ended_now))
+                                                                            job_ids=ended_now, billing=billing))
         if self._info_reading is None and self._info_due():
             self._info_reading = self._read_info()
         records: list[JobRecord] = []
@@ -267,22 +298,56 @@ class SlurmClient:
             errors.append(str(exc))
         try:
             if window is not None:
-                records.extend(commands.parse_sacct(window.result()))
+                records.extend(commands.parse_sacct(window.result(), billing=billing))
             if by_id is not None:
-                records = _fresher(records, commands.parse_sacct(by_id.result()))
+                records = _fresher(records, commands.parse_sacct(by_id.result(), billing=billing))
             known = {(r.job_id, r.array_indices) for r in records if r.source != "squeue"}
             if by_name is not None:
-                records.extend(r for r in commands.parse_sacct(by_name.result())
+                records.extend(r for r in commands.parse_sacct(by_name.result(), billing=billing)
                                if (r.job_id, r.array_indices) not in known)
             seen = reported_ids(records)
             missing = sorted({j for j in job_ids if j not in seen})
             for start in range(0, len(missing), _IDS_PER_QUERY):
                 records.extend(commands.parse_sacct(self._checked(
-                    commands.sacct_argv(since=_BY_ID_SINCE, user=None, job_ids=missing[start:start + _IDS_PER_QUERY]))))
+                    commands.sacct_argv(since=_BY_ID_SINCE, user=None, job_ids=missing[start:start + _IDS_PER_QUERY],
+                                        billing=billing)), billing=billing))
+            if window is not None or by_id is not None or by_name is not None or missing:
+                records = self._billed_records(records, asked=billing, unweighted=unweighted)
         except (SlurmError, ValueError) as exc:
             accounting_ok = False
             errors.append(str(exc))
         return Observation(tuple(records), queue_ok, accounting_ok, now, "; ".join(errors) or None)
+
+    def _asks_billing(self) -> tuple[bool, frozenset[str] | None]:
+        """Whether the next sacct asks for AllocTRES, and the partitions known to bill CPUs to
+        judge its answer by: it does until those are known, and while the last answer had a job
+        of ours on any other partition."""
+        unweighted = self._unweighted
+        return unweighted is None or not self._billed_on <= unweighted, unweighted
+
+    def _billed_records(self, records: list[JobRecord], *, asked: bool,
+                        unweighted: frozenset[str] | None) -> list[JobRecord]:
+        """``records`` with the billing TRES of each of our jobs that needs it (``_wants_billing``):
+        when the answers were ``asked`` without it, those jobs are asked again by id with it and
+        their rows take the place of the lean ones. Sets what the next query asks."""
+        # Past the partitions known to bill CPUs first: on such a cluster that is every row.
+        unknown = records if unweighted is None else [r for r in records if r.partition not in unweighted]
+        wanting = [r for r in unknown if r.source == "sacct"
+                   and _wants_billing(r.partition, r.started_at, r.elapsed_seconds, unweighted)
+                   and parse_tag(r.comment) is not None]
+        self._billed_on = frozenset(r.partition for r in wanting)
+        if asked or not wanting:
+            return records
+        ids = sorted({_element_id(r.job_id, r.array_job_id, r.array_indices[0] if r.array_indices else None)
+                      for r in wanting})
+        wanted = {(r.job_id, r.array_indices) for r in wanting}
+        billed: dict[tuple[str, tuple[int, ...] | None], JobRecord] = {}
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            for r in commands.parse_sacct(self._checked(
+                    commands.sacct_argv(since=_BY_ID_SINCE, user=None, job_ids=ids[start:start + _IDS_PER_QUERY]))):
+                if (r.job_id, r.array_indices) in wanted:
+                    billed[r.job_id, r.array_indices] = r
+        return [billed.get((r.job_id, r.array_indices), r) if r.source == "sacct" else r for r in records]
 
     def ask_usage_ahead(self, job_ids: Iterable[str]) -> None:
         """Starts reading the usage of these plain jobs (ones that just recorded their end) now,
@@ -309,10 +374,25 @@ class SlurmClient:
         return found + self._usage_of(sorted(ids))
 
     def _usage_of(self, job_ids: Sequence[str]) -> list[commands.JobUsage]:
+        """Usage as ``usage`` reads it, asked without AllocTRES on the same terms as ``observe``."""
+        if not job_ids:
+            return []
+        billing, unweighted = self._asks_billing()
+        found = self._usage_read(job_ids, billing=billing)
+        wanting = [u for u in found if _wants_billing(u.partition, u.started_at, u.elapsed_seconds, unweighted)]
+        self._billed_on = frozenset(u.partition for u in wanting)
+        if billing or not wanting:
+            return found
+        ids = sorted({_element_id(u.job_id, u.array_job_id, u.array_index) for u in wanting})
+        wanted = {u.job_id for u in wanting}
+        billed = {u.job_id: u for u in self._usage_read(ids, billing=True) if u.job_id in wanted}
+        return [billed.get(u.job_id, u) for u in found]
+
+    def _usage_read(self, job_ids: Sequence[str], *, billing: bool) -> list[commands.JobUsage]:
         found: list[commands.JobUsage] = []
         for start in range(0, len(job_ids), _IDS_PER_QUERY):
-            batch = job_ids[start:start + _IDS_PER_QUERY]
-            found.extend(commands.parse_sacct_usage(self._checked(commands.sacct_usage_argv(job_ids=batch, user=None))))
+            argv = commands.sacct_usage_argv(job_ids=job_ids[start:start + _IDS_PER_QUERY], user=None, billing=billing)
+            found.extend(commands.parse_sacct_usage(self._checked(argv), billing=billing))
         return found
 
     def info(self, *, refresh: bool = False) -> _ClusterInfo:
@@ -329,6 +409,7 @@ class SlurmClient:
         if reading is not None:
             limits, partitions = reading()
             self._info = replace(self._info, limits=limits, partitions=partitions, read_at=time.monotonic())
+            self._unweighted = frozenset(p.name for p in partitions if not p.billing_weights)
         self._take_submit_limit(wait=refresh)
         return self._info
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -18,9 +20,10 @@ from reconciler.devcluster.cluster import cgroup_v1_memory
 from reconciler.manifests.loader import load_text
 from reconciler.manifests.resolve import ResolvedWorkflow, resolve
 from reconciler.slurm.client import SlurmClient, SubmitRequest
+from reconciler.slurm.commands import command_name
 from reconciler.slurm.tags import JobTag
 from reconciler.slurm.transport import CommandResult, Transport, open_transport
-from tests.integration.gitops_world import workflow_header
+from tests.integration.gitops_world import unique, wait_until, workflow_header
 
 pytestmark = pytest.mark.slurm
 
@@ -206,6 +209,49 @@ def test_a_job_that_recorded_its_end_is_read_by_id_with_its_usage_beside_it(clie
         assert len([c for c in counting.calls if c[-1] == f"--jobs={job_id}"]) == 2  # taken, not asked again
     finally:
         ending.close()
+
+
+def accounted_as(cluster: DevCluster, job_id: str) -> str:
+    """"State|Partition" of one job as sacct reports it."""
+    done = subprocess.run(["sacct", "-X", "-P", "-n", f"--jobs={job_id}", "--format=State,Partition"],
+                          env={**os.environ, **cluster.env}, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_a_job_on_a_partition_without_weights_is_read_without_alloc_tres(client: SlurmClient,
+                                                                         dev_cluster: DevCluster):
+    """debug has no TRESBillingWeights: Slurm bills a job there its CPUs, so neither its
+    observation nor its usage asks sacct for AllocTRES (a second round trip to slurmdbd)."""
+    task = '    - name: main\n      command: [sleep, "1"]\n      resources: {cpus: 2}\n'
+    submission = submit_workflow(resolved_from(workflow_header(unique("lean")) + task, client.cluster), client)
+    follow_all(client, submission)
+    [job_id] = submission.jobs["main"]
+    counting = CountingTransport(open_transport(client.cluster.spec))
+    lean = SlurmClient(client.cluster, cast(Transport, counting))
+    try:
+        # Once accounting has the job's end and partition: for a second or two after a short job
+        # ends, slurmdbd may show it without its partition, which is then not known to bill CPUs
+        # and rightly asked for again with AllocTRES.
+        wait_until(lambda: accounted_as(dev_cluster, job_id) == "COMPLETED|debug", timeout=20,
+                   what=f"slurmdbd recording job {job_id}'s end and partition")
+        lean.info()
+        lean.ask_usage_ahead([job_id])
+        observation = lean.observe(since=None, job_ids=[job_id], ending=[job_id])
+        [record] = [r for r in observation.records if r.job_id == job_id and r.source == "sacct"]
+        [usage] = lean.usage([job_id])
+        sacct = [call for call in counting.calls if command_name(call) == "sacct"]
+        assert len(sacct) == 2 and not [call for call in sacct if any("AllocTRES" in word for word in call)], sacct
+        [job] = [j for j in observation.jobs() if j.job_id == job_id]
+        assert record.partition == usage.partition == "debug" and record.cpus == usage.cpus == 2
+        assert record.billing is None and record.elapsed_seconds >= 1
+        # As Slurm bills it: elapsed x the billing TRES, which is the CPU count here.
+        tres = subprocess.run(["sacct", "-X", "-P", "-n", f"--jobs={job_id}", "--format=AllocTRES"],
+                              env={**os.environ, **dev_cluster.env}, capture_output=True, text=True, check=True)
+        billing = dict(item.split("=", 1) for item in tres.stdout.strip().split(","))["billing"]
+        assert job.outcome.core_seconds == usage.billed_core_seconds == record.elapsed_seconds * int(billing) \
+            == record.elapsed_seconds * 2
+    finally:
+        lean.close()
 
 
 def test_hold_release_and_cancel(client: SlurmClient):
