@@ -467,11 +467,11 @@ class Store(OutputBook, ApprovalBook, ArraySizeBook, RequestBook, HistoryBook, C
         if found.indices is None and all(job.indices is None for job in observed):
             # A plain job: the latest report is the whole truth (Slurm may requeue it, so a
             # finished state can legitimately become pending again). Written only when it differs
-            # from the row's: most reports of most jobs say again what the last one said.
-            outcome = _outcome_columns(newest.outcome)
+            # from the row's (which does not keep ``accounted``): most reports of most jobs say
+            # again what the last one said.
             if (found.outcome is None or found.done != newest.outcome.done
-                    or _outcome_columns(found.outcome) != outcome):
-                columns.update(outcome, done=int(newest.outcome.done))
+                    or replace(newest.outcome, accounted=found.outcome.accounted) != found.outcome):
+                columns.update(_outcome_columns(newest.outcome), done=int(newest.outcome.done))
             return columns
         universe = set(expand(found.indices, limit=MAX_ELEMENTS)) if found.indices else set()
         groups = decode_groups(found.outcomes)
