@@ -14,9 +14,9 @@ Guarantees:
   ``accounting_ok``) instead of returning an empty list that would read as "every job is gone";
 * a job's billing is exact, yet sacct is asked for AllocTRES (which costs it a second round
   trip to slurmdbd) only while the last answer showed a job of ours that ran on a partition
-  not known to bill its CPUs (one with TRESBillingWeights, or none named yet): elsewhere billing
-  is the CPU count, and such a job in an answer without AllocTRES is asked again by id with it,
-  at once;
+  not known to bill its CPUs (one with TRESBillingWeights, or none that accounting or
+  slurmctld can name): elsewhere billing is the CPU count, and such a job in an answer without
+  AllocTRES is asked again by id with it, at once;
 * errors are typed by what the caller should do next: :class:`SlurmUnavailable` (transient:
   retry later with backoff), :class:`SubmitRefused` with ``at_capacity`` (wait for capacity) or
   not (terminal for this request); a command never raises anything else for Slurm's answers;
@@ -335,6 +335,9 @@ class SlurmClient:
         wanting = [r for r in unknown if r.source == "sacct"
                    and _wants_billing(r.partition, r.started_at, r.elapsed_seconds, unweighted)
                    and parse_tag(r.comment) is not None]
+        if not asked and unweighted is not None:
+            billing_cpus = self._held_on(unweighted, {r.job_id for r in wanting if r.partition is None})
+            wanting = [r for r in wanting if r.job_id not in billing_cpus]
         self._billed_on = frozenset(r.partition for r in wanting)
         if asked or not wanting:
             return records
@@ -348,6 +351,22 @@ class SlurmClient:
                 if (r.job_id, r.array_indices) in wanted:
                     billed[r.job_id, r.array_indices] = r
         return [billed.get((r.job_id, r.array_indices), r) if r.source == "sacct" else r for r in records]
+
+    def _held_on(self, unweighted: frozenset[str], unnamed: set[str]) -> set[str]:
+        """Of these jobs (raw ids) accounting names no partition for, those slurmctld holds on one
+        of ``unweighted``. slurmdbd names none for a second or two after a short job ends, which
+        is when its end is first read; squeue, which holds an ended job for MinJobAge, answers in
+        milliseconds where sacct with AllocTRES takes a round trip more. When squeue cannot say,
+        none: the caller asks sacct."""
+        if not unnamed:
+            return set()
+        try:
+            result = self._run(commands.squeue_partitions_argv(sorted(unnamed)[:_IDS_PER_QUERY]))
+            held = commands.parse_squeue_partitions(result.stdout) if result.exit_code == 0 else {}
+        except (SlurmUnavailable, ValueError) as exc:
+            log.debug("cluster %s: partitions of %d jobs: %s", self.name, len(unnamed), exc)
+            return set()
+        return {job_id for job_id in unnamed if held.get(job_id) in unweighted}
 
     def ask_usage_ahead(self, job_ids: Iterable[str]) -> None:
         """Starts reading the usage of these plain jobs (ones that just recorded their end) now,
@@ -380,6 +399,9 @@ class SlurmClient:
         billing, unweighted = self._asks_billing()
         found = self._usage_read(job_ids, billing=billing)
         wanting = [u for u in found if _wants_billing(u.partition, u.started_at, u.elapsed_seconds, unweighted)]
+        if not billing and unweighted is not None:
+            billing_cpus = self._held_on(unweighted, {u.job_id for u in wanting if u.partition is None})
+            wanting = [u for u in wanting if u.job_id not in billing_cpus]
         self._billed_on = frozenset(u.partition for u in wanting)
         if billing or not wanting:
             return found

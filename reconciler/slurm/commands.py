@@ -150,6 +150,12 @@ def squeue_argv(*, user: str | None) -> list[str]:
     return ["env", *OUTPUT_ENV, "squeue", who, "--states=all", "--noheader", f"--format={'|'.join(SQUEUE_FIELDS)}"]
 
 
+def squeue_partitions_argv(job_ids: Sequence[str]) -> list[str]:
+    """The partition of each of these jobs (raw ids; an array's id stands for its elements) that
+    slurmctld still holds, ended ones included (for MinJobAge). squeue exits 1 when it holds none."""
+    return ["squeue", "--states=all", "--noheader", "--format=%A|%P", f"--jobs={','.join(_job_ids(job_ids))}"]
+
+
 def sacct_argv(
     *, since: datetime, user: str | None, job_ids: Sequence[str] = (), names: Sequence[str] = (),
     tz: tzinfo | None = None, billing: bool = True,
@@ -282,6 +288,11 @@ def parse_squeue(text: str) -> list[JobRecord]:
             source="squeue",
         ))
     return records
+
+
+def parse_squeue_partitions(text: str) -> dict[str, str]:
+    """Rows of ``squeue_partitions_argv``: each job's partition by its raw id."""
+    return {_id(job_id): partition.strip() for job_id, partition in _rows(text, 2, "squeue")}
 
 
 def parse_sacct(text: str, *, billing: bool = True) -> list[JobRecord]:

@@ -5,7 +5,7 @@ then at once by id, so that every cost stays exact."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import pytest
@@ -54,12 +54,14 @@ class Job:
 
 class Accounting(FakeSlurm):
     """A login node whose sacct answers ``jobs`` in the fields its --format asks (steps too
-    without -X), by id when asked by id, and whose partitions are ``debug`` (no weights) and
-    ``billed`` (TRESBillingWeights), as captured."""
+    without -X), by id when asked by id, whose slurmctld holds the partitions of ``held`` (ended
+    jobs it has not forgotten yet), and whose partitions are ``debug`` (no weights) and ``billed``
+    (TRESBillingWeights), as captured."""
 
     def __init__(self, jobs: Sequence[Job]) -> None:
         super().__init__()
         self.jobs = list(jobs)
+        self.held: dict[str, str] = {}
 
     def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, stdin: str | None = None,
             timeout: float = 60.0) -> CommandResult:
@@ -67,6 +69,12 @@ class Accounting(FakeSlurm):
         if command_name(words) == "scontrol" and "partition" in words:
             self.calls.append(words)
             return CommandResult(words, 0, (CAPTURED / "scontrol-show-partition-billed.txt").read_text(), "")
+        if command_name(words) == "squeue" and "--format=%A|%P" in words:
+            self.calls.append(words)
+            rows = [f"{job_id}|{self.held[job_id]}\n" for job_id in by_id(words).split(",") if job_id in self.held]
+            if not rows:
+                return CommandResult(words, 1, "", "slurm_load_jobs error: Invalid job id specified")
+            return CommandResult(words, 0, "".join(rows), "")
         if command_name(words) != "sacct":
             return super().run(argv, env=env, stdin=stdin, timeout=timeout)
         self.calls.append(words)
@@ -90,8 +98,8 @@ def asks_billing(call: tuple[str, ...]) -> bool:
     return any(word.startswith("--format=") and "AllocTRES" in word for word in call)
 
 
-def by_id(call: tuple[str, ...]) -> str | None:
-    return next((word.removeprefix("--jobs=") for word in call if word.startswith("--jobs=")), None)
+def by_id(call: tuple[str, ...]) -> str:
+    return next((word.removeprefix("--jobs=") for word in call if word.startswith("--jobs=")), "")
 
 
 DEBUG = Job("7", "debug", elapsed=10, cpus=2, billing=2, comment=TAG.format(task="plain", part=0))
@@ -144,7 +152,7 @@ def test_a_job_on_a_weighted_partition_is_asked_again_by_id_in_the_same_look(nod
     mark = len(node.calls)
     assert look(client) == {"7": 20, "8": 40, "300": 20, "10": 0}  # billing x elapsed, exactly
     window, again = node.sacct_since(mark)
-    assert not asks_billing(window) and by_id(window) is None
+    assert not asks_billing(window) and not by_id(window)
     assert asks_billing(again) and by_id(again) == "300_1,8"
     # The next look asks with AllocTRES at once, and no more.
     mark = len(node.calls)
@@ -178,11 +186,38 @@ def test_usage_on_a_weighted_partition_is_asked_again_by_id(node: Accounting, cl
     assert [asks_billing(call) for call in node.sacct_since(mark)] == [True, False]
 
 
-def test_a_job_accounting_shows_without_its_partition_yet_is_asked_again(node: Accounting, client: SlurmClient):
+def partition_reads(node: Accounting, mark: int) -> list[tuple[str, bool, str]]:
+    """The sacct calls since ``mark`` and the squeue calls asking for partitions: (command,
+    whether it asks for AllocTRES, the ids it asks for)."""
+    return [(command_name(call), asks_billing(call), by_id(call)) for call in node.calls[mark:]
+            if command_name(call) == "sacct" or "--format=%A|%P" in call]
+
+
+# Seen on 22.05.8: for a second or two after a short job ends, slurmdbd shows it ended, with its
+# AllocTRES, but no partition. slurmctld still holds it (MinJobAge), and knows.
+UNNAMED = Job("11", "", elapsed=3, cpus=2, billing=4, comment=TAG.format(task="just", part=0))
+
+
+def test_a_job_accounting_names_no_partition_for_is_looked_up_in_the_queue(node: Accounting,
+                                                                           client: SlurmClient):
     look(client)
-    # Seen on 22.05.8: for a second or two after a short job ends, slurmdbd shows it ended, with
-    # its AllocTRES, but no partition; it may have run on a weighted one.
-    node.jobs.append(Job("11", "", elapsed=3, cpus=2, billing=4, comment=TAG.format(task="just", part=0)))
+    node.jobs.append(replace(UNNAMED, billing=2))
+    node.held["11"] = "debug"
+    mark = len(node.calls)
+    assert look(client)["11"] == 6
+    assert partition_reads(node, mark) == [("sacct", False, ""), ("squeue", False, "11")]
+    mark = len(node.calls)
+    client.ask_usage_ahead(["11"])
+    assert [u.billed_core_seconds for u in client.usage(["11"])] == [6]
+    assert partition_reads(node, mark) == [("sacct", False, "11"), ("squeue", False, "11")]
+
+
+@pytest.mark.parametrize("held", [{"11": "billed"}, {}], ids=["weighted", "forgotten"])
+def test_a_job_with_no_partition_named_elsewhere_is_asked_again_with_alloc_tres(node: Accounting,
+                                                                                client: SlurmClient, held):
+    look(client)
+    node.jobs.append(UNNAMED)
+    node.held = held
     mark = len(node.calls)
     assert look(client)["11"] == 12
-    assert [(asks_billing(call), by_id(call)) for call in node.sacct_since(mark)] == [(False, None), (True, "11")]
+    assert partition_reads(node, mark) == [("sacct", False, ""), ("squeue", False, "11"), ("sacct", True, "11")]

@@ -61,6 +61,15 @@ def test_sacct_argv_reads_allocations_since_a_local_time():
         c.sacct_argv(since=since, user=None, names=["a,b"])  # a comma would split one name in two
 
 
+def test_squeue_names_the_partitions_of_jobs_it_holds():
+    assert c.squeue_partitions_argv(["149143", "149144"]) == [
+        "squeue", "--states=all", "--noheader", "--format=%A|%P", "--jobs=149143,149144"]
+    # As Slurm 22.05.8 printed it for array 149143 (elements 149144 and 149143) after both ended.
+    assert c.parse_squeue_partitions("149144|debug\n149143|debug\n") == {"149144": "debug", "149143": "debug"}
+    with pytest.raises(ValueError):
+        c.parse_squeue_partitions("debug\n")
+
+
 def test_command_name_skips_the_environment_prefix():
     since = datetime(2026, 1, 1, tzinfo=UTC)
     assert c.command_name(c.squeue_argv(user=None)) == "squeue"
