@@ -150,11 +150,11 @@ def test_core_hours_are_split_by_the_chosen_label_and_by_partition(store):
         store.save_statuses({stored.uid: status})
 
     # A task's own partition wins over the workflow's defaults.
+    tasks = [{"name": "prep"}, {"name": "step", "resources": {"partition": "billed"}}]
     stored = store.upsert_workflow(namespace="default", name="four", now=NOW, revision=None, source_file=None,
                                    resource={"metadata": {"name": "four"},
                                              "spec": {"defaults": {"resources": {"partition": "debug"}},
-                                                      "tasks": [{"name": "prep"},
-                                                                {"name": "step", "resources": {"partition": "billed"}}]}})
+                                                      "tasks": tasks}})
     store.save_statuses({stored.uid: WorkflowStatus(phase=WorkflowPhase.SUCCEEDED, tasks={
         "prep": TaskStatus(phase=TaskPhase.SUCCEEDED, billed_core_seconds=360),
         "step": TaskStatus(phase=TaskPhase.SUCCEEDED, billed_core_seconds=3600)})})
