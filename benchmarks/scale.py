@@ -3,10 +3,12 @@ executor) against a Slurm held in memory (:mod:`benchmarks.memslurm`), counting 
 commands each tick runs and its CPU time. Called by :mod:`benchmarks.__main__`
 (``scripts/bench --scale``).
 
-Five ticks: the first submits everything, the second sees every job running, the third sees
-every job completed, the fourth finds nothing left to do (and plans every workflow once more,
-confirming its status), the fifth is the steady tick the loop then runs over and over, in which
-no workflow is planned again. Observing a cluster should cost one ``squeue`` and one ``sacct``
+Seven ticks: the first submits everything, the second sees every job running, the third sees
+them still running and plans every workflow once more, confirming its status, the fourth is
+the steady tick of running jobs (within the same minute, to which a running job's time counts,
+so no workflow is planned again), the fifth sees every job completed, the sixth finds nothing
+left to do (and plans every workflow once more), the seventh is the steady tick the loop then
+runs over and over, in which no workflow is planned again. Observing a cluster should cost one ``squeue`` and one ``sacct``
 whatever the number of jobs; the table shows what each tick ran.
 """
 
@@ -87,8 +89,9 @@ def measure(workflows: int = 200, tasks: int = 50) -> dict[str, object]:
     slurm = MemorySlurm()
     ticks = []
     with controller(workflows, tasks, slurm) as loop:
-        for label, state in (("submit", None), ("all running", "RUNNING"), ("all completed", "COMPLETED"),
-                             ("nothing left to do", None), ("steady", None)):
+        for label, state in (("submit", None), ("all running", "RUNNING"), ("still running", None),
+                             ("running, steady", None), ("all completed", "COMPLETED"), ("nothing left to do", None),
+                             ("steady", None)):
             if state is not None:
                 slurm.advance(state)
             slurm.counts.clear()
