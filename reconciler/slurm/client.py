@@ -34,6 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from ..api import Resources, SlurmCluster, Task
 from ..core.observed import ClusterView, JobSize, ObservedJob
@@ -45,6 +46,9 @@ from .tags import JobTag, parse_tag
 from .transport import CommandResult, Transport, TransportError
 
 log = logging.getLogger(__name__)
+
+# A row whose cost may need the billing TRES: a job's record or its usage.
+_Billable = TypeVar("_Billable", JobRecord, commands.JobUsage)
 
 COMMAND_TIMEOUT = 60.0
 # Limits and partitions change rarely; reading them every tick would double the load on slurmctld.
@@ -335,10 +339,7 @@ class SlurmClient:
         wanting = [r for r in unknown if r.source == "sacct"
                    and _wants_billing(r.partition, r.started_at, r.elapsed_seconds, unweighted)
                    and parse_tag(r.comment) is not None]
-        if not asked and unweighted is not None:
-            billing_cpus = self._held_on(unweighted, {r.job_id for r in wanting if r.partition is None})
-            wanting = [r for r in wanting if r.job_id not in billing_cpus]
-        self._billed_on = frozenset(r.partition for r in wanting)
+        wanting = self._unvouched(wanting, asked=asked, unweighted=unweighted)
         if asked or not wanting:
             return records
         ids = sorted({_element_id(r.job_id, r.array_job_id, r.array_indices[0] if r.array_indices else None)
@@ -351,6 +352,17 @@ class SlurmClient:
                 if (r.job_id, r.array_indices) in wanted:
                     billed[r.job_id, r.array_indices] = r
         return [billed.get((r.job_id, r.array_indices), r) if r.source == "sacct" else r for r in records]
+
+    def _unvouched(self, wanting: list[_Billable], *, asked: bool,
+                   unweighted: frozenset[str] | None) -> list[_Billable]:
+        """Of the rows whose cost needs the billing TRES, those squeue does not place on a
+        partition known to bill CPUs (when the answer was asked without AllocTRES); they set what
+        the next query asks."""
+        if not asked and unweighted is not None:
+            billing_cpus = self._held_on(unweighted, {row.job_id for row in wanting if row.partition is None})
+            wanting = [row for row in wanting if row.job_id not in billing_cpus]
+        self._billed_on = frozenset(row.partition for row in wanting)
+        return wanting
 
     def _held_on(self, unweighted: frozenset[str], unnamed: set[str]) -> set[str]:
         """Of these jobs (raw ids) accounting names no partition for, those slurmctld holds on one
@@ -399,10 +411,7 @@ class SlurmClient:
         billing, unweighted = self._asks_billing()
         found = self._usage_read(job_ids, billing=billing)
         wanting = [u for u in found if _wants_billing(u.partition, u.started_at, u.elapsed_seconds, unweighted)]
-        if not billing and unweighted is not None:
-            billing_cpus = self._held_on(unweighted, {u.job_id for u in wanting if u.partition is None})
-            wanting = [u for u in wanting if u.job_id not in billing_cpus]
-        self._billed_on = frozenset(u.partition for u in wanting)
+        wanting = self._unvouched(wanting, asked=billing, unweighted=unweighted)
         if billing or not wanting:
             return found
         ids = sorted({_element_id(u.job_id, u.array_job_id, u.array_index) for u in wanting})
