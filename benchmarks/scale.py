@@ -8,8 +8,8 @@ them still running and plans every workflow once more, confirming its status, th
 the steady tick of running jobs (within the same minute, to which a running job's time counts,
 so no workflow is planned again), the fifth sees every job completed, the sixth finds nothing
 left to do (and plans every workflow once more), the seventh is the steady tick the loop then
-runs over and over, in which no workflow is planned again. Observing a cluster should cost one ``squeue`` and one ``sacct``
-whatever the number of jobs; the table shows what each tick ran.
+runs over and over, in which no workflow is planned again. Observing a cluster should cost
+one ``squeue`` and one ``sacct`` whatever the number of jobs; the table shows what each tick ran.
 """
 
 from __future__ import annotations
