@@ -8,7 +8,6 @@ and ``describe`` only open the store, so they work while a loop runs (as ``appro
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 import sys
@@ -38,6 +37,7 @@ def run(*, source: str, path: str | None, branch: str | None, state: str | None,
         metrics_port: int | None = None, metrics_address: str = "127.0.0.1", group_label: str | None = None) -> int:
     # Imported here: get, describe and approve only read the store, and start faster without them.
     from ..engine.controller import Controller, StateLock, StateLocked
+    from ..engine.heap import settle_for_the_loop
     from ..engine.metrics import Metrics
     from ..sources import open_source
     from ..sources.webhook import WebhookReceiver
@@ -75,9 +75,9 @@ def run(*, source: str, path: str | None, branch: str | None, state: str | None,
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     log.info("reconciling %s into %s every %.0fs", source_.description, directory, interval)
-    # What the start built (modules, models and their schemas) lives as long as the loop: the
-    # collector need not walk it again in every full collection, nor as the process exits.
-    gc.freeze()
+    # What the start built lives as long as the loop: the collector need not walk it again in
+    # every full collection, nor as the process exits; and a tick's garbage is mostly acyclic.
+    settle_for_the_loop()
     try:
         return controller.run(once=once, until_done=until_done)
     finally:

@@ -22,6 +22,7 @@ from kubernetes import config as k8s_config
 
 from .. import __version__
 from ..engine.controller import Controller
+from ..engine.heap import settle_for_the_loop
 from ..engine.metrics import Metrics
 from ..store.database import Store
 from .leader import LeaderElector
@@ -95,6 +96,7 @@ def run_operator(*, namespace: str | None, kubeconfig: str | None, state_dir: Pa
         elector.keep_renewing(on_lost)
         if not source.start():
             log.warning("the caches are not complete yet; the loop starts and they fill in")
+        settle_for_the_loop()
         controller.run()
         if lost.is_set():
             log.error("leadership lost: exiting so that only one replica acts")
