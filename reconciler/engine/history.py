@@ -66,8 +66,9 @@ def runs_of(attempts: Iterable[UnrecordedAttempt], usage: Sequence[JobUsage],
         found = elements.get(attempt.job_id, []) if attempt.array else \
             [u for u in (plain.get(attempt.job_id),) if u is not None]
         settled = attempt.finished_at is not None and now - attempt.finished_at > ACCOUNTING_MAX_LAG
-        if len(found) < attempt.elements and not settled:
-            continue  # accounting has not heard of every job yet
+        heard = len(found) >= attempt.elements and all(u.steps_ended or u.elapsed_seconds == 0 for u in found)
+        if not heard and not settled:
+            continue  # accounting has not heard of every job, or of every step of one that ran, yet
         taken.append(attempt)
         ran = [u for u in found if not (u.state == "CANCELLED" and u.elapsed_seconds == 0)]
         resolved = workflows.get(attempt.uid)

@@ -100,6 +100,9 @@ class JobUsage:
     memory_mib: float | None  # requested, per node
     max_rss_mib: float | None  # the largest of its steps' (the batch step's for a plain script)
     total_cpu_seconds: float | None  # user + system CPU time of all its steps
+    # Whether accounting shows it ran steps and every one of them ended: a step's final record,
+    # with its MaxRSS, can reach slurmdbd a moment after its job's end.
+    steps_ended: bool
 
     @property
     def billed_core_seconds(self) -> int:
@@ -382,6 +385,7 @@ def _usage(fields: list[str], steps: list[list[str]], *, billing: bool) -> JobUs
         memory_mib=_requested_memory(memory, cpus=_int(cpus, "AllocCPUS"), nodes=_int(nodes, "NNodes")),
         max_rss_mib=max(rss, default=None),
         total_cpu_seconds=None if _optional(total) is None else _cpu_time(total),
+        steps_ended=bool(steps) and all(_instant(step[5]) is not None for step in steps),  # End
     )
 
 

@@ -95,6 +95,28 @@ def test_an_attempt_accounting_has_not_got_yet_waits_until_it_must_have(store: S
     assert (runs, taken) == ([], attempts)  # never in accounting: given up on, without a run
 
 
+def test_a_run_waits_for_its_steps_end_in_accounting(store: Store):
+    """slurmdbd may have a job's end before its batch step's final record (with its MaxRSS): the
+    run is not recorded from the first answer, but from one that has the step ended."""
+    uid = store.upsert_workflow(namespace="default", name="plan", resource=MANIFEST, revision=None,
+                                source_file=None, now=T0).uid
+    ended(store, uid, JobKey("prep", 1), "14686", at=T0)
+    attempts = store.unrecorded_attempts("dev", [uid])
+    job, step = (DATA / "sacct-usage.txt").read_text().splitlines()[:2]
+    running_step = step.replace("|COMPLETED|1795940768|1795940768|1795940769|", "|RUNNING|1795940768|1795940768||")
+    running_step = running_step.replace("||0|", "|||", 1)
+    early = c.parse_sacct_usage(f"{job}\n{running_step}\n")
+    assert [u.steps_ended for u in early] == [False]
+    assert runs_of(attempts, early, {uid: resolved_plan()}, cluster="dev", now=T0 + timedelta(seconds=5)) == ([], [])
+
+    final = c.parse_sacct_usage(f"{job}\n{step.replace('||0|', '||120M|', 1)}\n")
+    runs, taken = runs_of(attempts, final, {uid: resolved_plan()}, cluster="dev", now=T0 + timedelta(seconds=6))
+    assert taken == attempts and [run.sample.max_rss_mib for run in runs] == [120.0]
+    # Past the time accounting may lag, what it has is taken as it is.
+    runs, taken = runs_of(attempts, early, {uid: resolved_plan()}, cluster="dev", now=T0 + timedelta(minutes=5))
+    assert taken == attempts and [run.sample.max_rss_mib for run in runs] == [None]
+
+
 def test_a_job_cancelled_before_it_ran_leaves_no_run(store: Store):
     uid = store.upsert_workflow(namespace="default", name="plan", resource=MANIFEST, revision=None,
                                 source_file=None, now=T0).uid
