@@ -705,7 +705,7 @@ class Controller:
         self._clients[name] = client
         self._watches[name] = EndWatch(transport, workdir=cluster.spec.workdir, wake=self.source.wake, name=name)
         # As declared, for reading job output later (reconciler logs, the dashboard).
-        self.store.record_cluster(cluster, now=datetime.now(UTC))
+        self.store.record_cluster(cluster, now=self.clock())
         return client
 
     def _drop_client(self, name: str) -> None:
